@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+
+from notify.forms import NotificationForm
+from notify.models import ApiToken, Broadcast, Notification
+from notify.sending import send
+
+SEND_PERMISSION = "notify.add_notification"
+
+
+@admin.register(Notification)
+class NotificationAdmin(admin.ModelAdmin):
+    list_display = ["title", "recipient", "level", "is_read", "created_at"]
+    list_filter = ["level", ("read_at", admin.EmptyFieldListFilter), "created_at"]
+    search_fields = ["title", "body", "recipient__username", "recipient__email"]
+    raw_id_fields = ["recipient"]
+    readonly_fields = ["seq"]
+    date_hierarchy = "created_at"
+    actions = ["mark_read"]
+
+    @admin.display(boolean=True, description="read", ordering="read_at")
+    def is_read(self, obj: Notification) -> bool:
+        return obj.read
+
+    @admin.action(description="Mark selected notifications as read", permissions=["change"])
+    def mark_read(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+        self.message_user(request, f"Marked {queryset.mark_read()} notification(s) as read.")
+
+
+@admin.register(Broadcast)
+class BroadcastAdmin(admin.ModelAdmin):
+    list_display = ["title", "level", "audience", "recipient_count", "sent_at", "created_by"]
+    list_filter = ["level", "sent_at"]
+    search_fields = ["title", "body"]
+    filter_horizontal = ["groups"]
+    fields = ["title", "body", "level", "url", "groups", "created_by", "sent_at", "recipient_count"]
+    readonly_fields = ["created_by", "sent_at", "recipient_count"]
+
+    @admin.display(description="to")
+    def audience(self, obj: Broadcast) -> str:
+        names = [group.name for group in obj.groups.all()]
+        return ", ".join(names) if names else "all active users"
+
+    def has_change_permission(self, request: HttpRequest, obj: Broadcast | None = None) -> bool:
+        # A sent announcement is a record of what went out: it can't be edited.
+        if obj is not None and obj.sent_at is not None:
+            return False
+        return super().has_change_permission(request, obj)
+
+    def save_model(self, request: HttpRequest, obj: Broadcast, form: Any, change: bool) -> None:
+        if not change:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        broadcast = form.instance
+        if broadcast.sent_at is None:  # groups are saved now: send
+            count = broadcast.send()
+            self.message_user(request, f"“{broadcast}” was sent to {count} user(s).", messages.SUCCESS)
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "user", "name", "created_at", "revoked_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["user__username", "name", "key"]
+    raw_id_fields = ["user"]
+    readonly_fields = ["key", "created_at"]
+    fields = ["user", "name", "key", "created_at", "revoked_at"]
+    actions = ["revoke"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # tokens are issued by `manage.py notify_token`, which shows the secret once
+
+    @admin.action(description="Revoke selected tokens", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        tokens = list(queryset.active())
+        for token in tokens:  # one by one: each leaves the token cache
+            token.revoke()
+        self.message_user(request, f"Revoked {len(tokens)} token(s).")
+
+
+@admin.action(description="Send notification…")
+def send_notification(model_admin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> Any:
+    """An admin action for users: an intermediate form, then one notification per selected user.
+
+    notify adds it to the registered user admin; a project with its own UserAdmin
+    registered later adds ``notify.admin.send_notification`` to its ``actions``.
+    """
+    if not request.user.has_perm(SEND_PERMISSION):
+        raise PermissionDenied
+    form = NotificationForm(request.POST if "apply" in request.POST else None)
+    if form.is_valid():
+        sent = send(queryset, **form.cleaned_data)
+        model_admin.message_user(request, f"Sent “{form.cleaned_data['title']}” to {len(sent)} user(s).",
+                                 messages.SUCCESS)
+        return None  # back to the list
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Send a notification",
+        "form": form,
+        "queryset": queryset,
+        "opts": model_admin.model._meta,
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "action_name": "send_notification",
+    }
+    return TemplateResponse(request, "admin/notify/send_notification.html", context)
+
+
+def _offer_send_action_on_users() -> None:
+    user_admin = admin.site._registry.get(get_user_model())
+    if user_admin is not None and send_notification not in (user_admin.actions or ()):
+        user_admin.actions = [*(user_admin.actions or ()), send_notification]
+
+
+_offer_send_action_on_users()

@@ -1,0 +1,122 @@
+"""Serve held polls without a thread each: an ASGI wrapper around Django's application.
+
+Django's ASGIHandler runs every request in a ``ThreadSensitiveContext``; the first
+synchronous call inside it (the ``request_started`` receivers, any
+``MiddlewareMixin`` middleware, ``request.auser()``) starts a thread that lives as
+long as the request. For a poll held 25 seconds that is a thread per waiting
+client, the very cost long polling is blamed for.
+
+``LongPollRouter`` answers ``GET`` requests for the poll URL itself, with Django's
+request object, session engine, authentication backends and ORM (run in
+``notify.db``'s shared threads), and hands every other request to Django
+unchanged. What a poll served this way skips: the middleware stack and the
+``request_started`` / ``request_finished`` signals. Nothing in the poll path
+needs them; a project whose middleware must see polls can leave the wrapper out
+and still be correct, at a thread per held poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from django.core.exceptions import DisallowedHost
+from django.core.handlers.asgi import ASGIRequest, get_script_prefix
+from django.http import HttpResponse
+from django.urls import Resolver404, get_resolver, set_script_prefix
+
+from notify import lifecycle, views
+
+logger = logging.getLogger("notify")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class LongPollRouter:
+    """``application = LongPollRouter(get_asgi_application())`` in your asgi.py."""
+
+    def __init__(self, django_app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.django_app = django_app
+        self._is_poll: dict[str, bool] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET" and self.is_poll(scope):
+            await self.serve_poll(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self.lifespan(receive, send)
+        else:
+            await self.django_app(scope, receive, send)
+
+    def is_poll(self, scope: Scope) -> bool:
+        path = scope["path"]
+        known = self._is_poll.get(path)
+        if known is None:
+            prefix = get_script_prefix(scope)
+            path_info = path.removeprefix(prefix) if prefix else path  # as ASGIRequest does
+            try:
+                match = get_resolver().resolve(path_info)
+            except Resolver404:
+                known = False
+            else:
+                known = match.func is views.poll
+            if len(self._is_poll) < 1000:  # only a handful of real paths; don't grow on junk
+                self._is_poll[path] = known
+        return known
+
+    async def serve_poll(self, scope: Scope, receive: Receive, send: Send) -> None:
+        set_script_prefix(get_script_prefix(scope))
+        request = ASGIRequest(scope, io.BytesIO())
+        try:
+            request.get_host()
+        except DisallowedHost:
+            response: HttpResponse = views.error(400, "bad_host", "This host name is not allowed here.")
+        else:
+            # The poll stops the moment the client goes away: its waiter and
+            # subscription are freed, as under Django's own handler.
+            answering = asyncio.ensure_future(views.answer_poll(request))
+            listening = asyncio.ensure_future(wait_for_disconnect(receive))
+            try:
+                await asyncio.wait({answering, listening}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                listening.cancel()
+                if not answering.done():
+                    answering.cancel()
+                    # Let it unwind (free its subscription); asyncio.wait never raises
+                    # the child's CancelledError, so our own cancellation still propagates.
+                    await asyncio.wait({answering})
+            if answering.cancelled():
+                return  # the client is gone: nobody to answer
+            exception = answering.exception()
+            if exception is not None:
+                logger.error("notify: poll failed", exc_info=exception)
+                response = views.error(500, "server_error", "The server failed to answer this poll.")
+            else:
+                response = answering.result()
+        headers = [(b"content-type", response["Content-Type"].encode())]
+        headers += [(name.lower().encode(), value.encode()) for name, value in response.items()
+                    if name.lower() != "content-type"]
+        headers.append((b"x-content-type-options", b"nosniff"))
+        headers.append((b"content-length", str(len(response.content)).encode()))
+        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+        await send({"type": "http.response.body", "body": response.content})
+
+    async def lifespan(self, receive: Receive, send: Send) -> None:
+        # Django refuses lifespan scopes; answer them so servers need not guess.
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                lifecycle.install_signal_handlers(asyncio.get_running_loop())
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass

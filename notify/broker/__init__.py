@@ -1,0 +1,44 @@
+"""The broker that wakes held polls: Redis pub/sub, or in-process memory."""
+
+from __future__ import annotations
+
+import threading
+
+from notify.broker.base import Broker, Subscription
+from notify.conf import conf
+
+__all__ = ["Broker", "Subscription", "get_broker", "wake_everyone"]
+
+_brokers: dict[tuple[str, str], Broker] = {}
+_lock = threading.Lock()
+
+
+def get_broker() -> Broker:
+    """The process's broker for the current settings (built on first use)."""
+    kind = conf.BROKER
+    key = (kind, conf.REDIS_URL if kind == "redis" else "")
+    with _lock:
+        broker = _brokers.get(key)
+        if broker is None:
+            if kind == "memory":
+                from notify.broker.memory import MemoryBroker
+
+                broker = MemoryBroker()
+            else:
+                from notify.broker.redis import RedisBroker
+
+                broker = RedisBroker(
+                    conf.REDIS_URL,
+                    batch_size=conf.PUBLISH_BATCH_SIZE,
+                    client_name=f"{conf.CHANNEL_PREFIX}:hub",
+                    unsubscribe_delay=conf.UNSUBSCRIBE_DELAY,
+                )
+            _brokers[key] = broker
+        return broker
+
+
+def wake_everyone() -> int:
+    """Wake every poll held in this process (at shutdown); return how many."""
+    with _lock:
+        brokers = list(_brokers.values())
+    return sum(broker.wake_everyone() for broker in brokers)

@@ -1,0 +1,66 @@
+"""What a held poll waits on, whatever the broker behind it."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol
+
+
+class Subscription:
+    """One held poll's interest in one channel.
+
+    ``wake()`` is called by the broker for every message on the channel and
+    whenever messages may have been missed (a reconnect): either way the poll
+    re-checks the database, which is the record of truth. ``ready`` is set
+    once the broker has confirmed the subscription, so that anything published
+    from then on wakes this poll.
+    """
+
+    __slots__ = ("channel", "ready", "_woken", "messages")
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.ready = asyncio.Event()
+        self._woken = asyncio.Event()
+        self.messages: list[bytes | str] = []
+
+    def wake(self, message: bytes | str | None = None) -> None:
+        if message is not None:
+            self.messages.append(message)
+        self._woken.set()
+
+    def clear(self) -> None:
+        """Forget earlier wake-ups: call this *before* checking the database."""
+        self._woken.clear()
+        self.messages.clear()
+
+    async def wait_ready(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self.ready.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait(self, timeout: float) -> bool:
+        """Wait until woken or ``timeout`` seconds pass; True if woken."""
+        if self._woken.is_set():
+            return True
+        try:
+            async with asyncio.timeout(timeout):
+                await self._woken.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+class Broker(Protocol):
+    def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        """Publish ``(channel, payload)`` pairs. Called from synchronous code."""
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
+        """Hold a subscription to ``channel`` for the duration of the block."""
+
+    def wake_everyone(self) -> int:
+        """Wake every subscription of this process; return how many."""

@@ -1,0 +1,307 @@
+"""Redis pub/sub: one connection per worker event loop, shared by all held polls.
+
+Each held poll registers a ``Subscription`` with the loop's ``RedisHub``. The hub
+keeps one SUBSCRIBE per channel that has local waiters, batches SUBSCRIBE and
+UNSUBSCRIBE commands, and sets a subscription's ``ready`` only when Redis has
+answered the SUBSCRIBE that covers it. If the connection drops, every held poll
+is told to fall back to re-checking the database, and when the hub is back (it
+reconnects by itself, with backoff) every poll is woken to re-check once more:
+an outage costs latency, never a notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+import threading
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+import redis.asyncio
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from notify.broker.base import Subscription
+
+logger = logging.getLogger("notify.broker")
+
+# Channels named in one SUBSCRIBE or UNSUBSCRIBE command.
+COMMAND_BATCH = 1000
+
+
+class RedisHub:
+    """The pub/sub connection of one event loop."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        client_name: str | None = None,
+        unsubscribe_delay: float = 0.0,
+        ping_interval: float = 5.0,
+        connect_timeout: float = 2.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        self.url = url
+        self.unsubscribe_delay = unsubscribe_delay
+        self.ping_interval = ping_interval
+        self.max_backoff = max_backoff
+        self._pool = redis.asyncio.ConnectionPool.from_url(
+            url,
+            socket_connect_timeout=connect_timeout,
+            socket_keepalive=True,
+            # Named, so that CLIENT LIST shows which connection is the hub.
+            client_name=client_name,
+            # RESP2: pub/sub messages arrive as plain replies. Under RESP3 (redis-py's
+            # default) they are push frames that read_response() passes by.
+            protocol=2,
+            # Reconnecting is this class's job: redis-py must not retry (and so
+            # resubscribe) behind our back, or we would not know to re-check.
+            retry=Retry(NoBackoff(), 0),
+        )
+        # Held polls by channel. A channel is subscribed while it has one.
+        self._waiters: dict[str, set[Subscription]] = {}
+        # Channels with a SUBSCRIBE sent on this connection and no UNSUBSCRIBE since.
+        self._subscribed: set[str] = set()
+        # Channels whose last waiter left, and when, oldest first. They stay
+        # subscribed for unsubscribe_delay seconds: a client re-polls the moment it
+        # is answered, and its next poll then costs no SUBSCRIBE round trip.
+        self._idle: dict[str, float] = {}
+        # For each SUBSCRIBE sent and not yet answered, in order: the polls its
+        # answer makes ready. Redis answers every SUBSCRIBE of a channel once.
+        self._replies_due: dict[str, deque[list[Subscription]]] = {}
+        self._dirty = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_read = 0.0
+        self.connected = False
+        self.reconnects = 0
+
+    # --- what held polls call ------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channel)
+        self._add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._remove(subscription)
+
+    def _add(self, subscription: Subscription) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="notify-redis-hub")
+        channel = subscription.channel
+        self._waiters.setdefault(channel, set()).add(subscription)
+        self._idle.pop(channel, None)
+        if channel not in self._subscribed:
+            self._dirty.set()
+        elif due := self._replies_due.get(channel):
+            due[-1].append(subscription)  # the SUBSCRIBE in flight covers it
+        else:
+            subscription.ready.set()
+
+    def _remove(self, subscription: Subscription) -> None:
+        waiters = self._waiters.get(subscription.channel)
+        if waiters is None:
+            return
+        waiters.discard(subscription)
+        if not waiters:
+            del self._waiters[subscription.channel]
+            self._idle[subscription.channel] = asyncio.get_running_loop().time()
+            self._dirty.set()
+
+    def wake_everyone(self) -> int:
+        woken = 0
+        for waiters in self._waiters.values():
+            for subscription in waiters:
+                subscription.wake()
+                woken += 1
+        return woken
+
+    @property
+    def channel_count(self) -> int:
+        """Channels subscribed on Redis (or about to be)."""
+        return len(self._subscribed)
+
+    @property
+    def waiter_count(self) -> int:
+        return sum(len(waiters) for waiters in self._waiters.values())
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        await self._pool.aclose()
+
+    # --- the connection --------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            connection = self._pool.make_connection()
+            try:
+                await connection.connect()
+                self._start_connection()
+                backoff = 0.1
+                async with asyncio.TaskGroup() as tasks:
+                    tasks.create_task(self._read(connection))
+                    tasks.create_task(self._write(connection))
+                    tasks.create_task(self._keepalive(connection))
+            except Exception as error:  # noqa: BLE001 - any failure means: reconnect
+                logger.warning("notify: Redis pub/sub connection lost (%s); reconnecting", error)
+            finally:
+                self._end_connection()
+                await connection.disconnect(nowait=True)
+            # Full jitter, so that many workers do not reconnect in step.
+            await asyncio.sleep(random.uniform(0, backoff))
+            backoff = min(backoff * 2, self.max_backoff)
+            self.reconnects += 1
+
+    def _start_connection(self) -> None:
+        self._subscribed.clear()
+        self._idle.clear()  # nothing is subscribed on a new connection
+        self._replies_due.clear()
+        self._last_read = asyncio.get_running_loop().time()
+        self.connected = True
+        self._dirty.set()  # (re)subscribe every channel that has waiters
+
+    def _end_connection(self) -> None:
+        was_connected, self.connected = self.connected, False
+        self._subscribed.clear()
+        self._replies_due.clear()
+        # Messages published from now on are missed: every held poll falls back
+        # to re-checking the database until its subscription is confirmed again.
+        for waiters in self._waiters.values():
+            for subscription in waiters:
+                subscription.ready.clear()
+                if was_connected:
+                    subscription.wake()
+
+    async def _read(self, connection: redis.asyncio.Connection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            response = await connection.read_response(timeout=math.inf)
+            self._last_read = loop.time()
+            if not isinstance(response, list) or len(response) < 3:
+                continue  # PONG outside subscribed mode
+            kind, channel = response[0], response[1].decode()
+            if kind == b"message":
+                for subscription in self._waiters.get(channel, ()):
+                    subscription.wake(response[2])
+            elif kind == b"subscribe":
+                due = self._replies_due.get(channel)
+                if due:
+                    for subscription in due.popleft():
+                        subscription.ready.set()
+                        # It may have been waiting through an outage: re-check.
+                        subscription.wake()
+                    if not due:
+                        del self._replies_due[channel]
+
+    async def _write(self, connection: redis.asyncio.Connection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            # Sleep until there is work, or until the oldest idle channel is due.
+            due = next(iter(self._idle.values()), None)
+            try:
+                async with asyncio.timeout(None if due is None else due + self.unsubscribe_delay - loop.time()):
+                    await self._dirty.wait()
+            except TimeoutError:
+                pass
+            self._dirty.clear()
+            expired = []
+            now = loop.time()
+            for channel, since in self._idle.items():
+                if since + self.unsubscribe_delay > now:
+                    break
+                expired.append(channel)
+            for channel in expired:
+                del self._idle[channel]
+            to_unsubscribe = [ch for ch in expired if ch in self._subscribed]
+            to_subscribe = [ch for ch in self._waiters if ch not in self._subscribed]
+            self._subscribed.difference_update(to_unsubscribe)
+            for channel in to_subscribe:
+                self._subscribed.add(channel)
+                pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
+                self._replies_due.setdefault(channel, deque()).append(pending)
+            for start in range(0, len(to_unsubscribe), COMMAND_BATCH):
+                await connection.send_command("UNSUBSCRIBE", *to_unsubscribe[start : start + COMMAND_BATCH])
+            for start in range(0, len(to_subscribe), COMMAND_BATCH):
+                await connection.send_command("SUBSCRIBE", *to_subscribe[start : start + COMMAND_BATCH])
+
+    async def _keepalive(self, connection: redis.asyncio.Connection) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            if loop.time() - self._last_read > 2 * self.ping_interval:
+                raise ConnectionError(f"no answer from Redis for {2 * self.ping_interval:.0f} s")
+            await connection.send_command("PING")
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisHub] = weakref.WeakKeyDictionary()
+
+
+def hub_for_running_loop(url: str, client_name: str | None = None, unsubscribe_delay: float = 0.0) -> RedisHub:
+    """The hub of the running event loop (one per worker under ASGI).
+
+    Keyed by loop because a redis.asyncio connection works only in the loop that
+    made it: under WSGI every request runs in a loop of its own, and gets a hub
+    of its own that dies with that loop.
+    """
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None or hub.url != url:
+        if hub is not None:
+            loop.create_task(hub.aclose())
+        hub = _hubs[loop] = RedisHub(url, client_name=client_name, unsubscribe_delay=unsubscribe_delay)
+    return hub
+
+
+class RedisBroker:
+    def __init__(
+        self, url: str, *, batch_size: int = 1000, client_name: str | None = None, unsubscribe_delay: float = 0.0
+    ) -> None:
+        self.url = url
+        self.client_name = client_name
+        self.unsubscribe_delay = unsubscribe_delay
+        self.batch_size = batch_size
+        self._client: redis.Redis | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None:
+                self._client = redis.Redis.from_url(
+                    self.url,
+                    socket_timeout=2.0,
+                    socket_connect_timeout=1.0,
+                    # One immediate retry: a pooled connection may be stale after a
+                    # Redis restart. Never a long wait: the sender is waiting.
+                    retry=Retry(NoBackoff(), 1),
+                )
+            return self._client
+
+    def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        for start in range(0, len(messages), self.batch_size):
+            with self.client.pipeline(transaction=False) as pipe:
+                for channel, payload in messages[start : start + self.batch_size]:
+                    pipe.publish(channel, payload)
+                pipe.execute()
+
+    def subscribe(self, channel: str):  # type: ignore[no-untyped-def]
+        return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay).subscribe(channel)
+
+    def wake_everyone(self) -> int:
+        # Called in the loop of the process's server; hubs of other loops are
+        # per-request WSGI loops, which the server's shutdown does not wait for.
+        return sum(hub.wake_everyone() for hub in list(_hubs.values()))

@@ -1,0 +1,38 @@
+"""An asyncio client for notify's long-polling HTTP API; imports no Django.
+
+::
+
+    from notify.client import NotifyClient
+
+    async with NotifyClient("http://127.0.0.1:8000", token) as client:
+        async for notification in client:
+            print(notification["title"])
+
+From a shell, ``python -m notify.client --url http://127.0.0.1:8000 --token ...``
+prints notifications as JSON lines. Needs aiohttp.
+"""
+
+from __future__ import annotations
+
+from notify.client.client import NotifyClient
+from notify.client.errors import (
+    AuthenticationError,
+    InvalidCursorError,
+    NotifyError,
+    ProtocolError,
+    RequestError,
+    TransientError,
+)
+from notify.client.responses import Notification, Page
+
+__all__ = [
+    "AuthenticationError",
+    "InvalidCursorError",
+    "Notification",
+    "NotifyClient",
+    "NotifyError",
+    "Page",
+    "ProtocolError",
+    "RequestError",
+    "TransientError",
+]

@@ -1,0 +1,114 @@
+"""Turning an HTTP answer into a page or into the error that says what to do next."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypedDict
+
+from notify.client.backoff import parse_retry_after
+from notify.client.errors import (
+    AuthenticationError,
+    InvalidCursorError,
+    ProtocolError,
+    RequestError,
+    TransientError,
+)
+
+
+class Notification(TypedDict):
+    """One notification, exactly as the server sends it."""
+
+    id: int
+    title: str
+    body: str
+    level: str
+    url: str
+    data: Any
+    created_at: str
+    read: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    """One poll answer: notifications oldest first, and the cursor after the last of them."""
+
+    cursor: str
+    notifications: list[Notification]
+    unread_count: int
+
+
+def payload_of(status: int, headers: Mapping[str, str], body: bytes, url: str) -> dict[str, Any]:
+    """The JSON object of a successful answer; otherwise raise the error its status calls for."""
+    if 200 <= status < 300:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            raise ProtocolError(
+                f"{url} answered {status} with {_excerpt(body)}, not a JSON object: is the URL that of the notify app?",
+                status=status,
+            )
+        return payload
+
+    code, detail = _error_of(body)
+    said = f"{url} answered {status}" + (f" {code}" if code else "") + f": {detail}"
+    if status == 401:
+        raise AuthenticationError(
+            f"{said} The token was refused; issue a new one with `manage.py notify_token <username>`.",
+            status=status,
+            code=code,
+        )
+    if status in (408, 429) or status >= 500:
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        raise TransientError(said, status=status, code=code, retry_after=retry_after)
+    if status == 400 and code == "invalid_cursor":
+        raise InvalidCursorError(said, status=status, code=code)
+    if 300 <= status < 400:
+        said = f"{url} redirected ({status}) to {headers.get('Location', 'nowhere')!r}: give the URL it points to."
+    elif status == 404:
+        said += " Check the base URL and the path the notify app is mounted at."
+    raise RequestError(said, status=status, code=code)
+
+
+def page_of(payload: dict[str, Any], url: str) -> Page:
+    cursor = payload.get("cursor")
+    notifications = payload.get("notifications")
+    unread = payload.get("unread_count")
+    if (
+        not isinstance(cursor, str)
+        or not isinstance(notifications, list)
+        or not all(isinstance(n, dict) for n in notifications)
+        or not isinstance(unread, int)
+    ):
+        raise ProtocolError(f"{url} answered a JSON object that is not a poll page: {_excerpt(json.dumps(payload))}")
+    return Page(cursor=cursor, notifications=notifications, unread_count=unread)
+
+
+def unread_count_of(payload: dict[str, Any], url: str) -> int:
+    unread = payload.get("unread_count")
+    if not isinstance(unread, int):
+        raise ProtocolError(f"{url} answered without an unread_count: {_excerpt(json.dumps(payload))}")
+    return unread
+
+
+def _error_of(body: bytes) -> tuple[str | None, str]:
+    """``(code, detail)`` from the contract's error body, or the start of whatever else came."""
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("detail"), str):
+        code = payload.get("error")
+        return (code if isinstance(code, str) else None), payload["detail"]
+    return None, f"{_excerpt(body)}."
+
+
+def _excerpt(body: bytes | str, length: int = 120) -> str:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    if not text:
+        return "an empty body"
+    return repr(text[:length] + ("…" if len(text) > length else ""))

@@ -1,0 +1,136 @@
+"""The app's settings: one ``NOTIFY`` dict in the project's settings, read lazily.
+
+Every property reads ``settings.NOTIFY`` when it is accessed, never at import, so
+``override_settings(NOTIFY=...)`` in tests takes effect at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # "redis" (one pub/sub connection per worker) or "memory" (a single process, no Redis).
+    "BROKER": "redis",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # Channels are named "<prefix>:user:<id>"; give each deployment (or test run) its own.
+    "CHANNEL_PREFIX": "notify",
+    # Poll timeout in seconds when the client gives none, and the most a client may ask for.
+    "DEFAULT_TIMEOUT": 25.0,
+    "MAX_TIMEOUT": 60.0,
+    "DEFAULT_LIMIT": 50,
+    "MAX_LIMIT": 100,
+    # Polls one user may hold at once in one worker process; the next gets 429.
+    "MAX_POLLS_PER_USER": 10,
+    # Polls one worker process may hold at once; the next gets 503 with Retry-After.
+    # None: the process's open-file limit less 256 (each held poll is a socket).
+    "MAX_HELD_POLLS": None,
+    # How long a poll waits for Redis to confirm its subscription before it falls back
+    # to re-checking the database every RECHECK_INTERVAL seconds.
+    "SUBSCRIBE_TIMEOUT": 2.0,
+    "RECHECK_INTERVAL": 5.0,
+    # Seconds a channel stays subscribed after its last held poll ends, so that the
+    # client's immediate re-poll costs no SUBSCRIBE round trip. 0: unsubscribe at once.
+    "UNSUBSCRIBE_DELAY": 2.0,
+    # Threads that run the poll path's database queries (each keeps its own connection).
+    "DB_THREADS": 8,
+    # Seconds a poll waits for one of its queries before answering 503: a database
+    # that hangs must not hold polls (and their clients) past their timeout.
+    "DB_TIMEOUT": 5.0,
+    # Notifications published in one Redis pipeline round trip.
+    "PUBLISH_BATCH_SIZE": 1000,
+    # Cache used for token look-ups; None disables caching.
+    "CACHE_ALIAS": "default",
+    "TOKEN_CACHE_SECONDS": 60,
+}
+
+
+class Settings:
+    """Typed access to ``settings.NOTIFY`` with the defaults above."""
+
+    def _get(self, name: str) -> Any:
+        user = getattr(settings, "NOTIFY", None)
+        if isinstance(user, dict) and name in user:
+            return user[name]
+        return DEFAULTS[name]
+
+    @property
+    def BROKER(self) -> str:
+        return self._get("BROKER")
+
+    @property
+    def REDIS_URL(self) -> str:
+        return self._get("REDIS_URL")
+
+    @property
+    def CHANNEL_PREFIX(self) -> str:
+        return self._get("CHANNEL_PREFIX")
+
+    @property
+    def DEFAULT_TIMEOUT(self) -> float:
+        return float(self._get("DEFAULT_TIMEOUT"))
+
+    @property
+    def MAX_TIMEOUT(self) -> float:
+        return float(self._get("MAX_TIMEOUT"))
+
+    @property
+    def DEFAULT_LIMIT(self) -> int:
+        return self._get("DEFAULT_LIMIT")
+
+    @property
+    def MAX_LIMIT(self) -> int:
+        return self._get("MAX_LIMIT")
+
+    @property
+    def MAX_POLLS_PER_USER(self) -> int:
+        return self._get("MAX_POLLS_PER_USER")
+
+    @property
+    def MAX_HELD_POLLS(self) -> int:
+        value = self._get("MAX_HELD_POLLS")
+        if value is None:
+            import resource
+
+            soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+            value = max(16, soft - 256) if soft != resource.RLIM_INFINITY else 100_000
+        return value
+
+    @property
+    def SUBSCRIBE_TIMEOUT(self) -> float:
+        return float(self._get("SUBSCRIBE_TIMEOUT"))
+
+    @property
+    def UNSUBSCRIBE_DELAY(self) -> float:
+        return float(self._get("UNSUBSCRIBE_DELAY"))
+
+    @property
+    def RECHECK_INTERVAL(self) -> float:
+        return float(self._get("RECHECK_INTERVAL"))
+
+    @property
+    def DB_THREADS(self) -> int:
+        return self._get("DB_THREADS")
+
+    @property
+    def DB_TIMEOUT(self) -> float:
+        return float(self._get("DB_TIMEOUT"))
+
+    @property
+    def PUBLISH_BATCH_SIZE(self) -> int:
+        return self._get("PUBLISH_BATCH_SIZE")
+
+    @property
+    def CACHE_ALIAS(self) -> str | None:
+        return self._get("CACHE_ALIAS")
+
+    @property
+    def TOKEN_CACHE_SECONDS(self) -> int:
+        return self._get("TOKEN_CACHE_SECONDS")
+
+    def channel_for_user(self, user_id: int) -> str:
+        return f"{self.CHANNEL_PREFIX}:user:{user_id}"
+
+
+conf = Settings()

@@ -1,0 +1,248 @@
+"""Notifications, the per-user stream head that orders them, and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import models, router, transaction
+from django.utils import timezone
+
+
+class Level(models.TextChoices):
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Inbox(models.Model):
+    """The head of one user's notification stream.
+
+    ``last_seq`` is the sequence number of the user's newest notification. Sending
+    locks this row until its transaction ends, so a user's sequence numbers are
+    handed out in commit order: a poll cursor never moves past a number that has
+    yet to commit (see docs/delivery.md).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        primary_key=True,
+        related_name="notify_inbox",
+    )
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "inboxes"
+
+    def __str__(self) -> str:
+        return f"inbox of user {self.user_id} at {self.last_seq}"
+
+
+class NotificationQuerySet(models.QuerySet["Notification"]):
+    def unread(self) -> NotificationQuerySet:
+        return self.filter(read_at__isnull=True)
+
+    def mark_read(self) -> int:
+        return self.unread().update(read_at=timezone.now())
+
+    def bulk_create(self, objs, *args: Any, **kwargs: Any) -> list[Notification]:  # type: ignore[override]
+        """Create many notifications at once, numbered and published after commit.
+
+        Django's ``bulk_create`` sends no ``post_save``, so this does what the
+        signal does for single saves: number the rows in each recipient's stream
+        and publish them once the transaction commits.
+        """
+        from notify.sending import assign_seqs, publish_on_commit
+
+        objs = list(objs)
+        using = self.db
+        with transaction.atomic(using=using, savepoint=False):
+            assign_seqs([obj for obj in objs if obj.seq is None], using=using)
+            created = super().bulk_create(objs, *args, **kwargs)
+        publish_on_commit(created, using=using)
+        return created
+
+
+class Notification(models.Model):
+    recipient = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="notifications",
+    )
+    # Position in the recipient's stream: 1, 2, 3... in commit order. The cursor.
+    seq = models.PositiveBigIntegerField(editable=False)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    url = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    objects = NotificationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["recipient", "seq"]
+        constraints = [
+            # Also the index of the poll query: recipient = ? AND seq > ? ORDER BY seq.
+            models.UniqueConstraint(fields=["recipient", "seq"], name="notify_recipient_seq"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["recipient", "seq"],
+                condition=models.Q(read_at__isnull=True),
+                name="notify_unread",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.seq is not None:
+            super().save(*args, **kwargs)
+            return
+        from notify.sending import assign_seqs
+
+        using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
+        # The seq lock is held until the surrounding transaction commits, so the
+        # row must be saved in that same transaction.
+        with transaction.atomic(using=using, savepoint=False):
+            assign_seqs([self], using=using)
+            super().save(*args, **kwargs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.pk,
+            "title": self.title,
+            "body": self.body,
+            "level": self.level,
+            "url": self.url,
+            "data": self.data,
+            "created_at": self.created_at.isoformat(),
+            "read": self.read_at is not None,
+        }
+
+
+def _hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def active(self) -> ApiTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiToken(models.Model):
+    """A bearer token for clients without a session: ``ntf_<key>_<secret>``.
+
+    Only a SHA-256 hash of the secret is stored. The key finds the row; the secret
+    is then compared in constant time, so a look-up leaks nothing about it.
+    """
+
+    PREFIX = "ntf"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="notify_tokens",
+    )
+    name = models.CharField(max_length=100, blank=True)
+    key = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = ApiTokenQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "API token"
+
+    def __str__(self) -> str:
+        return f"{self.PREFIX}_{self.key}_… ({self.user})"
+
+    @classmethod
+    def issue(cls, user: Any, name: str = "") -> tuple[ApiToken, str]:
+        """Create a token for ``user``; return it and the only copy of its plain text."""
+        key = secrets.token_hex(8)
+        secret = secrets.token_urlsafe(32)
+        token = cls.objects.create(user=user, name=name, key=key, secret_hash=_hash_secret(secret))
+        return token, f"{cls.PREFIX}_{key}_{secret}"
+
+    @staticmethod
+    def split(raw: str) -> tuple[str, str] | None:
+        """``(key, secret)`` of a presented token, or None if it has not our shape."""
+        prefix, _, rest = raw.partition("_")
+        key, _, secret = rest.partition("_")
+        if prefix != ApiToken.PREFIX or len(key) != 16 or not secret or len(secret) > 100:
+            return None
+        return key, secret
+
+    @staticmethod
+    def secret_matches(secret: str, secret_hash: str) -> bool:
+        return hmac.compare_digest(_hash_secret(secret), secret_hash)
+
+    def revoke(self) -> None:
+        if self.revoked_at is None:
+            self.revoked_at = timezone.now()
+            self.save(update_fields=["revoked_at"])
+
+
+class Broadcast(models.Model):
+    """An announcement to all active users, or to the members of chosen groups.
+
+    Sent once, when created (``send()``); the record keeps when and to how many.
+    """
+
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    url = models.CharField(max_length=500, blank=True)
+    groups = models.ManyToManyField(
+        "auth.Group",
+        blank=True,
+        help_text="Leave empty to send to every active user.",
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    recipient_count = models.PositiveIntegerField(default=0, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    def recipients(self) -> models.QuerySet[Any]:
+        from django.contrib.auth import get_user_model
+
+        users = get_user_model()._default_manager.filter(is_active=True)
+        if self.pk and self.groups.exists():
+            users = users.filter(groups__in=self.groups.all()).distinct()
+        return users
+
+    def send(self) -> int:
+        """Notify every recipient (bulk insert, pipelined publish); return how many."""
+        from notify.sending import send
+
+        if self.sent_at is not None:
+            raise ValueError(f"Broadcast {self.pk} was already sent at {self.sent_at}.")
+        with transaction.atomic():
+            sent = send(self.recipients(), self.title, self.body, level=self.level, url=self.url,
+                        data={"broadcast": self.pk})
+            self.sent_at = timezone.now()
+            self.recipient_count = len(sent)
+            self.save(update_fields=["sent_at", "recipient_count"])
+        return self.recipient_count

@@ -1,0 +1,69 @@
+"""The body of a poll answer, and the pub/sub message a held poll can answer from.
+
+A message is ``b"<seq> <unread> <notification JSON>"``: the notification as the
+poll answers it, its number in the user's stream, and the user's unread count
+when it was published (``-`` if unknown). A woken poll whose messages continue
+its cursor without a gap answers from them without a database query; anything
+else (a gap, an unknown count, a wake-up without a message) sends it back to the
+database, which stays the record of truth.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+# Published on a user's channel when a token of theirs is revoked or they log out:
+# held polls then check that their credentials still hold.
+AUTH_CHANGED = b"auth"
+
+
+def notification_json(notification: dict[str, Any]) -> bytes:
+    return json.dumps(notification, separators=(",", ":")).encode()
+
+
+def message(seq: int, unread: int | None, notification: dict[str, Any]) -> bytes:
+    return b"%d %s %s" % (seq, b"-" if unread is None else b"%d" % unread, notification_json(notification))
+
+
+@dataclass(frozen=True)
+class Page:
+    cursor: int
+    notifications: list[bytes]  # each a JSON object, ready to send
+    unread_count: int
+
+    def body(self) -> bytes:
+        return b'{"cursor":"%d","notifications":[%s],"unread_count":%d}' % (
+            self.cursor,
+            b",".join(self.notifications),
+            self.unread_count,
+        )
+
+
+def page_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> Page | None:
+    """The page that continues ``after`` from the messages alone, or None if they can't tell."""
+    parsed = []
+    try:
+        for raw in messages:
+            data = raw.encode() if isinstance(raw, str) else raw
+            if data == AUTH_CHANGED:
+                continue
+            seq, unread, body = data.split(b" ", 2)
+            parsed.append((int(seq), None if unread == b"-" else int(unread), body))
+    except ValueError:
+        return None
+    parsed.sort(key=lambda item: item[0])
+    picked: list[tuple[int, int | None, bytes]] = []
+    expected = after + 1
+    for seq, unread, body in parsed:
+        if seq < expected:
+            continue  # already delivered, or a duplicate
+        if seq > expected or len(picked) == limit:
+            break  # a gap: what follows it must come from the database
+        picked.append((seq, unread, body))
+        expected += 1
+    if not picked or picked[-1][1] is None:
+        return None
+    return Page(cursor=picked[-1][0], notifications=[body for _, _, body in picked], unread_count=picked[-1][1])

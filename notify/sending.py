@@ -1,0 +1,234 @@
+"""Creating notifications and publishing them once their transaction commits."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
+from django.db import DatabaseError, models, transaction
+from django.db.models import Count, F
+
+from notify import pages
+from notify.conf import conf
+
+if TYPE_CHECKING:
+    from notify.models import Notification
+
+logger = logging.getLogger("notify")
+
+# Rows locked or updated by one statement; well under SQLite's variable limit.
+CHUNK = 500
+
+
+def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
+    """Give each unsaved notification the next number in its recipient's stream.
+
+    Must run inside the transaction that saves them. The recipients' Inbox rows are
+    locked in ascending user id order (so two concurrent sends cannot deadlock) and
+    stay locked until that transaction ends: a second sender to the same user waits,
+    and so numbers are assigned in commit order. On SQLite the database-wide write
+    lock gives the same order.
+    """
+    from notify.models import Inbox
+
+    if not notifications:
+        return
+    counts = Counter(n.recipient_id for n in notifications)
+    user_ids = sorted(counts)
+    inboxes = Inbox.objects.using(using)
+    heads: dict[int, int] = {}
+    for start in range(0, len(user_ids), CHUNK):
+        chunk = user_ids[start : start + CHUNK]
+        inboxes.bulk_create([Inbox(user_id=uid) for uid in chunk], ignore_conflicts=True)
+        heads.update(
+            inboxes.select_for_update()
+            .filter(user_id__in=chunk)
+            .order_by("user_id")
+            .values_list("user_id", "last_seq")
+        )
+    by_count: dict[int, list[int]] = defaultdict(list)
+    for uid, count in counts.items():
+        by_count[count].append(uid)
+    for count, uids in by_count.items():
+        for start in range(0, len(uids), CHUNK):
+            inboxes.filter(user_id__in=uids[start : start + CHUNK]).update(
+                last_seq=F("last_seq") + count
+            )
+    for notification in notifications:
+        heads[notification.recipient_id] += 1
+        notification.seq = heads[notification.recipient_id]
+
+
+def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
+    """Each user's unread count, a query per 500 users."""
+    from notify.models import Notification
+
+    ids = sorted(set(user_ids))
+    counts = dict.fromkeys(ids, 0)
+    for start in range(0, len(ids), CHUNK):
+        rows = (
+            Notification.objects.filter(recipient_id__in=ids[start : start + CHUNK], read_at__isnull=True)
+            .values_list("recipient_id")
+            .annotate(n=Count("pk"))
+        )
+        counts.update(rows)
+    return counts
+
+
+def publish_on_commit(notifications: Sequence[Notification], *, using: str) -> None:
+    """Publish once the current transaction commits; never for a rolled-back one."""
+    if notifications:
+        transaction.on_commit(partial(publish, list(notifications)), using=using)
+
+
+def publish(notifications: Sequence[Notification]) -> None:
+    """Wake the recipients' held polls. A failure is logged, never raised.
+
+    The notifications are already committed: if Redis is down they are delivered by
+    the next poll that checks the database, so the sender must not fail.
+    """
+    from notify.broker import get_broker
+
+    try:
+        unread: dict[int, int] = unread_counts(n.recipient_id for n in notifications)
+    except DatabaseError:
+        logger.warning("notify: could not count unread notifications; polls will ask the database")
+        unread = {}
+    messages = [
+        (conf.channel_for_user(n.recipient_id), pages.message(n.seq, unread.get(n.recipient_id), n.as_dict()))
+        for n in notifications
+    ]
+    try:
+        get_broker().publish_many(messages)
+    except Exception:
+        logger.exception(
+            "notify: could not publish %d notification(s); they are saved and will be "
+            "delivered by the next poll",
+            len(messages),
+        )
+
+
+def resolve_recipient_ids(recipients: Any) -> list[int]:
+    """User ids from a user, an id, a queryset, or an iterable of users and ids."""
+    User = get_user_model()
+    if isinstance(recipients, models.QuerySet):
+        if recipients.model is not User:
+            raise TypeError(f"recipients must be users, got a queryset of {recipients.model.__name__}")
+        return list(recipients.values_list("pk", flat=True))
+    if isinstance(recipients, (User, int, str)):
+        recipients = [recipients]
+    if not isinstance(recipients, Iterable):
+        raise TypeError(f"recipients must be a user, a user id or an iterable of them, got {recipients!r}")
+    ids: list[int] = []
+    bare_ids: set[int] = set()
+    for recipient in recipients:
+        if isinstance(recipient, User):
+            ids.append(recipient.pk)
+        elif isinstance(recipient, bool) or not isinstance(recipient, (int, str)):
+            raise TypeError(f"recipients must be users or user ids, got {recipient!r}")
+        else:
+            try:
+                ids.append(int(recipient))
+            except ValueError:
+                raise TypeError(f"recipients must be users or user ids, got {recipient!r}") from None
+            bare_ids.add(ids[-1])
+    if bare_ids:
+        # Fail here, clearly, rather than with a foreign key error at commit.
+        missing = bare_ids - set(User._default_manager.filter(pk__in=bare_ids).values_list("pk", flat=True))
+        if missing:
+            raise ValueError(f"No user with id {', '.join(map(str, sorted(missing)))}.")
+    return ids
+
+
+def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
+    """Refuse, with a clear ValueError, what some database would refuse at insert.
+
+    PostgreSQL cannot store NUL characters in text or JSON and enforces lengths;
+    SQLite accepts both. Checking here makes ``send`` behave the same everywhere and
+    fail before anything is written, instead of with a DataError inside the caller's
+    transaction.
+    """
+    from notify.models import Notification
+
+    for name, value in (("title", title), ("body", body), ("url", url)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__}")
+        if "\x00" in value:
+            raise ValueError(f"{name} must not contain NUL (\\x00) characters")
+        max_length = Notification._meta.get_field(name).max_length
+        if max_length is not None and len(value) > max_length:
+            raise ValueError(f"{name} is {len(value)} characters long; at most {max_length} are accepted")
+    if data is not None:
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict or None, got {type(data).__name__}")
+        try:
+            encoded = json.dumps(data)
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"data must be JSON-serializable: {error}") from None
+        if "\\u0000" in encoded:
+            raise ValueError("data must not contain NUL (\\x00) characters")
+
+
+def send(
+    recipients: Any,
+    title: str,
+    body: str = "",
+    *,
+    level: str = "info",
+    url: str = "",
+    data: dict[str, Any] | None = None,
+    using: str = "default",
+) -> list[Notification]:
+    """Create one notification per recipient and publish them after commit.
+
+    Works inside a transaction (published when it commits, never if it rolls back)
+    and outside one. Each recipient gets it once, however often it is listed.
+    """
+    from notify.models import Level, Notification
+
+    if level not in Level.values:
+        raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
+    check_content(title, body, url, data)
+    user_ids = list(dict.fromkeys(resolve_recipient_ids(recipients)))
+    if not user_ids:
+        return []
+    notifications = [
+        Notification(recipient_id=uid, title=title, body=body, level=level, url=url, data=data or {})
+        for uid in user_ids
+    ]
+    return Notification.objects.using(using).bulk_create(notifications, batch_size=CHUNK)
+
+
+async def asend(
+    recipients: Any,
+    title: str,
+    body: str = "",
+    *,
+    level: str = "info",
+    url: str = "",
+    data: dict[str, Any] | None = None,
+    using: str = "default",
+) -> list[Notification]:
+    """The async twin of ``send``."""
+    return await sync_to_async(send)(
+        recipients, title, body, level=level, url=url, data=data, using=using
+    )
+
+
+def publish_auth_changed(user_id: int, *, using: str = "default") -> None:
+    """Tell the user's held polls to check their credentials (after commit)."""
+    from notify.broker import get_broker
+
+    def publish() -> None:
+        try:
+            get_broker().publish_many([(conf.channel_for_user(user_id), pages.AUTH_CHANGED)])
+        except Exception:
+            logger.exception("notify: could not tell held polls of user %s that their credentials changed", user_id)
+
+    transaction.on_commit(publish, using=using)

@@ -1,0 +1,211 @@
+"""The HTTP face: parse and validate, authenticate, wait, answer. See README for the contract."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from notify import db, lifecycle, streams
+from notify.auth import (
+    NotAuthenticated,
+    authenticate,
+    forget_hint,
+    identify,
+    still_authenticated,
+    verified_user_id,
+)
+from notify.broker import get_broker
+from notify.conf import conf
+from notify.limits import poll_limiter
+from notify.pages import AUTH_CHANGED, Page, notification_json, page_from_messages
+from notify.params import BadRequest, parse_poll, parse_read
+
+logger = logging.getLogger("notify")
+
+# Retry-After for 429 and 503, in seconds.
+RETRY_AFTER = 5
+
+
+def error(status: int, code: str, detail: str, **headers: str) -> JsonResponse:
+    return JsonResponse(
+        {"error": code, "detail": detail},
+        status=status,
+        headers={"Cache-Control": "no-store", **headers},
+    )
+
+
+def answer(payload: dict[str, Any]) -> JsonResponse:
+    return JsonResponse(payload, headers={"Cache-Control": "no-store"})
+
+
+def method_not_allowed(allowed: str) -> JsonResponse:
+    return error(405, "method_not_allowed", f"Use {allowed} for this URL.", Allow=allowed)
+
+
+def not_authenticated(detail: str) -> JsonResponse:
+    return error(401, "not_authenticated", detail, **{"WWW-Authenticate": 'Bearer realm="notify"'})
+
+
+def database_unavailable(problem: DatabaseError) -> JsonResponse:
+    # One line, not a traceback: during an outage every poll would log one.
+    logger.warning("notify: database error on the poll path: %s", problem)
+    return error(
+        503, "unavailable", "The database is not answering; try again shortly.", **{"Retry-After": str(RETRY_AFTER)}
+    )
+
+
+@csrf_exempt  # GET only: it changes nothing
+async def poll(request: HttpRequest) -> HttpResponse:
+    """The poll as a Django view. ``notify.asgi.LongPollRouter`` serves the same without a thread."""
+    return await answer_poll(request)
+
+
+async def answer_poll(request: HttpRequest) -> HttpResponse:
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    try:
+        params = parse_poll(request.GET)
+        # A held poll verifies its credential once subscribed (hold), so it may
+        # start from a hint; an answer given at once is verified first.
+        user_id = await identify(request) if params.after is not None else (await authenticate(request))[0]
+    except BadRequest as bad:
+        return error(400, bad.code, bad.detail)
+    except NotAuthenticated as missing:
+        return not_authenticated(missing.detail)
+    except DatabaseError as problem:
+        return database_unavailable(problem)
+
+    try:
+        if params.after is None:
+            head, notifications, unread = await db.run(streams.unread_snapshot, user_id, params.limit)
+            return page_response(Page(head, [notification_json(n) for n in notifications], unread))
+
+        refused = poll_limiter.acquire(user_id, conf.MAX_POLLS_PER_USER, conf.MAX_HELD_POLLS)
+        if refused == "user":
+            return error(
+                429,
+                "too_many_polls",
+                f"This user already holds {conf.MAX_POLLS_PER_USER} polls; "
+                "close one or wait for it to be answered.",
+                **{"Retry-After": str(RETRY_AFTER)},
+            )
+        if refused == "process":
+            return error(
+                503,
+                "server_busy",
+                "This server holds as many polls as it can; try again shortly.",
+                **{"Retry-After": str(RETRY_AFTER)},
+            )
+        try:
+            return page_response(await hold(request, user_id, params.after, params.limit, params.timeout))
+        finally:
+            poll_limiter.release(user_id)
+    except BadRequest as bad:
+        return error(400, bad.code, bad.detail)
+    except NotAuthenticated as revoked:
+        return not_authenticated(revoked.detail)
+    except DatabaseError as problem:
+        return database_unavailable(problem)
+
+
+def page_response(page: Page) -> HttpResponse:
+    return HttpResponse(page.body(), content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+async def hold(request: HttpRequest, user_id: int, after: int, limit: int, timeout: float) -> Page:
+    """What follows ``after``, waiting up to ``timeout`` seconds for it.
+
+    Subscribe first, then check the database, then wait: a notification committed
+    before the subscription is confirmed is found by the check, one committed after
+    it wakes the wait. A wake-up whose messages continue the cursor without a gap
+    is answered from them (see notify.pages); any other goes back to the database.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with get_broker().subscribe(conf.channel_for_user(user_id)) as subscription:
+        await subscription.wait_ready(min(conf.SUBSCRIBE_TIMEOUT, timeout))
+        subscription.clear()  # before the check, so that a publish during it still counts
+        # One trip to the database threads: the credential verified now that we
+        # listen (a revocation before this published its "auth" message unheard),
+        # the page, and the head to validate the cursor if the page is empty.
+        verified, new_cursor, notifications, head = await db.run(first_check, request, user_id, after, limit)
+        if not verified:
+            forget_hint(request)
+            raise NotAuthenticated("The token was revoked or the session ended.")
+        if head is not None and after > head:
+            raise BadRequest(
+                "invalid_cursor",
+                "'after' is ahead of this user's newest notification: it was not issued "
+                "for this user. Poll without 'after' to get a fresh cursor.",
+            )
+        while not notifications:
+            remaining = deadline - loop.time()
+            if remaining <= 0 or lifecycle.draining():
+                break
+            if not subscription.ready.is_set():
+                # Redis is not confirming: nothing may wake us, so look again soon.
+                remaining = min(remaining, conf.RECHECK_INTERVAL)
+            await subscription.wait(remaining)
+            if AUTH_CHANGED in subscription.messages and not await still_authenticated(request, user_id,
+                                                                                        cached=False):
+                raise NotAuthenticated("The token was revoked or the session ended while this poll was held.")
+            page = page_from_messages(subscription.messages, after, limit)
+            if page is not None:
+                return page
+            subscription.clear()
+            new_cursor, notifications = await db.run(streams.page_after, user_id, after, limit)
+    unread = await db.run(streams.unread_count, user_id)
+    return Page(new_cursor, [notification_json(n) for n in notifications], unread)
+
+
+def first_check(
+    request: HttpRequest, user_id: int, after: int, limit: int
+) -> tuple[bool, int, list[dict[str, Any]], int | None]:
+    """A held poll's first look, in one database thread call: still authenticated?
+    the page after ``after``; and, if it is empty, the stream's head. Synchronous."""
+    if verified_user_id(request) != user_id:
+        return False, after, [], None
+    new_cursor, notifications = streams.page_after(user_id, after, limit)
+    return True, new_cursor, notifications, None if notifications else streams.head(user_id)
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+        return reason
+
+
+def csrf_failure(request: HttpRequest) -> str | None:
+    """Why the request fails Django's CSRF check, or None if it passes."""
+    check = _CsrfCheck(lambda request: None)  # type: ignore[arg-type,return-value]
+    check.process_request(request)
+    return check.process_view(request, None, (), {})  # type: ignore[arg-type,return-value]
+
+
+@csrf_exempt  # enforced below for session auth only: a bearer token is not ambient
+async def read(request: HttpRequest) -> JsonResponse:
+    if request.method != "POST":
+        return method_not_allowed("POST")
+    try:
+        user_id, via = await authenticate(request)
+        if via == "session":
+            reason = await db.run(csrf_failure, request)
+            if reason is not None:
+                return error(403, "csrf_failed", f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
+        ids = parse_read(request.body)
+        unread = await db.run(streams.mark_read, user_id, ids)
+    except BadRequest as bad:
+        return error(400, bad.code, bad.detail)
+    except NotAuthenticated as missing:
+        return not_authenticated(missing.detail)
+    except RequestDataTooBig:
+        return error(413, "too_large", "The body is too large; send at most 1000 ids at once.")
+    except DatabaseError as problem:
+        return database_unavailable(problem)
+    return answer({"unread_count": unread})
