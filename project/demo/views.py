@@ -1,0 +1,53 @@
+"""The demo's pages: a live inbox, and a form for staff to notify a user."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required, permission_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+import notify
+from notify.models import Level
+
+# Notifications the inbox renders; newer ones are added live by notify.js.
+INBOX_SIZE = 50
+
+
+@login_required
+def inbox(request: HttpRequest) -> HttpResponse:
+    mine = request.user.notifications  # type: ignore[union-attr]
+    context = {"notifications": mine.order_by("-seq")[:INBOX_SIZE], "unread_count": mine.unread().count()}
+    return render(request, "demo/inbox.html", context)
+
+
+class SendForm(forms.Form):
+    recipient = forms.ModelChoiceField(
+        queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
+        to_field_name="username",
+    )
+    title = forms.CharField(max_length=200)
+    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
+    level = forms.ChoiceField(choices=Level.choices, initial=Level.INFO)
+    url = forms.CharField(max_length=500, required=False, help_text="Where the notification leads, e.g. /inbox/")
+
+
+@login_required
+@permission_required("notify.add_notification", raise_exception=True)
+def send(request: HttpRequest) -> HttpResponse:
+    """Send one notification to one user (staff with ``notify.add_notification``; 403 for others)."""
+    form = SendForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        recipient = form.cleaned_data["recipient"]
+        notify.send(
+            recipient,
+            form.cleaned_data["title"],
+            form.cleaned_data["body"],
+            level=form.cleaned_data["level"],
+            url=form.cleaned_data["url"],
+        )
+        messages.success(request, f"Sent to {recipient.get_username()}.")
+        return redirect("send")
+    return render(request, "demo/send.html", {"form": form})

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.contrib.staticfiles.urls import staticfiles_urlpatterns
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from project.demo import views as demo_views
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="inbox")),
+    path("inbox/", demo_views.inbox, name="inbox"),
+    path("send/", demo_views.send, name="send"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("notify/", include("notify.urls")),
+]
+
+# notify.js and notify.css for the demo under uvicorn (DEBUG only; a deployment serves static files itself).
+urlpatterns += staticfiles_urlpatterns()
