@@ -1,0 +1,133 @@
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from django.conf import settings
+
+from tests.server import Server
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    # Delivery is tested against real services only: refuse to run without them.
+    url = redis.connection.parse_url(settings.REDIS_URL)
+    if not _answers(url.get("host", "127.0.0.1"), url.get("port", 6379)):
+        pytest.exit(f"Redis does not answer at {settings.REDIS_URL}: start it (see README).", returncode=3)
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("postgresql") and not _answers(database["HOST"] or "127.0.0.1",
+                                                                  int(database["PORT"] or 5432)):
+        pytest.exit(f"PostgreSQL does not answer at {database['HOST']}:{database['PORT']}.", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    yield client
+    # Leave nothing of this run behind: cache keys carry the run's prefix.
+    prefix = settings.NOTIFY["CHANNEL_PREFIX"]
+    for key in client.scan_iter(f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Server]:
+    """One uvicorn for the session, serving the test database over real HTTP."""
+    with django_db_blocker.unblock():
+        live = Server().start()
+    yield live
+    live.stop()
+    # Whatever the tests threw at it, the server never failed inside the app.
+    log = live.log_path.read_text(errors="replace")
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture
+def make_user(transactional_db: Any):  # type: ignore[no-untyped-def]
+    from django.contrib.auth import get_user_model
+
+    counter = iter(range(1, 10**6))
+
+    def make(username: str | None = None, **fields: Any):  # type: ignore[no-untyped-def]
+        name = username or f"user{next(counter)}-{os.urandom(3).hex()}"
+        return get_user_model().objects.create_user(username=name, password="pw", **fields)
+
+    return make
+
+
+@pytest.fixture
+def token_for(transactional_db: Any):  # type: ignore[no-untyped-def]
+    from notify.models import ApiToken
+
+    def issue(user: Any) -> str:
+        return ApiToken.issue(user)[1]
+
+    return issue
+
+
+@pytest.fixture
+def session_cookie(transactional_db: Any):  # type: ignore[no-untyped-def]
+    """A Cookie header that logs ``user`` in on the live server (session in the test database)."""
+    from django.test import Client
+
+    def cookie(user: Any) -> str:
+        client = Client()
+        client.force_login(user)
+        return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+    return cookie
+
+
+def hub_clients(redis_client: redis.Redis) -> list[dict[str, str]]:
+    """The Redis connections of this run's pub/sub hubs (one per worker event loop)."""
+    name = f"{settings.NOTIFY['CHANNEL_PREFIX']}:hub"
+    return [client for client in redis_client.client_list() if client.get("name") == name]
+
+
+@pytest.fixture
+async def close_hubs():  # type: ignore[no-untyped-def]
+    """Close the Redis hub an in-process async test created in its event loop."""
+    yield
+    import asyncio
+
+    from notify.broker import redis as redis_broker
+
+    hub = redis_broker._hubs.pop(asyncio.get_running_loop(), None)
+    if hub is not None:
+        await hub.aclose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _release_database_connections(django_db_setup: Any) -> Iterator[None]:
+    """Close pooled connections (ours and notify.db's threads') before the test database is dropped."""
+    yield
+    from django.db import connections
+
+    for connection in connections.all():
+        if hasattr(connection, "close_pool"):
+            connection.close_pool()
+
+
+@pytest.fixture(autouse=True)
+def _close_async_test_connections(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Async tests do ORM work through sync_to_async, in asgiref's one shared thread: close its connection."""
+    yield
+    import inspect
+
+    if inspect.iscoroutinefunction(request.function):
+        from asgiref.sync import SyncToAsync
+        from django.db import connections
+
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()

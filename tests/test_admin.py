@@ -1,0 +1,123 @@
+"""Notifications sent from the admin: the user action and announcements (Broadcast)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.contrib.auth.models import Group, Permission
+from django.test import Client
+
+from notify.models import Broadcast, Notification
+
+
+@pytest.fixture
+def admin_client(make_user):
+    client = Client()
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+    return client
+
+
+def staff_client(make_user, *permissions: str) -> Client:
+    user = make_user(is_staff=True)
+    for codename in permissions:
+        user.user_permissions.add(Permission.objects.get(codename=codename))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def choose_action(client: Client, users, **extra):
+    return client.post(
+        "/admin/auth/user/",
+        {"action": "send_notification", "_selected_action": [u.pk for u in users], **extra},
+    )
+
+
+def test_send_action_shows_a_form_then_notifies_the_selected_users(admin_client, make_user):
+    alice, bob, carol = make_user(), make_user(), make_user()
+    form = choose_action(admin_client, [alice, bob])
+    assert form.status_code == 200
+    assert b'id="notify-send-form"' in form.content
+
+    done = choose_action(admin_client, [alice, bob], apply="1", title="Maintenance", body="at 22:00",
+                         level="warning", url="/status")
+    assert done.status_code == 302
+    sent = Notification.objects.filter(title="Maintenance")
+    assert sorted(sent.values_list("recipient_id", flat=True)) == sorted([alice.pk, bob.pk])
+    assert set(sent.values_list("level", "body", "url")) == {("warning", "at 22:00", "/status")}
+    assert not Notification.objects.filter(recipient=carol).exists()
+
+
+def test_send_action_with_an_invalid_form_shows_the_errors_and_sends_nothing(admin_client, make_user):
+    alice = make_user()
+    reply = choose_action(admin_client, [alice], apply="1", title="", level="fatal")
+    assert reply.status_code == 200
+    assert b"This field is required" in reply.content
+    assert not Notification.objects.exists()
+
+
+def test_send_action_needs_the_add_notification_permission(make_user):
+    alice = make_user()
+    may_view_users = staff_client(make_user, "view_user", "change_user")
+    assert choose_action(may_view_users, [alice]).status_code == 403
+    assert choose_action(may_view_users, [alice], apply="1", title="x", level="info").status_code == 403
+    assert not Notification.objects.exists()
+    may_send = staff_client(make_user, "view_user", "change_user", "add_notification")
+    assert choose_action(may_send, [alice]).status_code == 200
+
+
+def test_a_broadcast_reaches_held_polls_live_and_records_how_many(server, admin_client, make_user, token_for):
+    users = [make_user() for _ in range(3)]
+    make_user(is_active=False)  # inactive users are left out
+    tokens = [token_for(user) for user in users]
+    cursors = [server.poll(token).json()["cursor"] for token in tokens]
+    answers: list[list[str]] = []
+    pollers = [
+        threading.Thread(target=lambda t=t, c=c: answers.append(
+            [n["title"] for n in server.poll(t, after=c, timeout=20).json()["notifications"]]))
+        for t, c in zip(tokens, cursors)
+    ]
+    for poller in pollers:
+        poller.start()
+
+    reply = admin_client.post("/admin/notify/broadcast/add/", {"title": "Release 2.0", "body": "", "level": "info",
+                                                                "url": ""})
+    for poller in pollers:
+        poller.join(10)
+
+    assert reply.status_code == 302
+    assert answers == [["Release 2.0"]] * 3
+    broadcast = Broadcast.objects.get()
+    active = 3 + 1  # the three users and the admin who sent it
+    assert broadcast.recipient_count == active and broadcast.sent_at is not None
+
+
+def test_a_broadcast_to_groups_reaches_only_their_members(admin_client, make_user):
+    team = Group.objects.create(name="team")
+    alice, bob, outsider = make_user(), make_user(), make_user()
+    team.user_set.add(alice, bob)
+    reply = admin_client.post("/admin/notify/broadcast/add/",
+                              {"title": "Team lunch", "level": "info", "groups": [team.pk]})
+    assert reply.status_code == 302
+    assert sorted(Notification.objects.values_list("recipient_id", flat=True)) == sorted([alice.pk, bob.pk])
+    assert Broadcast.objects.get().recipient_count == 2
+    assert not outsider.notifications.exists()
+
+
+def test_staff_without_the_broadcast_permission_get_403(make_user):
+    client = staff_client(make_user, "view_broadcast")
+    assert client.post("/admin/notify/broadcast/add/", {"title": "x", "level": "info"}).status_code == 403
+    assert not Notification.objects.exists()
+
+
+def test_a_sent_broadcast_is_a_record_that_cannot_be_edited_or_resent(admin_client, make_user):
+    make_user()
+    admin_client.post("/admin/notify/broadcast/add/", {"title": "Once", "level": "info"})
+    broadcast = Broadcast.objects.get()
+    admin_client.post(f"/admin/notify/broadcast/{broadcast.pk}/change/", {"title": "Twice", "level": "info"})
+    broadcast.refresh_from_db()
+    assert broadcast.title == "Once"
+    with pytest.raises(ValueError, match="already sent"):
+        broadcast.send()
+    assert Notification.objects.filter(title="Once").count() == broadcast.recipient_count

@@ -1,0 +1,80 @@
+"""One test per system check id: misconfiguration is reported with the fix."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import override_settings
+
+from notify.checks import check_settings
+
+
+def ids(**notify) -> list[str]:
+    with override_settings(NOTIFY=notify):
+        return [problem.id for problem in check_settings()]
+
+
+def test_defaults_pass():
+    assert ids() == []
+
+
+def test_e001_notify_must_be_a_dict():
+    with override_settings(NOTIFY=["redis"]):
+        assert [p.id for p in check_settings()] == ["notify.E001"]
+
+
+def test_e002_unknown_keys():
+    assert ids(TIMEOUT=5) == ["notify.E002"]
+
+
+def test_e003_unknown_broker():
+    assert ids(BROKER="kafka") == ["notify.E003"]
+
+
+def test_e004_redis_url_must_be_a_redis_url():
+    assert ids(REDIS_URL="http://127.0.0.1:6379") == ["notify.E004"]
+
+
+@pytest.mark.parametrize("value", [0, -1, "25", None, True])
+def test_e005_timeouts_must_be_positive_numbers(value):
+    assert ids(MAX_TIMEOUT=value) == ["notify.E005"]
+
+
+@pytest.mark.parametrize("value", [0, 2.5, "10", True])
+def test_e006_counts_must_be_whole_numbers(value):
+    assert ids(MAX_POLLS_PER_USER=value) == ["notify.E006"]
+
+
+def test_e007_default_timeout_above_maximum():
+    assert ids(DEFAULT_TIMEOUT=90, MAX_TIMEOUT=60) == ["notify.E007"]
+
+
+def test_e008_default_limit_above_maximum():
+    assert ids(DEFAULT_LIMIT=200) == ["notify.E008"]
+
+
+def test_e009_cache_alias_must_exist():
+    assert ids(CACHE_ALIAS="tokens") == ["notify.E009"]
+
+
+def test_w001_memory_broker_is_single_process():
+    assert ids(BROKER="memory") == ["notify.W001"]
+
+
+def test_w002_sessions_need_authentication_middleware():
+    with override_settings(MIDDLEWARE=[]):
+        assert [p.id for p in check_settings()] == ["notify.W002"]
+
+
+@pytest.mark.parametrize("value", [0, "many", 1.5])
+def test_e006_max_held_polls_must_be_none_or_a_whole_number(value):
+    assert ids(MAX_HELD_POLLS=value) == ["notify.E006"]
+
+
+def test_max_held_polls_defaults_below_the_open_file_limit():
+    import resource
+
+    from notify.conf import conf
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with override_settings(NOTIFY={}):
+        assert conf.MAX_HELD_POLLS == max(16, soft - 256)

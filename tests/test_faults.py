@@ -1,0 +1,187 @@
+"""Faults of real processes: Redis stopped and restarted under held polls."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+import notify
+from notify.models import Notification
+from tests.faults import Followers, OwnRedis
+from tests.server import Server
+
+
+@pytest.fixture
+def own_redis():
+    own = OwnRedis().start()
+    yield own
+    own.stop()
+
+
+def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
+    from django.contrib.auth import get_user_model
+
+    from notify.models import ApiToken
+
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"outage-{i}") for i in range(500)])
+    users = list(User.objects.filter(username__startswith="outage-").order_by("pk"))
+    tokens = [ApiToken.issue(user)[1] for user in users]
+    server = Server(env={"REDIS_URL": own_redis.url, "NOTIFY_RECHECK_INTERVAL": "1",
+                         "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}).start()
+    followers = None
+    try:
+        cursors = [server.poll(token).json()["cursor"] for token in tokens]
+        followers = Followers(server.url, tokens, cursors).start()
+        with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": own_redis.url}):
+            time.sleep(1)
+            notify.send(users, "before")
+            assert followers.wait_for(1, deadline=10)
+
+            own_redis.stop()
+            notify.send(users, "during")  # commits; the failed publish is only logged
+            # Held polls notice within RECHECK_INTERVAL and find it in the database.
+            assert followers.wait_for(2, deadline=10)
+
+            own_redis.start()  # same port: the hub reconnects by itself
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                hubs = [c for c in own_redis.client().client_list() if c.get("name", "").endswith(":hub")]
+                if hubs and int(hubs[0]["sub"]) >= 250:
+                    break
+                time.sleep(0.1)
+            notify.send(users, "after")
+            assert followers.wait_for(3, deadline=10)
+    finally:
+        if followers is not None:
+            followers.stop()
+        server.stop()
+
+    for user, got in zip(users, followers.received):
+        expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
+        assert got == expected  # each exactly once, in order
+    assert set(followers.statuses) == {200}  # no 5xx, no refused poll, for 500 followers
+    log = server.log_path.read_text()
+    assert "Redis pub/sub connection lost" in log
+    assert "Traceback" not in log
+
+
+def rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+async def open_and_drop_polls(port: int, requests: list[bytes]) -> None:
+    import asyncio
+
+    writers = []
+    for request in requests:
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request)
+        writers.append(writer)
+    await asyncio.sleep(0.3)  # held by now
+    for writer in writers:
+        writer.transport.abort()  # gone, without a word
+
+
+def test_thousands_of_clients_going_away_leave_nothing_behind(server, make_user, token_for, redis_client):
+    import asyncio
+
+    from tests.conftest import hub_clients
+    from tests.test_hub import eventually, subscribed_channels
+
+    users = [make_user() for _ in range(10)]
+    tokens = [token_for(user) for user in users]
+    cursors = [server.poll(token).json()["cursor"] for token in tokens]
+    requests = [
+        f"GET /notify/poll?after={cursor}&timeout=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+        for token, cursor in zip(tokens, cursors)
+        for _ in range(10)  # each user's maximum
+    ]
+    asyncio.run(open_and_drop_polls(server.port, requests))  # warm up
+    assert eventually(lambda: subscribed_channels(redis_client) == 0, timeout=10)
+    baseline = rss_kb(server.process.pid)
+
+    for _ in range(20):  # 2,000 polls held and abandoned
+        asyncio.run(open_and_drop_polls(server.port, requests))
+    assert eventually(lambda: subscribed_channels(redis_client) == 0, timeout=10)
+    assert len(hub_clients(redis_client)) == 1
+
+    # Every per-user slot was given back: each user may hold ten polls again.
+    asyncio.run(open_and_drop_polls(server.port, requests[:10]))
+    assert eventually(lambda: {server.poll(token, after=cursor, timeout=0).status
+                               for token, cursor in zip(tokens, cursors)} == {200})
+    grown = rss_kb(server.process.pid) - baseline
+    print(f"server RSS after 2,000 abandoned polls: {grown:+d} KB from {baseline} KB")
+    assert grown < 20_000  # no per-poll leak: 2,000 leaked polls would be far more
+
+
+def postgres_tools_missing() -> str | None:
+    import os
+    import shutil
+
+    from tests.faults import OwnPostgres
+
+    if os.geteuid() != 0 or not shutil.which("su"):
+        return "needs root to run initdb as the postgres user"
+    if not os.path.exists(f"{OwnPostgres.BIN}/initdb"):
+        return f"no PostgreSQL server binaries at {OwnPostgres.BIN}"
+    return None
+
+
+def test_postgresql_restarted_under_held_polls_the_worker_survives(transactional_db):
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from tests.faults import OwnPostgres
+    from tests.server import ROOT
+
+    if connection.vendor != "postgresql":
+        pytest.skip("runs in the PostgreSQL run of the suite")
+    missing = postgres_tools_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+
+    database = OwnPostgres().start()
+    server = None
+    followers = None
+    try:
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "DATABASE_URL": database.url}
+
+        def manage(*args: str) -> str:
+            return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
+                                  capture_output=True, text=True, timeout=120).stdout
+
+        manage("migrate", "--verbosity", "0")
+        manage("demo_seed")
+        token = manage("notify_token", "alice").strip().splitlines()[-1]
+        server = Server(env={"DATABASE_URL": database.url}).start()
+        cursor = server.poll(token).json()["cursor"]
+        followers = Followers(server.url, [token] * 5, [cursor] * 5, timeout=3).start()
+        time.sleep(1)
+
+        database.restart()  # every pooled connection of the server is now broken
+        manage("notify_send", "alice", "after the restart")
+
+        assert followers.wait_for(1, deadline=20)
+        assert server.process.poll() is None  # the worker survived
+        assert server.poll(token).status == 200
+    finally:
+        if followers is not None:
+            followers.stop()
+        if server is not None:
+            server.stop()
+        database.destroy()
+    assert all(len(got) == 1 for got in followers.received)  # once, not twice
+    assert set(followers.statuses) <= {200, 503}

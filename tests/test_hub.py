@@ -1,0 +1,135 @@
+"""One pub/sub connection per worker, channels that come and go with their waiters, reconnects."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+import notify
+from tests.conftest import hub_clients
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def subscribed_channels(redis_client) -> int:
+    return sum(int(client["sub"]) for client in hub_clients(redis_client))
+
+
+def test_one_pubsub_connection_serves_every_held_poll(server, make_user, token_for, redis_client):
+    users = [make_user() for _ in range(30)]
+    tokens = [token_for(user) for user in users]
+    cursors = [server.poll(token).json()["cursor"] for token in tokens]
+    answers: list[list[str]] = []
+
+    def hold(token: str, cursor: str) -> None:
+        page = server.poll(token, after=cursor, timeout=15).json()
+        answers.append([n["title"] for n in page["notifications"]])
+
+    threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors)]
+    for thread in threads:
+        thread.start()
+    assert eventually(lambda: subscribed_channels(redis_client) == 30)
+    assert len(hub_clients(redis_client)) == 1  # not one connection per held request
+
+    notify.send(users, "to everyone")
+    for thread in threads:
+        thread.join(30)
+    assert answers == [["to everyone"]] * 30
+    # The last waiter of each channel left, so the channel was unsubscribed.
+    assert eventually(lambda: subscribed_channels(redis_client) == 0)
+
+
+def open_raw_poll(server, token: str, cursor: str) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(
+        f"GET /notify/poll?after={cursor}&timeout=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    return sock
+
+
+def test_clients_that_go_away_free_their_waiters_and_subscriptions(server, make_user, token_for, redis_client):
+    alice = make_user()
+    token = token_for(alice)
+    cursor = server.poll(token).json()["cursor"]
+    for _ in range(5):
+        sockets = [open_raw_poll(server, token, cursor) for _ in range(10)]
+        assert eventually(lambda: subscribed_channels(redis_client) == 1)
+        for sock in sockets:
+            sock.close()
+        assert eventually(lambda: subscribed_channels(redis_client) == 0)
+    # Their per-user poll slots were given back too: ten may be held again.
+    sockets = [open_raw_poll(server, token, cursor) for _ in range(10)]
+    try:
+        assert eventually(lambda: subscribed_channels(redis_client) == 1)
+        assert server.poll(token, after=cursor, timeout=0).status == 429
+    finally:
+        for sock in sockets:
+            sock.close()
+    assert eventually(lambda: subscribed_channels(redis_client) == 0)
+
+
+def test_lost_pubsub_connection_reconnects_and_delivers_what_was_missed(server, make_user, token_for, redis_client):
+    alice = make_user()
+    token = token_for(alice)
+    cursor = server.poll(token).json()["cursor"]
+    result: list[dict] = []
+    poller = threading.Thread(target=lambda: result.append(server.poll(token, after=cursor, timeout=20).json()))
+    poller.start()
+    assert eventually(lambda: subscribed_channels(redis_client) == 1)
+    [hub] = hub_clients(redis_client)
+
+    redis_client.client_kill_filter(_id=hub["id"])
+    notify.send(alice, "sent while the hub was down")  # its publish reaches no subscriber
+    started = time.monotonic()
+    poller.join(20)
+
+    assert [n["title"] for n in result[0]["notifications"]] == ["sent while the hub was down"]
+    # Delivered by the re-check after reconnecting, well before the 20 s timeout.
+    assert time.monotonic() - started < 5
+    assert eventually(lambda: len(hub_clients(redis_client)) == 1)
+    assert hub_clients(redis_client)[0]["id"] != hub["id"]
+
+
+def server_threads(server) -> int:
+    return len(os.listdir(f"/proc/{server.process.pid}/task"))
+
+
+def test_held_polls_cost_no_thread_each(server, make_user, token_for):
+    """Served by notify.asgi.LongPollRouter: a held poll is a coroutine, not a thread."""
+    from notify.conf import conf
+
+    users = [make_user() for _ in range(40)]
+    tokens = [token_for(user) for user in users]
+    cursors = [server.poll(token).json()["cursor"] for token in tokens]
+    before = server_threads(server)
+    threads = [threading.Thread(target=server.poll, args=(token,), kwargs={"after": cursor, "timeout": 3})
+               for token, cursor in zip(tokens, cursors)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    during = server_threads(server)
+    for thread in threads:
+        thread.join()
+    # At most the shared database threads may have started; never one per poll.
+    assert during - before <= conf.DB_THREADS
+    assert during < 40
+
+
+def test_a_session_whose_password_changed_no_longer_authenticates(server, make_user, session_cookie):
+    alice = make_user()
+    cookie = session_cookie(alice)
+    assert server.poll(cookies=cookie).status == 200
+    alice.set_password("a new one")
+    alice.save()
+    assert server.poll(cookies=cookie).status == 401

@@ -1,0 +1,83 @@
+"""Answering a woken poll from its pub/sub messages, and when not to."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+
+import notify
+from notify import streams
+from notify.pages import Page, message, page_from_messages
+
+
+def msg(seq: int, unread: int | None = 1) -> bytes:
+    return message(seq, unread, {"id": seq, "title": f"n{seq}"})
+
+
+def titles(page: Page) -> list[str]:
+    return [json.loads(n)["title"] for n in page.notifications]
+
+
+def test_messages_that_continue_the_cursor_make_the_page():
+    page = page_from_messages([msg(6, 3), msg(5, 2)], after=4, limit=50)
+    assert titles(page) == ["n5", "n6"]
+    assert (page.cursor, page.unread_count) == (6, 3)
+
+
+def test_a_gap_before_the_first_message_means_ask_the_database():
+    assert page_from_messages([msg(6)], after=4, limit=50) is None
+
+
+def test_only_the_unbroken_run_is_answered():
+    page = page_from_messages([msg(5), msg(7)], after=4, limit=50)
+    assert titles(page) == ["n5"] and page.cursor == 5
+
+
+def test_already_delivered_and_repeated_messages_are_skipped():
+    page = page_from_messages([msg(3), msg(5), msg(5)], after=4, limit=50)
+    assert titles(page) == ["n5"]
+
+
+def test_the_limit_is_kept():
+    page = page_from_messages([msg(5), msg(6), msg(7)], after=4, limit=2)
+    assert titles(page) == ["n5", "n6"] and page.cursor == 6
+
+
+def test_an_unknown_unread_count_or_a_garbled_message_means_ask_the_database():
+    assert page_from_messages([msg(5, None)], after=4, limit=50) is None
+    assert page_from_messages([b"garbage"], after=4, limit=50) is None
+    assert page_from_messages([], after=4, limit=50) is None
+
+
+def test_the_body_is_the_documented_json():
+    body = json.loads(Page(7, [b'{"id":1}'], 2).body())
+    assert body == {"cursor": "7", "notifications": [{"id": 1}], "unread_count": 2}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_woken_poll_answers_from_the_message_without_querying_again(make_user, monkeypatch, close_hubs):
+    alice = await sync_to_async(make_user)()
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(alice)
+    checks = []
+    real_page_after = streams.page_after
+
+    def counting_page_after(*args):
+        checks.append(args)
+        return real_page_after(*args)
+
+    monkeypatch.setattr(streams, "page_after", counting_page_after)
+    poll = asyncio.create_task(client.get("/notify/poll", {"after": "0", "timeout": "20"}))
+    await asyncio.sleep(0.5)
+    await notify.asend(alice, "straight from Redis", data={"x": "ü"})
+    response = await poll
+
+    body = response.json()
+    assert [n["title"] for n in body["notifications"]] == ["straight from Redis"]
+    assert body["notifications"][0]["data"] == {"x": "ü"}
+    assert body["unread_count"] == 1 and body["cursor"] == "1"
+    assert len(checks) == 1  # the check before waiting; none after the wake-up
