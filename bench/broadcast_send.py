@@ -1,0 +1,97 @@
+"""How long a Broadcast to N users takes: bulk insert, numbering, pipelined publish.
+
+    .venv/bin/python bench/broadcast_send.py [--users 10000] [--repeat 3]
+
+Uses its own database (DATABASE_URL, default var/bench.sqlite3; for PostgreSQL
+give a database of its own, e.g. postgres://postgres@127.0.0.1:5432/notify_bench,
+created if missing) and its own Redis channel prefix. A subscriber counts the
+published messages, so "published" means every message reached Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}")
+os.environ["NOTIFY_CHANNEL_PREFIX"] = f"notify-bench-{uuid.uuid4().hex[:6]}"
+(ROOT / "var").mkdir(exist_ok=True)
+
+
+def ensure_postgres_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    if os.environ["DATABASE_URL"].startswith("postgres"):
+        ensure_postgres_database(os.environ["DATABASE_URL"])
+
+    import django
+
+    django.setup()
+    import redis
+    from django.conf import settings
+    from django.contrib.auth import get_user_model
+    from django.core.management import call_command
+    from django.db import connection
+
+    from notify.models import Broadcast
+
+    call_command("migrate", verbosity=0)
+    User = get_user_model()
+    missing = args.users - User.objects.filter(username__startswith="bench-").count()
+    if missing > 0:
+        start = User.objects.count()
+        User.objects.bulk_create([User(username=f"bench-{start + i}") for i in range(missing)], batch_size=2000)
+    User.objects.exclude(username__startswith="bench-").update(is_active=False)
+    active = User.objects.filter(is_active=True).count()
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe(f"{settings.NOTIFY['CHANNEL_PREFIX']}:user:*")
+    pubsub.get_message(timeout=1)
+
+    print(f"{connection.vendor}, {active} active users, Redis {settings.REDIS_URL}")
+    for run in range(args.repeat):
+        received = 0
+        all_received = threading.Event()
+
+        def count() -> None:
+            nonlocal received
+            while received < active:
+                if pubsub.get_message(timeout=1) is not None:
+                    received += 1
+            all_received.set()
+
+        counter = threading.Thread(target=count, daemon=True)
+        counter.start()
+        broadcast = Broadcast.objects.create(title=f"Bench {run}")
+        started = time.perf_counter()
+        sent = broadcast.send()
+        returned = time.perf_counter() - started
+        all_received.wait(60)
+        published = time.perf_counter() - started
+        print(f"run {run + 1}: send() returned after {returned:.2f} s for {sent} users; "
+              f"all {received} messages in Redis after {published:.2f} s")
+    pubsub.close()
+
+
+if __name__ == "__main__":
+    main()

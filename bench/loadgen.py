@@ -1,0 +1,308 @@
+"""The load generator of bench/run.py: N simulated clients in one process.
+
+    .venv/bin/python bench/loadgen.py --url http://127.0.0.1:PORT --tokens FILE [--mode long|short]
+
+Run by bench/run.py, never by hand: it reads one command a line on stdin and
+answers each with one JSON line on stdout (see ``COMMANDS``). One aiohttp
+ClientSession with ``TCPConnector(limit=0)`` carries every client; each client
+first asks for its unread snapshot (which gives it a cursor), then
+
+- ``long``: polls ``?after=<cursor>&timeout=<timeout>`` and asks again at once
+  with the cursor it got back, or
+- ``short``: asks ``?after=<cursor>&timeout=0`` every ``--interval`` seconds (the
+  classic "poll every 5 s"), at a phase of its own.
+
+Every notification received is recorded by id with the time it was read
+(``time.monotonic()``: CLOCK_MONOTONIC, the same clock as the orchestrator's), so
+the orchestrator can compute latency, loss and duplicates. The process exits by
+itself after ``--max-seconds`` whatever happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import sys
+import time
+from collections import Counter
+
+import aiohttp
+
+# Waiting this long after a failed request before the client tries again.
+ERROR_BACKOFF = 1.0
+
+
+class Load:
+    def __init__(self, args: argparse.Namespace, tokens: list[str]) -> None:
+        self.args = args
+        self.tokens = tokens
+        self.received: dict[int, float] = {}  # notification id -> first time read
+        self.late: dict[int, float] = {}  # read only by the catch-up after the load stopped
+        self.cursors: dict[int, str] = {}  # client index -> its latest cursor
+        self.duplicates = 0
+        self.duplicate_ids: list[int] = []
+        self.errors: Counter[str] = Counter()
+        self.error_samples: dict[str, str] = {}  # the first answer or exception of each kind
+        self.requests = 0  # answered (any status)
+        self.in_flight = 0  # poll requests sent and not answered
+        self.snapshots = 0  # clients that have their first cursor
+        self.started = 0  # clients started
+        self.stopping = False
+        self.tasks: list[asyncio.Task[None]] = []
+        self.session: aiohttp.ClientSession | None = None
+        self.first_polls = asyncio.Semaphore(args.ramp_concurrency)
+
+    async def open(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=0,
+            # Short polling: keep the connection between polls (the server must keep it
+            # longer than --interval too; bench/run.py starts it so).
+            keepalive_timeout=max(30.0, self.args.interval * 3),
+            ttl_dns_cache=None,
+        )
+        self.session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self.args.timeout + 30, connect=20),
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.tasks.append(loop.create_task(self.ramp()))
+
+    async def ramp(self) -> None:
+        """Start the clients at --ramp-rate a second, so connects never flood the backlog."""
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        for index, token in enumerate(self.tokens):
+            due = t0 + index / self.args.ramp_rate
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.stopping:
+                return
+            self.tasks.append(loop.create_task(self.client(index, token)))
+            self.started += 1
+
+    def record(self, notifications: list[dict], into: dict[int, float] | None = None) -> None:
+        now = time.monotonic()
+        into = self.received if into is None else into
+        for notification in notifications:
+            nid = notification["id"]
+            if nid in self.received or nid in self.late:
+                self.duplicates += 1
+                if len(self.duplicate_ids) < 20:
+                    self.duplicate_ids.append(nid)
+            else:
+                into[nid] = now
+
+    async def get(self, token: str, params: dict[str, str]) -> dict | None:
+        """One poll; its JSON, or None after counting an error."""
+        assert self.session is not None
+        self.in_flight += 1
+        try:
+            async with self.session.get(
+                f"{self.args.url}/notify/poll",
+                params=params,
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # noqa: BLE001 - every failure is counted, by kind
+            if not self.stopping:
+                self.count_error(type(error).__name__, repr(error))
+            return None
+        finally:
+            self.in_flight -= 1
+        self.requests += 1
+        if status != 200:
+            if not self.stopping:
+                self.count_error(f"HTTP {status}", body[:300].decode(errors="replace"))
+            return None
+        return json.loads(body)
+
+    def count_error(self, kind: str, sample: str) -> None:
+        self.errors[kind] += 1
+        self.error_samples.setdefault(kind, sample)
+
+    async def client(self, index: int, token: str) -> None:
+        cursor = None
+        # At most --ramp-concurrency clients take their first cursor at once: the ramp goes
+        # as fast as the server answers, without burying it under a queue of new clients.
+        async with self.first_polls:
+            while cursor is None and not self.stopping:
+                page = await self.get(token, {})
+                if page is None:
+                    await asyncio.sleep(ERROR_BACKOFF)
+                    continue
+                self.record(page["notifications"])
+                cursor = page["cursor"]
+        self.cursors[index] = cursor
+        self.snapshots += 1
+        loop = asyncio.get_running_loop()
+        if self.args.mode == "long":
+            params = {"timeout": str(self.args.timeout)}
+            while not self.stopping:
+                page = await self.get(token, {**params, "after": cursor})
+                if page is None:
+                    await asyncio.sleep(ERROR_BACKOFF)
+                    continue
+                self.record(page["notifications"])
+                cursor = self.cursors[index] = page["cursor"]
+        else:
+            interval = self.args.interval
+            next_at = loop.time() + random.Random(index).uniform(0, interval)
+            while not self.stopping:
+                await asyncio.sleep(max(0.0, next_at - loop.time()))
+                next_at += interval
+                page = await self.get(token, {"after": cursor, "timeout": "0"})
+                if page is not None:
+                    self.record(page["notifications"])
+                    cursor = self.cursors[index] = page["cursor"]
+
+    def stats(self) -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "t": time.monotonic(),
+            "started": self.started,
+            "snapshots": self.snapshots,
+            "in_flight": self.in_flight,
+            "requests": self.requests,
+            "errors": dict(self.errors),
+            "error_samples": self.error_samples,
+            "received": len(self.received),
+            "duplicates": self.duplicates,
+            "duplicate_ids": self.duplicate_ids,
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "max_rss_kb": usage.ru_maxrss,
+        }
+
+    async def catch_up(self, indexes: list[int]) -> dict:
+        """Stop the load, then let the given clients read what they have not yet read.
+
+        What they read now was not lost, only late: the run ended before it came (the
+        server was overloaded, or a poll failed). Anything still missing after this is lost.
+        """
+        self.stopping = True
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        self.stopping = False  # count the catch-up's own errors
+        gate = asyncio.Semaphore(50)
+        caught_up: list[int] = []
+
+        async def read_all(index: int) -> None:
+            cursor = self.cursors.get(index)
+            async with gate:
+                for _ in range(20):  # failures and pages of 50: far more than a run sends one user
+                    params = {} if cursor is None else {"after": cursor, "timeout": "0", "limit": "50"}
+                    page = await self.get(self.tokens[index], params)
+                    if page is None:
+                        await asyncio.sleep(ERROR_BACKOFF)
+                        continue
+                    self.record(page["notifications"], into=self.late)
+                    if cursor is not None and page["notifications"]:
+                        cursor = self.cursors[index] = page["cursor"]
+                        continue
+                    # An empty page past the cursor, or (never had a cursor) the unread snapshot.
+                    caught_up.append(index)
+                    return
+
+        timed_out = False
+        try:
+            async with asyncio.timeout(self.args.catch_up_seconds):
+                await asyncio.gather(*(read_all(i) for i in indexes))
+        except TimeoutError:
+            timed_out = True
+        return {"late": self.late, "timed_out": timed_out, "caught_up": caught_up,
+                "cursors": {i: self.cursors.get(i) for i in indexes}, **self.stats()}
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+
+COMMANDS = ("start", "stats", "receipts", "catchup [client indexes]", "stop")
+
+
+async def serve(load: Load, max_seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def answer(payload: dict) -> None:
+        sys.stdout.write(json.dumps(payload) + "\n")
+        sys.stdout.flush()
+
+    await load.open()
+    answer({"ready": True, "pid": os.getpid()})
+    try:
+        async with asyncio.timeout(max_seconds):
+            while True:
+                line = await reader.readline()
+                if not line:  # the orchestrator went away
+                    return
+                command = line.decode().strip()
+                if command == "start":
+                    load.start()
+                    answer({"ok": True})
+                elif command == "stats":
+                    answer(load.stats())
+                elif command == "receipts":
+                    answer({"receipts": load.received})
+                elif command.startswith("catchup "):
+                    answer(await load.catch_up(json.loads(command.removeprefix("catchup "))))
+                elif command == "stop":
+                    await load.stop()
+                    answer(load.stats())
+                    return
+                else:
+                    answer({"error": f"unknown command {command!r}, expected one of {COMMANDS}"})
+    except TimeoutError:
+        print(f"loadgen: stopping after --max-seconds {max_seconds}", file=sys.stderr)
+    finally:
+        await load.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--tokens", required=True, help="a JSON file: a list of bearer tokens, one per client")
+    parser.add_argument("--mode", choices=("long", "short"), default="long")
+    parser.add_argument("--timeout", type=float, default=25.0, help="long poll timeout asked of the server")
+    parser.add_argument("--interval", type=float, default=5.0, help="short polling: seconds between polls")
+    parser.add_argument("--ramp-rate", type=float, default=2000.0, help="clients started per second")
+    parser.add_argument("--ramp-concurrency", type=int, default=100, help="clients taking their first cursor at once")
+    parser.add_argument("--catch-up-seconds", type=float, default=60.0, help="the catch-up's time limit")
+    parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--uvloop", action="store_true", help="run the client on uvloop")
+    args = parser.parse_args()
+    if "127.0.0.1" not in args.url and "localhost" not in args.url:
+        parser.error("loopback only: --url must be http://127.0.0.1:<port>")
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    with open(args.tokens) as file:
+        tokens = json.load(file)
+    load = Load(args, tokens)
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(serve(load, args.max_seconds))
+    else:
+        asyncio.run(serve(load, args.max_seconds))
+
+
+if __name__ == "__main__":
+    main()
