@@ -3,8 +3,13 @@
 Django's ``sync_to_async`` runs ORM calls in a thread that belongs to the request
 and lives as long as it does: a held poll would keep a thread, which is the very
 cost long polling is blamed for. These threads are shared by all requests of the
-process, and each keeps its database connection between calls the way a request
-thread does (``close_old_connections`` honours CONN_MAX_AGE and drops broken ones).
+process, and there are only DB_THREADS of them for the life of the process, so each
+keeps its database connection between calls whatever CONN_MAX_AGE says (that setting
+is there to stop one connection per request thread piling up, which cannot happen
+here): on SQLite, where CONN_MAX_AGE is 0 by default, opening a connection per query
+was the largest cost of a poll. A pooled connection (PostgreSQL's "pool" option) is
+still handed back after each call, as the pool is the cheaper keeper. Broken
+connections are dropped after the call either way, as Django does after a request.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connections
 
 from notify.conf import conf
 
@@ -38,7 +43,14 @@ def _call(fn: Callable[..., T], *args: Any) -> T:
     try:
         return fn(*args)
     finally:
-        close_old_connections()
+        _tidy_connections()
+
+
+def _tidy_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        if getattr(connection, "pool", None) is None:
+            connection.close_at = None  # persistent: see the module docstring
+        connection.close_if_unusable_or_obsolete()
 
 
 class DatabaseTimeout(DatabaseError):
