@@ -44,8 +44,12 @@ class Inbox(models.Model):
 
 
 class NotificationQuerySet(models.QuerySet["Notification"]):
+    def delivered(self) -> NotificationQuerySet:
+        """Leave out reminders not yet due: polls and counts never see those."""
+        return self.filter(seq__isnull=False)
+
     def unread(self) -> NotificationQuerySet:
-        return self.filter(read_at__isnull=True)
+        return self.delivered().filter(read_at__isnull=True)
 
     def mark_read(self) -> int:
         return self.unread().update(read_at=timezone.now())
@@ -62,7 +66,7 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
         objs = list(objs)
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
-            assign_seqs([obj for obj in objs if obj.seq is None], using=using)
+            assign_seqs([obj for obj in objs if obj.seq is None and not obj.is_scheduled], using=using)
             created = super().bulk_create(objs, *args, **kwargs)
         publish_on_commit(created, using=using)
         return created
@@ -75,7 +79,9 @@ class Notification(models.Model):
         related_name="notifications",
     )
     # Position in the recipient's stream: 1, 2, 3... in commit order. The cursor.
-    seq = models.PositiveBigIntegerField(editable=False)
+    # None while the notification is a reminder not yet due (``deliver_at``): polls
+    # only ever see numbered rows, and the dispatcher numbers it when it is due.
+    seq = models.PositiveBigIntegerField(null=True, editable=False)
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
@@ -83,6 +89,9 @@ class Notification(models.Model):
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     read_at = models.DateTimeField(null=True, blank=True)
+    # A reminder: when to deliver it. None, or a time already past when sent,
+    # means at once.
+    deliver_at = models.DateTimeField(null=True, blank=True)
 
     objects = NotificationQuerySet.as_manager()
 
@@ -98,6 +107,12 @@ class Notification(models.Model):
                 condition=models.Q(read_at__isnull=True),
                 name="notify_unread",
             ),
+            # The dispatcher's query: reminders not yet delivered, by due time.
+            models.Index(
+                fields=["deliver_at"],
+                condition=models.Q(seq__isnull=True),
+                name="notify_due",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -107,8 +122,13 @@ class Notification(models.Model):
     def read(self) -> bool:
         return self.read_at is not None
 
+    @property
+    def is_scheduled(self) -> bool:
+        """A reminder waiting for its time: stored, not numbered, invisible to polls."""
+        return self.seq is None and self.deliver_at is not None and self.deliver_at > timezone.now()
+
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.seq is not None:
+        if self.seq is not None or self.is_scheduled:
             super().save(*args, **kwargs)
             return
         from notify.sending import assign_seqs
@@ -246,3 +266,44 @@ class Broadcast(models.Model):
             self.recipient_count = len(sent)
             self.save(update_fields=["sent_at", "recipient_count"])
         return self.recipient_count
+
+
+class Topic(models.Model):
+    """The head of a named stream besides the per-user ones: a chat room, a lobby.
+
+    Like ``Inbox``: ``last_seq`` is locked while a message is numbered, so a
+    topic's sequence numbers are handed out in commit order. ``pruned_seq`` is
+    the highest seq retention has deleted: a cursor below it has missed messages.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    last_seq = models.PositiveBigIntegerField(default=0)
+    pruned_seq = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TopicMessage(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="messages")
+    # Position in the topic's stream: 1, 2, 3... in commit order. The cursor.
+    seq = models.PositiveBigIntegerField(editable=False)
+    sender = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["topic", "seq"]
+        constraints = [
+            # Also the index of the poll query: topic = ? AND seq > ? ORDER BY seq.
+            models.UniqueConstraint(fields=["topic", "seq"], name="notify_topic_seq"),
+        ]
+        indexes = [
+            # Retention by age: topic = ? AND created_at < ?.
+            models.Index(fields=["topic", "created_at"], name="notify_topic_age"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic_id} #{self.seq}"

@@ -73,7 +73,7 @@ def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
     counts = dict.fromkeys(ids, 0)
     for start in range(0, len(ids), CHUNK):
         rows = (
-            Notification.objects.filter(recipient_id__in=ids[start : start + CHUNK], read_at__isnull=True)
+            Notification.objects.filter(recipient_id__in=ids[start : start + CHUNK]).unread()
             .values_list("recipient_id")
             .annotate(n=Count("pk"))
         )
@@ -82,7 +82,11 @@ def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
 
 
 def publish_on_commit(notifications: Sequence[Notification], *, using: str) -> None:
-    """Publish once the current transaction commits; never for a rolled-back one."""
+    """Publish once the current transaction commits; never for a rolled-back one.
+
+    Reminders not yet due (no seq) are left out: the dispatcher publishes them.
+    """
+    notifications = [n for n in notifications if n.seq is not None]
     if notifications:
         transaction.on_commit(partial(publish, list(notifications)), using=using)
 

@@ -19,7 +19,7 @@ INBOX_SIZE = 50
 @login_required
 def inbox(request: HttpRequest) -> HttpResponse:
     mine = request.user.notifications  # type: ignore[union-attr]
-    context = {"notifications": mine.order_by("-seq")[:INBOX_SIZE], "unread_count": mine.unread().count()}
+    context = {"notifications": mine.delivered().order_by("-seq")[:INBOX_SIZE], "unread_count": mine.unread().count()}
     return render(request, "demo/inbox.html", context)
 
 
