@@ -9,9 +9,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import datetime
+
     from notify.models import Notification
 
-__all__ = ["send", "asend"]
+__all__ = ["send", "asend", "cancel", "reschedule"]
 
 
 def send(recipients: Any, title: str, body: str = "", **options: Any) -> list[Notification]:
@@ -26,3 +28,17 @@ async def asend(recipients: Any, title: str, body: str = "", **options: Any) -> 
     from notify.sending import asend as _asend
 
     return await _asend(recipients, title, body, **options)
+
+
+def cancel(notification_or_id: Any, *, using: str = "default") -> bool:
+    """Delete a reminder not yet delivered; see ``notify.scheduling.cancel``."""
+    from notify.scheduling import cancel as _cancel
+
+    return _cancel(notification_or_id, using=using)
+
+
+def reschedule(notification_or_id: Any, deliver_at: datetime.datetime, *, using: str = "default") -> bool:
+    """Move a reminder not yet delivered; see ``notify.scheduling.reschedule``."""
+    from notify.scheduling import reschedule as _reschedule
+
+    return _reschedule(notification_or_id, deliver_at, using=using)

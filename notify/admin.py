@@ -9,6 +9,8 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils import timezone
+from django.utils.formats import date_format
 
 from notify.forms import NotificationForm
 from notify.models import ApiToken, Broadcast, Notification
@@ -17,10 +19,25 @@ from notify.sending import send
 SEND_PERMISSION = "notify.add_notification"
 
 
+class DeliveryFilter(admin.SimpleListFilter):
+    title = "delivery"
+    parameter_name = "delivery"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("scheduled", "scheduled (not delivered yet)"), ("delivered", "delivered")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Notification]) -> QuerySet[Notification]:
+        if self.value() == "scheduled":
+            return queryset.filter(seq__isnull=True)
+        if self.value() == "delivered":
+            return queryset.filter(seq__isnull=False)
+        return queryset
+
+
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
-    list_display = ["title", "recipient", "level", "is_read", "created_at"]
-    list_filter = ["level", ("read_at", admin.EmptyFieldListFilter), "created_at"]
+    list_display = ["title", "recipient", "level", "is_read", "created_at", "delivery"]
+    list_filter = ["level", ("read_at", admin.EmptyFieldListFilter), DeliveryFilter, "created_at"]
     search_fields = ["title", "body", "recipient__username", "recipient__email"]
     raw_id_fields = ["recipient"]
     readonly_fields = ["seq"]
@@ -30,6 +47,18 @@ class NotificationAdmin(admin.ModelAdmin):
     @admin.display(boolean=True, description="read", ordering="read_at")
     def is_read(self, obj: Notification) -> bool:
         return obj.read
+
+    @admin.display(description="delivery", ordering="deliver_at")
+    def delivery(self, obj: Notification) -> str:
+        if obj.seq is not None:
+            return "delivered" if obj.deliver_at is None else f"delivered (reminder for {_when(obj.deliver_at)})"
+        return f"scheduled for {_when(obj.deliver_at)}" if obj.deliver_at else "not delivered"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Notification | None = None) -> list[str]:
+        # A reminder is moved with notify.reschedule(), which races safely with the
+        # scheduler; the change form sets deliver_at only on a new notification.
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "deliver_at"] if obj is not None else fields
 
     @admin.action(description="Mark selected notifications as read", permissions=["change"])
     def mark_read(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
@@ -115,6 +144,10 @@ def send_notification(model_admin: admin.ModelAdmin, request: HttpRequest, query
         "action_name": "send_notification",
     }
     return TemplateResponse(request, "admin/notify/send_notification.html", context)
+
+
+def _when(moment: Any) -> str:
+    return date_format(timezone.localtime(moment), "DATETIME_FORMAT")
 
 
 def _offer_send_action_on_users() -> None:

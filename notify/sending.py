@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 from collections import Counter, defaultdict
@@ -13,6 +14,7 @@ from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, models, transaction
 from django.db.models import Count, F
+from django.utils import timezone
 
 from notify import pages
 from notify.conf import conf
@@ -187,23 +189,34 @@ def send(
     level: str = "info",
     url: str = "",
     data: dict[str, Any] | None = None,
+    deliver_at: datetime.datetime | None = None,
     using: str = "default",
 ) -> list[Notification]:
     """Create one notification per recipient and publish them after commit.
 
     Works inside a transaction (published when it commits, never if it rolls back)
     and outside one. Each recipient gets it once, however often it is listed.
+
+    ``deliver_at`` (a timezone-aware datetime) makes it a reminder: stored now,
+    invisible to polls and unread counts until then, and delivered at that time by
+    ``manage.py notify_scheduler`` (see notify.scheduling). A time now or past
+    delivers it at once.
     """
     from notify.models import Level, Notification
+    from notify.scheduling import check_deliver_at
 
     if level not in Level.values:
         raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
     check_content(title, body, url, data)
+    if deliver_at is not None and check_deliver_at(deliver_at) <= timezone.now():
+        deliver_at = None  # due already: an ordinary send
     user_ids = list(dict.fromkeys(resolve_recipient_ids(recipients)))
     if not user_ids:
         return []
     notifications = [
-        Notification(recipient_id=uid, title=title, body=body, level=level, url=url, data=data or {})
+        Notification(
+            recipient_id=uid, title=title, body=body, level=level, url=url, data=data or {}, deliver_at=deliver_at
+        )
         for uid in user_ids
     ]
     return Notification.objects.using(using).bulk_create(notifications, batch_size=CHUNK)
@@ -217,11 +230,12 @@ async def asend(
     level: str = "info",
     url: str = "",
     data: dict[str, Any] | None = None,
+    deliver_at: datetime.datetime | None = None,
     using: str = "default",
 ) -> list[Notification]:
     """The async twin of ``send``."""
     return await sync_to_async(send)(
-        recipients, title, body, level=level, url=url, data=data, using=using
+        recipients, title, body, level=level, url=url, data=data, deliver_at=deliver_at, using=using
     )
 
 
