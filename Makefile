@@ -39,13 +39,19 @@ run: install
 	@mkdir -p var
 	$(BIN)/python manage.py migrate --verbosity 0
 	$(BIN)/python manage.py demo_seed
-	@if $(BIN)/python -c "import redis, os; redis.Redis.from_url(os.environ['REDIS_URL'], socket_connect_timeout=1).ping()" 2>/dev/null; then \
-		$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT); \
-	else \
+	@# The reminder scheduler runs beside uvicorn, and is stopped (by its PID) when
+	@# uvicorn exits, however it exits.
+	@if ! $(BIN)/python -c "import redis, os; redis.Redis.from_url(os.environ['REDIS_URL'], socket_connect_timeout=1).ping()" 2>/dev/null; then \
 		echo "WARNING: Redis does not answer at $(REDIS_URL): using the in-process memory broker."; \
 		echo "         Fine for this single-process demo; production needs Redis."; \
-		NOTIFY_BROKER=memory $(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT); \
-	fi
+		echo "         Reminders: the scheduler is another process and cannot wake the server's held polls"; \
+		echo "         without Redis, so a reminder arrives with the browser's next poll (up to 25 s late)."; \
+		export NOTIFY_BROKER=memory; \
+	fi; \
+	$(BIN)/python manage.py notify_scheduler & scheduler=$$!; \
+	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler' EXIT; \
+	trap 'exit 130' INT TERM; \
+	$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT)
 
 # The suite runs twice: on SQLite, then on PostgreSQL (browser tests once, on SQLite).
 test: install system-deps test-sqlite test-postgres

@@ -9,6 +9,7 @@ from project.demo import views as demo_views
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="inbox")),
     path("inbox/", demo_views.inbox, name="inbox"),
+    path("inbox/remind/", demo_views.remind, name="remind"),
     path("send/", demo_views.send, name="send"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -1,6 +1,8 @@
-"""The demo's pages: a live inbox, and a form for staff to notify a user."""
+"""The demo's pages: a live inbox (with a "Remind me" form), and a form for staff to notify a user."""
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 from django import forms
 from django.contrib import messages
@@ -8,6 +10,8 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
 
 import notify
 from notify.models import Level
@@ -20,6 +24,7 @@ INBOX_SIZE = 50
 def inbox(request: HttpRequest) -> HttpResponse:
     mine = request.user.notifications  # type: ignore[union-attr]
     context = {"notifications": mine.delivered().order_by("-seq")[:INBOX_SIZE], "unread_count": mine.unread().count()}
+    context.update(remind_form=RemindForm(), reminders=mine.filter(seq__isnull=True).order_by("deliver_at")[:10])
     return render(request, "demo/inbox.html", context)
 
 
@@ -51,3 +56,28 @@ def send(request: HttpRequest) -> HttpResponse:
         messages.success(request, f"Sent to {recipient.get_username()}.")
         return redirect("send")
     return render(request, "demo/send.html", {"form": form})
+
+
+class RemindForm(forms.Form):
+    """The inbox's "Remind me" form: a reminder to oneself, delivered later by notify_scheduler."""
+
+    DELAYS = {10: "in 10 seconds", 60: "in 1 minute", 3600: "in 1 hour"}
+
+    delay = forms.TypedChoiceField(choices=list(DELAYS.items()), coerce=int, initial=60)
+    title = forms.CharField(max_length=200, required=False, empty_value="Reminder")
+
+
+@login_required
+@require_POST
+def remind(request: HttpRequest) -> HttpResponse:
+    form = RemindForm(request.POST)
+    if form.is_valid():
+        delay = form.cleaned_data["delay"]
+        now = timezone.now()
+        deliver_at = now + timedelta(seconds=delay)
+        asked = f"You asked at {timezone.localtime(now):%H:%M:%S} to be reminded {RemindForm.DELAYS[delay]}."
+        notify.send(request.user, form.cleaned_data["title"], asked, deliver_at=deliver_at)
+        messages.success(request, f"Reminder set: it will appear here {RemindForm.DELAYS[delay]}.")
+    else:
+        messages.error(request, "Choose when to be reminded: " + ", ".join(RemindForm.DELAYS.values()) + ".")
+    return redirect("inbox")
