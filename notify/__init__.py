@@ -42,3 +42,17 @@ def reschedule(notification_or_id: Any, deliver_at: datetime.datetime, *, using:
     from notify.scheduling import reschedule as _reschedule
 
     return _reschedule(notification_or_id, deliver_at, using=using)
+
+
+def publish(topic: str, data: dict[str, Any], *, sender: Any = None, **options: Any) -> TopicMessage:
+    """Post a message to a topic stream; see ``notify.topics.publish``."""
+    from notify.topics import publish as _publish
+
+    return _publish(topic, data, sender=sender, **options)
+
+
+async def apublish(topic: str, data: dict[str, Any], *, sender: Any = None, **options: Any) -> TopicMessage:
+    """The async twin of ``publish``."""
+    from notify.topics import apublish as _apublish
+
+    return await _apublish(topic, data, sender=sender, **options)

@@ -6,7 +6,8 @@ synchronous call inside it (the ``request_started`` receivers, any
 long as the request. For a poll held 25 seconds that is a thread per waiting
 client, the very cost long polling is blamed for.
 
-``LongPollRouter`` answers ``GET`` requests for the poll URL itself, with Django's
+``LongPollRouter`` answers ``GET`` requests for the poll URLs (the inbox's and
+the topics') itself, with Django's
 request object, session engine, authentication backends and ORM (run in
 ``notify.db``'s shared threads), and hands every other request to Django
 unchanged. What a poll served this way skips: the middleware stack and the
@@ -21,6 +22,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import DisallowedHost
@@ -35,6 +37,7 @@ logger = logging.getLogger("notify")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Answer = Callable[[ASGIRequest], Awaitable[HttpResponse]]
 
 
 class LongPollRouter:
@@ -42,33 +45,40 @@ class LongPollRouter:
 
     def __init__(self, django_app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.django_app = django_app
-        self._is_poll: dict[str, bool] = {}
+        self._polls: dict[str, Answer | None] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET" and self.is_poll(scope):
-            await self.serve_poll(scope, receive, send)
+        answer = self.poll_answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        if answer is not None:
+            await self.serve_poll(scope, receive, send, answer)
         elif scope["type"] == "lifespan":
             await self.lifespan(receive, send)
         else:
             await self.django_app(scope, receive, send)
 
-    def is_poll(self, scope: Scope) -> bool:
+    def poll_answer(self, scope: Scope) -> Answer | None:
+        """What answers this path if it is a poll URL (the inbox's or a topic's), else None."""
         path = scope["path"]
-        known = self._is_poll.get(path)
-        if known is None:
-            prefix = get_script_prefix(scope)
-            path_info = path.removeprefix(prefix) if prefix else path  # as ASGIRequest does
-            try:
-                match = get_resolver().resolve(path_info)
-            except Resolver404:
-                known = False
-            else:
-                known = match.func is views.poll
-            if len(self._is_poll) < 1000:  # only a handful of real paths; don't grow on junk
-                self._is_poll[path] = known
-        return known
+        if path in self._polls:
+            return self._polls[path]
+        prefix = get_script_prefix(scope)
+        path_info = path.removeprefix(prefix) if prefix else path  # as ASGIRequest does
+        answer: Answer | None = None
+        try:
+            match = get_resolver().resolve(path_info)
+        except Resolver404:
+            pass
+        else:
+            if match.func is views.poll:
+                answer = views.answer_poll
+            elif match.func is views.topic_poll:
+                answer = partial(views.answer_topic_poll, **match.kwargs)
+        # Few real paths, but one per topic: don't grow without bound on topics or junk.
+        if len(self._polls) < 1000:
+            self._polls[path] = answer
+        return answer
 
-    async def serve_poll(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve_poll(self, scope: Scope, receive: Receive, send: Send, answer: Answer) -> None:
         set_script_prefix(get_script_prefix(scope))
         request = ASGIRequest(scope, io.BytesIO())
         try:
@@ -78,7 +88,7 @@ class LongPollRouter:
         else:
             # The poll stops the moment the client goes away: its waiter and
             # subscription are freed, as under Django's own handler.
-            answering = asyncio.ensure_future(views.answer_poll(request))
+            answering = asyncio.ensure_future(answer(request))
             listening = asyncio.ensure_future(wait_for_disconnect(receive))
             try:
                 await asyncio.wait({answering, listening}, return_when=asyncio.FIRST_COMPLETED)

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.module_loading import import_string
 
 from notify.conf import DEFAULTS, conf
 
@@ -80,6 +81,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 id="notify.E009",
             )
         )
+    problems += check_topic_retention(user.get("TOPIC_RETENTION", DEFAULTS["TOPIC_RETENTION"]))
+    problems += check_topic_permission(user.get("TOPIC_PERMISSION"))
     if conf.BROKER == "memory":
         problems.append(
             Warning(
@@ -98,3 +101,48 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
         )
     return problems
+
+
+def check_topic_retention(rules: Any) -> list[Error | Warning]:
+    example = "For example {'*': {'keep_last': 1000, 'keep_seconds': None}, 'room:*': {'keep_last': None, " \
+              "'keep_seconds': 86400}}."
+    if not isinstance(rules, dict) or not all(isinstance(pattern, str) and pattern for pattern in rules):
+        return [Error("NOTIFY['TOPIC_RETENTION'] must be a dict from topic name patterns (fnmatch) to rules.",
+                      hint=example, id="notify.E010")]
+    problems: list[Error | Warning] = []
+    for pattern, rule in rules.items():
+        if not isinstance(rule, dict) or not set(rule) <= {"keep_last", "keep_seconds"}:
+            problems.append(Error(
+                f"NOTIFY['TOPIC_RETENTION'][{pattern!r}] must be a dict with the keys 'keep_last' and "
+                f"'keep_seconds' only, not {rule!r}.", hint=example, id="notify.E010"))
+            continue
+        keep_last, keep_seconds = rule.get("keep_last"), rule.get("keep_seconds")
+        if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
+            problems.append(Error(
+                f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_last'] must be None or a whole number of at least 1, "
+                f"not {keep_last!r}.", id="notify.E010"))
+        if keep_seconds is not None and (
+            isinstance(keep_seconds, bool) or not isinstance(keep_seconds, (int, float)) or not keep_seconds > 0
+        ):
+            problems.append(Error(
+                f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_seconds'] must be None or a positive number of "
+                f"seconds, not {keep_seconds!r}.", id="notify.E010"))
+    return problems
+
+
+def check_topic_permission(path: Any) -> list[Error | Warning]:
+    if path is None:
+        return []
+    hint = ("Give the dotted path of a function (user, topic, action) -> bool, e.g. 'myapp.topics.can_use', "
+            "or None to close every topic.")
+    if not isinstance(path, str):
+        return [Error(f"NOTIFY['TOPIC_PERMISSION'] must be a dotted path or None, not {path!r}.", hint=hint,
+                      id="notify.E011")]
+    try:
+        hook = import_string(path)
+    except Exception as error:  # ImportError, or whatever importing its module raised
+        return [Error(f"NOTIFY['TOPIC_PERMISSION'] {path!r} cannot be imported: {error}.", hint=hint,
+                      id="notify.E011")]
+    if not callable(hook):
+        return [Error(f"NOTIFY['TOPIC_PERMISSION'] {path!r} is not callable.", hint=hint, id="notify.E011")]
+    return []

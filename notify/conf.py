@@ -14,7 +14,8 @@ DEFAULTS: dict[str, Any] = {
     # "redis" (one pub/sub connection per worker) or "memory" (a single process, no Redis).
     "BROKER": "redis",
     "REDIS_URL": "redis://127.0.0.1:6379/0",
-    # Channels are named "<prefix>:user:<id>"; give each deployment (or test run) its own.
+    # Channels are named "<prefix>:user:<id>" and "<prefix>:topic:<name>"; give each
+    # deployment (or test run) its own.
     "CHANNEL_PREFIX": "notify",
     # Poll timeout in seconds when the client gives none, and the most a client may ask for.
     "DEFAULT_TIMEOUT": 25.0,
@@ -43,6 +44,13 @@ DEFAULTS: dict[str, Any] = {
     # Cache used for token look-ups; None disables caching.
     "CACHE_ALIAS": "default",
     "TOKEN_CACHE_SECONDS": 60,
+    # Topic streams (notify.topics). How much of each topic is kept: fnmatch pattern of
+    # topic names -> {"keep_last": messages or None, "keep_seconds": seconds or None};
+    # the longest matching pattern wins. Applied when a message is published.
+    "TOPIC_RETENTION": {"*": {"keep_last": 1000, "keep_seconds": None}},
+    # Dotted path to a callable (user, topic, action) -> bool, action "read" or "post",
+    # asked on every topic poll and post. None: every topic is closed to everyone.
+    "TOPIC_PERMISSION": None,
 }
 
 
@@ -129,8 +137,19 @@ class Settings:
     def TOKEN_CACHE_SECONDS(self) -> int:
         return self._get("TOKEN_CACHE_SECONDS")
 
+    @property
+    def TOPIC_RETENTION(self) -> dict[str, dict[str, float | None]]:
+        return self._get("TOPIC_RETENTION")
+
+    @property
+    def TOPIC_PERMISSION(self) -> str | None:
+        return self._get("TOPIC_PERMISSION")
+
     def channel_for_user(self, user_id: int) -> str:
         return f"{self.CHANNEL_PREFIX}:user:{user_id}"
+
+    def channel_for_topic(self, name: str) -> str:
+        return f"{self.CHANNEL_PREFIX}:topic:{name}"
 
 
 conf = Settings()

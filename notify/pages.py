@@ -1,11 +1,12 @@
 """The body of a poll answer, and the pub/sub message a held poll can answer from.
 
-A message is ``b"<seq> <unread> <notification JSON>"``: the notification as the
-poll answers it, its number in the user's stream, and the user's unread count
-when it was published (``-`` if unknown). A woken poll whose messages continue
-its cursor without a gap answers from them without a database query; anything
-else (a gap, an unknown count, a wake-up without a message) sends it back to the
-database, which stays the record of truth.
+A message is ``b"<seq> <unread> <item JSON>"``: the notification (or topic
+message) as the poll answers it, its number in its stream, and for a user's
+stream the unread count when it was published (``-`` if unknown; always ``-`` on
+a topic, which has no such count). A woken poll whose messages continue its
+cursor without a gap answers from them without a database query; anything else
+(a gap, an unknown count where one is needed, a wake-up without a message) sends
+it back to the database, which stays the record of truth.
 """
 
 from __future__ import annotations
@@ -42,8 +43,38 @@ class Page:
         )
 
 
+@dataclass(frozen=True)
+class TopicPage:
+    cursor: int
+    messages: list[bytes]  # each a JSON object, ready to send
+
+    def body(self) -> bytes:
+        return b'{"cursor":"%d","messages":[%s]}' % (self.cursor, b",".join(self.messages))
+
+
 def page_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> Page | None:
-    """The page that continues ``after`` from the messages alone, or None if they can't tell."""
+    """The inbox page that continues ``after`` from the messages alone, or None if they can't tell."""
+    picked = run_from_messages(messages, after, limit)
+    if not picked or picked[-1][1] is None:
+        return None
+    return Page(cursor=picked[-1][0], notifications=[body for _, _, body in picked], unread_count=picked[-1][1])
+
+
+def topic_page_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> TopicPage | None:
+    """The topic page that continues ``after`` from the messages alone, or None if they can't tell."""
+    picked = run_from_messages(messages, after, limit)
+    if not picked:
+        return None
+    return TopicPage(cursor=picked[-1][0], messages=[body for _, _, body in picked])
+
+
+def run_from_messages(
+    messages: Iterable[bytes | str], after: int, limit: int
+) -> list[tuple[int, int | None, bytes]]:
+    """``(seq, unread, body)`` of the messages that continue ``after`` without a gap, at most ``limit``.
+
+    Empty if the first is missing or any message is garbled: the caller asks the database.
+    """
     parsed = []
     try:
         for raw in messages:
@@ -53,7 +84,7 @@ def page_from_messages(messages: Iterable[bytes | str], after: int, limit: int) 
             seq, unread, body = data.split(b" ", 2)
             parsed.append((int(seq), None if unread == b"-" else int(unread), body))
     except ValueError:
-        return None
+        return []
     parsed.sort(key=lambda item: item[0])
     picked: list[tuple[int, int | None, bytes]] = []
     expected = after + 1
@@ -64,6 +95,4 @@ def page_from_messages(messages: Iterable[bytes | str], after: int, limit: int) 
             break  # a gap: what follows it must come from the database
         picked.append((seq, unread, body))
         expected += 1
-    if not picked or picked[-1][1] is None:
-        return None
-    return Page(cursor=picked[-1][0], notifications=[body for _, _, body in picked], unread_count=picked[-1][1])
+    return picked

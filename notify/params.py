@@ -11,10 +11,15 @@ from django.http import QueryDict
 
 from notify import cursor
 from notify.conf import conf
+from notify.topics import NAME_RULE, InvalidTopic, check_data, check_name
 
 _NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
 MAX_READ_IDS = 1000
+# Streams one poll may follow at once (GET /notify/poll?streams=...).
+MAX_STREAMS = 10
+# The user's own stream in a multi-stream poll; every other name is a topic.
+INBOX = "inbox"
 
 
 class BadRequest(Exception):
@@ -42,6 +47,60 @@ def parse_poll(query: QueryDict) -> PollParams:
         except cursor.InvalidCursor as error:
             raise BadRequest("invalid_cursor", str(error)) from None
     return PollParams(after=after, timeout=_timeout(query.get("timeout")), limit=_limit(query.get("limit")))
+
+
+def parse_topic(name: str) -> str:
+    try:
+        return check_name(name)
+    except InvalidTopic as error:
+        raise BadRequest("invalid_topic", str(error)) from None
+
+
+@dataclass(frozen=True)
+class StreamsParams:
+    streams: list[tuple[str, int | None]]  # (name, cursor or None), in the order asked
+    timeout: float
+    limit: int
+
+
+def parse_streams(query: QueryDict) -> StreamsParams:
+    """``streams=inbox,room:42&after=inbox:5,room:42:17``: each stream and its cursor, if any."""
+    names = (query.get("streams") or "").split(",")
+    accepted = f"'streams' must list 1 to {MAX_STREAMS} streams, comma-separated: 'inbox' and topic names ({NAME_RULE})"
+    if names == [""] or len(names) > MAX_STREAMS:
+        raise BadRequest("invalid_streams", f"{accepted}; got {len(names) if names != [''] else 0}.")
+    for name in names:
+        if name != INBOX:
+            try:
+                check_name(name)
+            except InvalidTopic:
+                raise BadRequest("invalid_streams", f"{accepted}; got {name[:40]!r}.") from None
+    if len(set(names)) != len(names):
+        raise BadRequest("invalid_streams", f"{accepted}, each once.")
+    cursors: dict[str, int] = {}
+    raw_after = query.get("after") or ""
+    for part in raw_after.split(",") if raw_after else []:
+        # The cursor follows the last colon: topic names may contain colons, cursors never.
+        name, colon, raw = part.rpartition(":")
+        if not colon or name not in names or name in cursors:
+            raise BadRequest(
+                "invalid_cursor",
+                "With 'streams', 'after' must be the compound cursor of an earlier answer: "
+                f"'<stream>:<cursor>' for streams listed in 'streams', comma-separated, each once; got {part[:60]!r}.",
+            )
+        try:
+            cursors[name] = cursor.decode(raw)
+        except cursor.InvalidCursor:
+            raise BadRequest(
+                "invalid_cursor",
+                f"The cursor of stream {name[:40]!r} in 'after' must be one returned by an earlier poll "
+                f"(up to 18 digits), got {raw[:40]!r}.",
+            ) from None
+    return StreamsParams(
+        streams=[(name, cursors.get(name)) for name in names],
+        timeout=_timeout(query.get("timeout")),
+        limit=_limit(query.get("limit")),
+    )
 
 
 def _timeout(raw: str | None) -> float:
@@ -90,3 +149,19 @@ def parse_read(body: bytes) -> list[int] | None:
     if not all(type(i) is int and 0 < i < 2**63 for i in ids):
         raise BadRequest("invalid_body", f"'ids' must be a list of positive whole numbers. {accepted}")
     return ids
+
+
+def parse_publish(body: bytes) -> dict[str, Any]:
+    """The data of a topic message: ``{"data": {...}}``."""
+    accepted = 'Send a JSON object: {"data": {...}}, the message as a JSON object.'
+    try:
+        payload: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadRequest("invalid_json", f"The body is not valid JSON. {accepted}") from None
+    if not isinstance(payload, dict) or set(payload) != {"data"}:
+        raise BadRequest("invalid_body", accepted)
+    try:
+        check_data(payload["data"])
+    except (TypeError, ValueError) as error:
+        raise BadRequest("invalid_body", f"{error}. {accepted}") from None
+    return payload["data"]

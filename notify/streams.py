@@ -1,11 +1,12 @@
-"""The queries behind a poll: one user's stream, read synchronously (see notify.db)."""
+"""The queries behind a poll: a user's stream or a topic's, read synchronously (see notify.db)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from notify.models import Inbox, Notification
+from notify.models import Inbox, Notification, Topic, TopicMessage
+from notify.topics import message_dict
 
 
 def head(user_id: int) -> int:
@@ -45,3 +46,41 @@ def mark_read(user_id: int, ids: Iterable[int] | None) -> int:
         notifications = notifications.filter(pk__in=list(ids))
     notifications.mark_read()
     return unread_count(user_id)
+
+
+# --- topics ------------------------------------------------------------------------
+
+
+def topic_head(name: str) -> tuple[int, int]:
+    """``(last_seq, pruned_seq)`` of a topic; (0, 0) for one nothing was published to."""
+    return Topic.objects.filter(name=name).values_list("last_seq", "pruned_seq").first() or (0, 0)
+
+
+def topic_snapshot(name: str, limit: int) -> tuple[int, list[dict[str, Any]]]:
+    """The head, and the newest ``limit`` messages up to it, oldest first.
+
+    The head is read first: whatever commits after it is past the returned cursor.
+    """
+    cursor, _ = topic_head(name)
+    newest = list(
+        TopicMessage.objects.filter(topic_id=name, seq__lte=cursor).select_related("sender").order_by("-seq")[:limit]
+    )
+    return cursor, [message_dict(m) for m in reversed(newest)]
+
+
+def topic_page_after(name: str, after: int, limit: int) -> tuple[int, list[dict[str, Any]], int, int]:
+    """Up to ``limit`` messages after ``after``, oldest first, the cursor past them, and the
+    topic's ``(last_seq, pruned_seq)``.
+
+    The head is read *after* the messages: retention raises pruned_seq in the
+    transaction that deletes, so if pruned_seq is still at or below ``after`` now,
+    nothing after ``after`` had been deleted when the messages were read, and the
+    page has no hole. The caller refuses the page (410) otherwise.
+    """
+    rows = list(
+        TopicMessage.objects.filter(topic_id=name, seq__gt=after).select_related("sender").order_by("seq")[:limit]
+    )
+    last_seq, pruned_seq = topic_head(name)
+    if not rows:
+        return after, [], last_seq, pruned_seq
+    return rows[-1].seq, [message_dict(m) for m in rows], last_seq, pruned_seq

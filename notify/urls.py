@@ -7,4 +7,6 @@ app_name = "notify"
 urlpatterns = [
     path("poll", views.poll, name="poll"),
     path("read", views.read, name="read"),
+    path("topics/<str:name>/poll", views.topic_poll, name="topic_poll"),
+    path("topics/<str:name>/publish", views.topic_publish, name="topic_publish"),
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from notify import db, lifecycle, streams
+from notify import db, lifecycle, multipoll, streams, topics
 from notify.auth import (
     NotAuthenticated,
     authenticate,
@@ -24,8 +25,17 @@ from notify.auth import (
 from notify.broker import get_broker
 from notify.conf import conf
 from notify.limits import poll_limiter
-from notify.pages import AUTH_CHANGED, Page, notification_json, page_from_messages
-from notify.params import BadRequest, parse_poll, parse_read
+from notify.multipoll import StreamError
+from notify.pages import AUTH_CHANGED, Page, TopicPage, notification_json, page_from_messages
+from notify.params import (
+    INBOX,
+    BadRequest,
+    parse_poll,
+    parse_publish,
+    parse_read,
+    parse_streams,
+    parse_topic,
+)
 
 logger = logging.getLogger("notify")
 
@@ -70,6 +80,8 @@ async def poll(request: HttpRequest) -> HttpResponse:
 async def answer_poll(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
         return method_not_allowed("GET")
+    if "streams" in request.GET:
+        return await answer_streams(request)
     try:
         params = parse_poll(request.GET)
         # A held poll verifies its credential once subscribed (hold), so it may
@@ -87,22 +99,9 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
             head, notifications, unread = await db.run(streams.unread_snapshot, user_id, params.limit)
             return page_response(Page(head, [notification_json(n) for n in notifications], unread))
 
-        refused = poll_limiter.acquire(user_id, conf.MAX_POLLS_PER_USER, conf.MAX_HELD_POLLS)
-        if refused == "user":
-            return error(
-                429,
-                "too_many_polls",
-                f"This user already holds {conf.MAX_POLLS_PER_USER} polls; "
-                "close one or wait for it to be answered.",
-                **{"Retry-After": str(RETRY_AFTER)},
-            )
-        if refused == "process":
-            return error(
-                503,
-                "server_busy",
-                "This server holds as many polls as it can; try again shortly.",
-                **{"Retry-After": str(RETRY_AFTER)},
-            )
+        refused = refuse_hold(user_id)
+        if refused is not None:
+            return refused
         try:
             return page_response(await hold(request, user_id, params.after, params.limit, params.timeout))
         finally:
@@ -115,7 +114,27 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
         return database_unavailable(problem)
 
 
-def page_response(page: Page) -> HttpResponse:
+def refuse_hold(user_id: int) -> JsonResponse | None:
+    """Count one more held poll (release it with ``poll_limiter.release``), or the answer refusing it."""
+    refused = poll_limiter.acquire(user_id, conf.MAX_POLLS_PER_USER, conf.MAX_HELD_POLLS)
+    if refused == "user":
+        return error(
+            429,
+            "too_many_polls",
+            f"This user already holds {conf.MAX_POLLS_PER_USER} polls; close one or wait for it to be answered.",
+            **{"Retry-After": str(RETRY_AFTER)},
+        )
+    if refused == "process":
+        return error(
+            503,
+            "server_busy",
+            "This server holds as many polls as it can; try again shortly.",
+            **{"Retry-After": str(RETRY_AFTER)},
+        )
+    return None
+
+
+def page_response(page: Page | TopicPage) -> HttpResponse:
     return HttpResponse(page.body(), content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
@@ -209,3 +228,124 @@ async def read(request: HttpRequest) -> JsonResponse:
     except DatabaseError as problem:
         return database_unavailable(problem)
     return answer({"unread_count": unread})
+
+
+# --- topics and multi-stream polls (notify.topics, notify.multipoll) ------------------
+
+
+def stream_error(problem: StreamError, *, multi: bool) -> JsonResponse:
+    """A stream's refusal; in a multi-stream poll the body says which stream (``stream``)."""
+    payload: dict[str, Any] = {"error": problem.code, "detail": problem.detail}
+    if multi:
+        payload["stream"] = problem.stream
+    payload.update(problem.extra)
+    return JsonResponse(payload, status=problem.status, headers={"Cache-Control": "no-store"})
+
+
+async def follow(
+    request: HttpRequest, wanted: list[tuple[str, int | None]], limit: int, timeout: float
+) -> dict[str, multipoll.Result] | JsonResponse:
+    """Authenticate, then each stream's page: at once if a stream has no cursor, else held.
+
+    Raises BadRequest, NotAuthenticated, StreamError, DatabaseError for the caller to answer.
+    """
+    if any(after is None for _, after in wanted):
+        user_id, _ = await authenticate(request)
+        return await multipoll.snapshot(user_id, wanted, limit)
+    # Held: start from the credential's hint; multipoll.hold verifies it once subscribed.
+    user_id = await identify(request)
+    refused = refuse_hold(user_id)
+    if refused is not None:
+        return refused
+    try:
+        return await multipoll.hold(request, user_id, wanted, limit, timeout)  # type: ignore[arg-type]
+    finally:
+        poll_limiter.release(user_id)
+
+
+@csrf_exempt  # GET only: it changes nothing
+async def topic_poll(request: HttpRequest, name: str) -> HttpResponse:
+    """A topic's poll as a Django view. ``notify.asgi.LongPollRouter`` serves the same without a thread."""
+    return await answer_topic_poll(request, name)
+
+
+async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    try:
+        parse_topic(name)
+        params = parse_poll(request.GET)
+        results = await follow(request, [(name, params.after)], params.limit, params.timeout)
+    except BadRequest as bad:
+        return error(400, bad.code, bad.detail)
+    except NotAuthenticated as missing:
+        return not_authenticated(missing.detail)
+    except StreamError as refused:
+        return stream_error(refused, multi=False)
+    except DatabaseError as problem:
+        return database_unavailable(problem)
+    if isinstance(results, HttpResponse):
+        return results
+    result = results[name]
+    return page_response(TopicPage(result.cursor, result.items))
+
+
+async def answer_streams(request: HttpRequest) -> HttpResponse:
+    """``GET /notify/poll?streams=inbox,room:42&after=inbox:5,room:42:17``: one poll, several streams."""
+    try:
+        params = parse_streams(request.GET)
+        results = await follow(request, params.streams, params.limit, params.timeout)
+    except BadRequest as bad:
+        return error(400, bad.code, bad.detail)
+    except NotAuthenticated as missing:
+        return not_authenticated(missing.detail)
+    except StreamError as refused:
+        return stream_error(refused, multi=True)
+    except DatabaseError as problem:
+        return database_unavailable(problem)
+    if isinstance(results, HttpResponse):
+        return results
+    parts = []
+    for name, _ in params.streams:
+        result = results[name]
+        if name == INBOX:
+            body = Page(result.cursor, result.items, result.unread or 0).body()
+        else:
+            body = TopicPage(result.cursor, result.items).body()
+        parts.append(json.dumps(name).encode() + b":" + body)
+    compound = ",".join(f"{name}:{results[name].cursor}" for name, _ in params.streams)
+    payload = b'{"cursor":%s,"streams":{%s}}' % (json.dumps(compound).encode(), b",".join(parts))
+    return HttpResponse(payload, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@csrf_exempt  # enforced below for session auth only: a bearer token is not ambient
+async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
+    if request.method != "POST":
+        return method_not_allowed("POST")
+    try:
+        parse_topic(name)
+        user_id, via = await authenticate(request)
+        if via == "session":
+            reason = await db.run(csrf_failure, request)
+            if reason is not None:
+                return error(403, "csrf_failed", f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
+        data = parse_publish(request.body)
+        if not await db.run(topics.permitted, user_id, name, "post"):
+            return error(403, "forbidden", f"You may not post to topic {name!r}.")
+        message, seq = await db.run(_publish_as, user_id, name, data)
+    except BadRequest as bad:
+        return error(400, bad.code, bad.detail)
+    except NotAuthenticated as missing:
+        return not_authenticated(missing.detail)
+    except RequestDataTooBig:
+        return error(413, "too_large", "The body is too large; send a smaller message.")
+    except DatabaseError as problem:
+        return database_unavailable(problem)
+    return JsonResponse(
+        {"message": message, "cursor": str(seq)}, status=201, headers={"Cache-Control": "no-store"}
+    )
+
+
+def _publish_as(user_id: int, name: str, data: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    message = topics.publish(name, data, sender=user_id)
+    return topics.message_dict(message), message.seq

@@ -103,6 +103,8 @@ NOTIFY = {
     "BROKER": os.environ.get("NOTIFY_BROKER", "redis"),
     "REDIS_URL": REDIS_URL,
     "CHANNEL_PREFIX": os.environ.get("NOTIFY_CHANNEL_PREFIX", "notify"),
+    # Topic streams: signed-in users may read and post rooms named "room:*" (project/demo/topics.py).
+    "TOPIC_PERMISSION": "project.demo.topics.can_use",
 }
 # Any other NOTIFY key can be set as NOTIFY_<KEY>, e.g. NOTIFY_MAX_TIMEOUT=30.
 for _key in ("MAX_TIMEOUT", "DEFAULT_TIMEOUT", "RECHECK_INTERVAL", "SUBSCRIBE_TIMEOUT", "DB_TIMEOUT"):
