@@ -53,6 +53,8 @@ class Load:
         self.started = 0  # clients started
         self.stopping = False
         self.tasks: list[asyncio.Task[None]] = []
+        self.client_tasks: dict[int, asyncio.Task[None]] = {}  # client index -> its running task
+        self.churned = 0  # polls abandoned mid-flight and replaced by a new one (see churn)
         self.session: aiohttp.ClientSession | None = None
         self.first_polls = asyncio.Semaphore(args.ramp_concurrency)
 
@@ -86,8 +88,38 @@ class Load:
                 await asyncio.sleep(delay)
             if self.stopping:
                 return
-            self.tasks.append(loop.create_task(self.client(index, token)))
+            task = loop.create_task(self.client(index, token))
+            self.tasks.append(task)
+            self.client_tasks[index] = task
             self.started += 1
+
+    async def churn(self, rate: float, seconds: float, seed: int = 0) -> None:
+        """Abandon ``rate`` held polls a second, for ``seconds``, each replaced at once by a new one.
+
+        A churned client closes its connection mid-poll (as a closed tab or a lost
+        phone does) and comes back on a new connection with the cursor it had: the
+        server must free the abandoned poll and lose nothing across the change.
+        """
+        loop = asyncio.get_running_loop()
+        rng = random.Random(seed)
+        t0 = loop.time()
+        for i in range(int(rate * seconds)):
+            delay = t0 + i / rate - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.stopping:
+                return
+            ready = [index for index in self.cursors if index in self.client_tasks]
+            if not ready:
+                continue
+            index = rng.choice(ready)
+            old = self.client_tasks[index]
+            old.cancel()
+            task = loop.create_task(self.client(index, self.tokens[index], resume=True))
+            self.tasks.append(task)
+            self.client_tasks[index] = task
+            self.churned += 1
+        self.tasks = [task for task in self.tasks if not task.done()]
 
     def record(self, notifications: list[dict], into: dict[int, float] | None = None) -> None:
         now = time.monotonic()
@@ -132,20 +164,21 @@ class Load:
         self.errors[kind] += 1
         self.error_samples.setdefault(kind, sample)
 
-    async def client(self, index: int, token: str) -> None:
-        cursor = None
+    async def client(self, index: int, token: str, *, resume: bool = False) -> None:
+        cursor = self.cursors[index] if resume else None
         # At most --ramp-concurrency clients take their first cursor at once: the ramp goes
         # as fast as the server answers, without burying it under a queue of new clients.
-        async with self.first_polls:
-            while cursor is None and not self.stopping:
-                page = await self.get(token, {})
-                if page is None:
-                    await asyncio.sleep(ERROR_BACKOFF)
-                    continue
-                self.record(page["notifications"])
-                cursor = page["cursor"]
-        self.cursors[index] = cursor
-        self.snapshots += 1
+        if cursor is None:
+            async with self.first_polls:
+                while cursor is None and not self.stopping:
+                    page = await self.get(token, {})
+                    if page is None:
+                        await asyncio.sleep(ERROR_BACKOFF)
+                        continue
+                    self.record(page["notifications"])
+                    cursor = page["cursor"]
+            self.cursors[index] = cursor
+            self.snapshots += 1
         loop = asyncio.get_running_loop()
         if self.args.mode == "long":
             params = {"timeout": str(self.args.timeout)}
@@ -175,6 +208,7 @@ class Load:
             "snapshots": self.snapshots,
             "in_flight": self.in_flight,
             "requests": self.requests,
+            "churned": self.churned,
             "errors": dict(self.errors),
             "error_samples": self.error_samples,
             "received": len(self.received),
@@ -234,7 +268,7 @@ class Load:
             await self.session.close()
 
 
-COMMANDS = ("start", "stats", "receipts", "catchup [client indexes]", "stop")
+COMMANDS = ("start", "churn <rate> <seconds>", "stats", "receipts", "catchup [client indexes]", "stop")
 
 
 async def serve(load: Load, max_seconds: float) -> None:
@@ -257,6 +291,10 @@ async def serve(load: Load, max_seconds: float) -> None:
                 command = line.decode().strip()
                 if command == "start":
                     load.start()
+                    answer({"ok": True})
+                elif command.startswith("churn "):
+                    rate, seconds = (float(x) for x in command.split()[1:3])
+                    load.tasks.append(loop.create_task(load.churn(rate, seconds)))
                     answer({"ok": True})
                 elif command == "stats":
                     answer(load.stats())
