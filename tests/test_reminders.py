@@ -235,7 +235,7 @@ def test_notify_send_at_schedules_a_reminder(make_user):
     expected = timezone.now() + datetime.timedelta(seconds=90)
     assert abs((by_title["in 90 s"].deliver_at - expected).total_seconds()) < 5
     assert by_title["new year"].deliver_at == by_title["zulu"].deliver_at == datetime.datetime(
-        2030, 1, 1, 8, tzinfo=datetime.timezone.utc
+        2030, 1, 1, 8, tzinfo=datetime.UTC
     )
 
 
@@ -282,3 +282,41 @@ def test_a_deliver_at_now_or_past_is_an_ordinary_send(server, make_user, token_f
 
     assert past.seq is not None and past.deliver_at is None
     assert ids(server.poll(token, after=cursor, timeout=5)) == [past.pk]
+
+
+def test_the_admin_lists_which_notifications_are_still_scheduled(make_user):
+    from django.test import Client
+
+    user = make_user()
+    [reminder] = notify.send(user, "scheduled one", deliver_at=in_(3600))
+    notify.send(user, "delivered one")
+    client = Client()
+    client.force_login(make_user(is_staff=True, is_superuser=True))
+
+    scheduled = client.get("/admin/notify/notification/", {"delivery": "scheduled"}).content.decode()
+    delivered = client.get("/admin/notify/notification/", {"delivery": "delivered"}).content.decode()
+
+    assert "scheduled one" in scheduled and "scheduled for" in scheduled and "delivered one" not in scheduled
+    assert "delivered one" in delivered and "scheduled one" not in delivered
+    change = client.get(f"/admin/notify/notification/{reminder.pk}/change/").content.decode()
+    assert 'name="deliver_at' not in change  # moved with notify.reschedule, not by editing the row
+
+
+def test_the_demo_remind_form_needs_csrf_and_a_known_delay(make_user):
+    from django.test import Client
+
+    user = make_user()
+    strict = Client(enforce_csrf_checks=True)
+    strict.force_login(user)
+    assert strict.post("/inbox/remind/", {"delay": "60"}).status_code == 403
+
+    client = Client()
+    client.force_login(user)
+    refused = client.post("/inbox/remind/", {"delay": "5"}, follow=True)
+    assert "Choose when to be reminded" in refused.content.decode()
+    assert not Notification.objects.exists()
+
+    client.post("/inbox/remind/", {"delay": "10", "title": "tea"})
+    [reminder] = Notification.objects.all()
+    assert reminder.title == "tea" and reminder.seq is None
+    assert 5 < (reminder.deliver_at - timezone.now()).total_seconds() <= 10

@@ -58,12 +58,14 @@ def send(request: HttpRequest) -> HttpResponse:
     return render(request, "demo/send.html", {"form": form})
 
 
+# The "Remind me" choices, in seconds.
+REMINDER_DELAYS = {10: "in 10 seconds", 60: "in 1 minute", 3600: "in 1 hour"}
+
+
 class RemindForm(forms.Form):
     """The inbox's "Remind me" form: a reminder to oneself, delivered later by notify_scheduler."""
 
-    DELAYS = {10: "in 10 seconds", 60: "in 1 minute", 3600: "in 1 hour"}
-
-    delay = forms.TypedChoiceField(choices=list(DELAYS.items()), coerce=int, initial=60)
+    delay = forms.TypedChoiceField(choices=list(REMINDER_DELAYS.items()), coerce=int, initial=60)
     title = forms.CharField(max_length=200, required=False, empty_value="Reminder")
 
 
@@ -75,9 +77,9 @@ def remind(request: HttpRequest) -> HttpResponse:
         delay = form.cleaned_data["delay"]
         now = timezone.now()
         deliver_at = now + timedelta(seconds=delay)
-        asked = f"You asked at {timezone.localtime(now):%H:%M:%S} to be reminded {RemindForm.DELAYS[delay]}."
+        asked = f"You asked at {timezone.localtime(now):%H:%M:%S} to be reminded {REMINDER_DELAYS[delay]}."
         notify.send(request.user, form.cleaned_data["title"], asked, deliver_at=deliver_at)
-        messages.success(request, f"Reminder set: it will appear here {RemindForm.DELAYS[delay]}.")
+        messages.success(request, f"Reminder set: it will appear here {REMINDER_DELAYS[delay]}.")
     else:
-        messages.error(request, "Choose when to be reminded: " + ", ".join(RemindForm.DELAYS.values()) + ".")
+        messages.error(request, "Choose when to be reminded: " + ", ".join(REMINDER_DELAYS.values()) + ".")
     return redirect("inbox")
