@@ -273,6 +273,14 @@ def test_send_refuses_a_bad_deliver_at(make_user, deliver_at, error, message):
     assert not Notification.objects.exists()
 
 
+async def test_asend_schedules_a_reminder_too(make_user):
+    from asgiref.sync import sync_to_async
+
+    user = await sync_to_async(make_user)()
+    [reminder] = await notify.asend(user, "from async code", deliver_at=in_(60))
+    assert reminder.seq is None and await Notification.objects.filter(pk=reminder.pk, seq__isnull=True).aexists()
+
+
 def test_a_deliver_at_now_or_past_is_an_ordinary_send(server, make_user, token_for):
     user = make_user()
     token = token_for(user)
