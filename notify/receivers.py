@@ -5,9 +5,10 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
-from django.db.models.signals import post_save
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from notify.auth import forget_token
@@ -31,6 +32,29 @@ def forget_saved_token(sender: type, instance: ApiToken, using: str, **kwargs: A
     transaction.on_commit(partial(forget_token, instance.key), using=using)
     if instance.revoked_at is not None:
         publish_auth_changed(instance.user_id, using=using)
+
+
+@receiver(post_delete, sender=ApiToken, dispatch_uid="notify_forget_deleted_token")
+def forget_deleted_token(sender: type, instance: ApiToken, using: str, **kwargs: Any) -> None:
+    # A deleted token must stop at once like a revoked one, not live on in the
+    # token cache (also when its user is deleted: the cascade sends this too).
+    forget_token(instance.key)
+    transaction.on_commit(partial(forget_token, instance.key), using=using)
+    publish_auth_changed(instance.user_id, using=using)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="notify_deactivated_user")
+def stop_tokens_of_deactivated_user(sender: type, instance: Any, using: str, update_fields: Any = None,
+                                    **kwargs: Any) -> None:
+    # The token cache holds "token -> user" for a minute; a user made inactive
+    # must lose access at once, and polls already held must be answered 401.
+    if getattr(instance, "is_active", True) or (update_fields is not None and "is_active" not in update_fields):
+        return
+    keys = list(ApiToken.objects.using(using).filter(user_id=instance.pk).values_list("key", flat=True))
+    for key in keys:
+        forget_token(key)
+        transaction.on_commit(partial(forget_token, key), using=using)
+    publish_auth_changed(instance.pk, using=using)
 
 
 @receiver(user_logged_out, dispatch_uid="notify_logged_out")

@@ -167,6 +167,26 @@ def test_a_revoked_token_gets_401(server, alice, token):
     assert server.poll(token).status == 401
 
 
+def test_a_deleted_token_gets_401_at_once(server, alice, token):
+    from notify.models import ApiToken
+
+    assert server.poll(token).status == 200  # now in the token cache
+    ApiToken.objects.get(user=alice).delete()
+    assert server.poll(token).status == 401
+
+
+def test_deactivating_a_user_stops_their_tokens_and_answers_held_polls(server, alice, token):
+    cursor = server.poll(token).json()["cursor"]
+    held = []
+    poller = threads.start(lambda: held.append(server.poll(token, after=cursor, timeout=20)))
+    time.sleep(0.5)
+    alice.is_active = False
+    alice.save()
+    poller.join(10)
+    assert held[0].status == 401
+    assert server.poll(token).status == 401
+
+
 def test_wrong_methods_get_405_with_allow(server, token):
     reply = server.request("POST", "/notify/poll", headers={"Authorization": f"Bearer {token}"})
     assert (reply.status, reply.headers["allow"], reply.json()["error"]) == (405, "GET", "method_not_allowed")
