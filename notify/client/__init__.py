@@ -10,6 +10,12 @@
 
 From a shell, ``python -m notify.client --url http://127.0.0.1:8000 --token ...``
 prints notifications as JSON lines. Needs aiohttp.
+
+Several streams in one held poll (the user's notifications and topics)::
+
+    async with NotifyClient(url, token, streams=["inbox", "room:42"]) as client:
+        async for stream, item in client:
+            print(stream, item)
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ from __future__ import annotations
 from notify.client.client import NotifyClient
 from notify.client.errors import (
     AuthenticationError,
+    CursorExpiredError,
     InvalidCursorError,
     NotifyError,
     ProtocolError,
     RequestError,
     TransientError,
 )
-from notify.client.responses import Notification, Page
+from notify.client.responses import Notification, Page, StreamItem, StreamsPage
 
 __all__ = [
     "AuthenticationError",
+    "CursorExpiredError",
     "InvalidCursorError",
     "Notification",
     "NotifyClient",
@@ -34,5 +42,7 @@ __all__ = [
     "Page",
     "ProtocolError",
     "RequestError",
+    "StreamItem",
+    "StreamsPage",
     "TransientError",
 ]

@@ -1,8 +1,11 @@
 """``python -m notify.client``: print a user's notifications as JSON lines until stopped.
 
 One JSON object per line, flushed at once, so that ``| jq`` or a reading program
-sees each notification as it comes. Errors and retries go to stderr. Ctrl-C or
-SIGTERM ends it with status 0; a refused token or request with status 1.
+sees each notification as it comes. With ``--stream`` (repeatable: ``--stream inbox
+--stream room:42``) one held poll follows those streams, and each line is
+``{"stream": "<name>", "item": <the notification or topic message>}``.
+Errors and retries go to stderr. Ctrl-C or SIGTERM ends it with status 0; a
+refused token or request with status 1.
 """
 
 from __future__ import annotations
@@ -43,6 +46,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=25.0, help="seconds the server may hold a poll (default 25)")
     parser.add_argument("--limit", type=int, help="most notifications per answer (server default 50)")
     parser.add_argument("--path", default="/notify/", help="where the notify app is mounted (default /notify/)")
+    parser.add_argument(
+        "--stream",
+        action="append",
+        dest="streams",
+        metavar="NAME",
+        help="follow this stream: 'inbox' or a topic name; repeat for several (at most 10). "
+        "Default: the inbox alone, printing bare notifications",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="also log recoveries and cursor moves")
     args = parser.parse_args(argv)
     if not args.token:
@@ -77,6 +88,7 @@ def make_client(args: argparse.Namespace) -> NotifyClient:
         limit=args.limit,
         path=args.path,
         on_cursor=on_cursor,
+        streams=args.streams,
     )
 
 
@@ -90,8 +102,9 @@ async def follow(client: NotifyClient, out: TextIO) -> int:
             except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
                 pass
         try:
-            async for notification in client:
-                out.write(json.dumps(notification) + "\n")
+            async for item in client:
+                line = {"stream": item.stream, "item": item.item} if client.streams is not None else item
+                out.write(json.dumps(line) + "\n")
                 out.flush()
         except NotifyError as error:
             logger.error("%s", error)

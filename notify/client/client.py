@@ -1,4 +1,4 @@
-"""``NotifyClient``: follow one user's notifications over long polling, for as long as the caller wants."""
+"""``NotifyClient``: follow one user's notifications (and topics) over long polling, for as long as the caller wants."""
 
 from __future__ import annotations
 
@@ -9,13 +9,23 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
 from notify.client.backoff import Backoff
-from notify.client.errors import InvalidCursorError, TransientError
-from notify.client.responses import Notification, Page, page_of, payload_of, unread_count_of
+from notify.client.errors import CursorExpiredError, InvalidCursorError, TransientError
+from notify.client.responses import (
+    Notification,
+    Page,
+    StreamItem,
+    StreamsPage,
+    message_of,
+    page_of,
+    payload_of,
+    streams_page_of,
+    unread_count_of,
+)
 
 logger = logging.getLogger("notify.client")
 
@@ -31,6 +41,9 @@ REQUEST_TIMEOUT = 30.0
 PROXY_CUT_MIN = 1.0
 # The most ids one POST /notify/read accepts.
 READ_BATCH = 1000
+# The most streams one poll may follow (the server's limit).
+MAX_STREAMS = 10
+INBOX = "inbox"
 
 CursorCallback = Callable[[str], Awaitable[None] | None]
 
@@ -60,6 +73,15 @@ class NotifyClient:
     Raises ``AuthenticationError`` on 401 and ``RequestError`` when the server refuses
     the request as malformed (both mean retrying cannot help); network errors, 429 and
     5xx are retried for ever. ``stop()`` ends the iteration promptly, even mid-poll.
+
+    With ``streams`` (``["inbox", "room:42"]``: the user's notifications and topics,
+    at most 10) one held poll follows all of them, and the client yields
+    ``StreamItem(stream, item)`` pairs: the stream's name and the notification or
+    topic message. ``cursor`` is then the compound cursor of all the streams (one
+    string, saved and resumed like the inbox's), and a topic whose retention has
+    passed its cursor (410) is logged as a warning and resumed from the oldest
+    message it still keeps. Without ``streams`` nothing changes: notifications, as
+    above. ``RequestError`` (403) if the site refuses a topic.
     """
 
     def __init__(
@@ -76,6 +98,7 @@ class NotifyClient:
         backoff_base: float = 0.5,
         backoff_cap: float = 30.0,
         session: aiohttp.ClientSession | None = None,
+        streams: Iterable[str] | None = None,
     ) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -93,6 +116,11 @@ class NotifyClient:
                 f"http_timeout must be longer than timeout ({timeout!r} s), or every held poll would be "
                 f"cut short; got {http_timeout!r}."
             )
+        self.streams = _check_streams(streams) if streams is not None else None
+        if self.streams is not None and cursor:
+            # A saved compound cursor may name streams no longer followed: the server would refuse them.
+            cursor = join_cursor({name: c for name, c in split_cursor(cursor).items() if name in self.streams},
+                                 self.streams)
         self.cursor = cursor or None
         self.unread_count: int | None = None
         self.timeout = timeout
@@ -104,7 +132,7 @@ class NotifyClient:
         self._backoff = Backoff(backoff_base, backoff_cap)
         self._session = session
         self._owns_session = False
-        self._buffer: deque[Notification] = deque()
+        self._buffer: deque[Any] = deque()  # Notification, or StreamItem with streams
         self._pending_cursor: str | None = None
         self._task: asyncio.Task[Page] | None = None
         self._stopping = False
@@ -146,7 +174,7 @@ class NotifyClient:
     def __aiter__(self) -> Self:
         return self
 
-    async def __anext__(self) -> Notification:
+    async def __anext__(self) -> Any:  # Notification, or StreamItem with streams
         # The caller is back for more: whatever it was handed is handled.
         await self._commit()
         while not self._buffer:
@@ -155,9 +183,14 @@ class NotifyClient:
             page = await self._next_page()
             if page is None:
                 raise StopAsyncIteration
-            self._buffer.extend(page.notifications)
+            if isinstance(page, StreamsPage):
+                self._buffer.extend(page.items)
+                if page.unread_count is not None:
+                    self.unread_count = page.unread_count
+            else:
+                self._buffer.extend(page.notifications)
+                self.unread_count = page.unread_count
             self._pending_cursor = page.cursor
-            self.unread_count = page.unread_count
             await self._commit()  # an empty page can still move the cursor (the first one does)
         if self._stopping:
             raise StopAsyncIteration
@@ -176,7 +209,7 @@ class NotifyClient:
             if inspect.isawaitable(result):
                 await result
 
-    async def _next_page(self) -> Page | None:
+    async def _next_page(self) -> Page | StreamsPage | None:
         """The next page, or None if ``stop()`` was called while waiting for it.
 
         The poll runs as a task of its own so that ``stop()`` can cancel it without
@@ -194,7 +227,7 @@ class NotifyClient:
         finally:
             self._task = None
 
-    async def _poll_until_answered(self) -> Page:
+    async def _poll_until_answered(self) -> Page | StreamsPage:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -203,11 +236,27 @@ class NotifyClient:
             except InvalidCursorError as error:
                 if self.cursor is None:
                     raise  # not about a cursor we sent: starting again would loop
+                if self.streams is not None and error.stream in split_cursor(self.cursor):
+                    logger.warning("cursor of stream %r is unusable, starting that stream again from its newest: %s",
+                                   error.stream, error)
+                    self._set_stream_cursor(error.stream, None)  # type: ignore[arg-type]
+                    continue
                 logger.warning(
                     "cursor %r is unusable, starting again from the unread notifications: %s", self.cursor, error
                 )
                 self.cursor = None
                 continue  # at once: the server answered, it is not in trouble
+            except CursorExpiredError as error:
+                stream = error.stream or (self.streams[0] if self.streams and len(self.streams) == 1 else None)
+                if self.streams is None or stream not in self.streams or self.cursor is None:
+                    raise
+                logger.warning(
+                    "topic %r no longer keeps the messages after cursor %r (messages were missed); "
+                    "resuming from the oldest it keeps, %r", stream, split_cursor(self.cursor).get(stream),
+                    error.oldest_cursor,
+                )
+                self._set_stream_cursor(stream, error.oldest_cursor)
+                continue
             except TransientError as error:
                 self._shorten_polls_cut_by_a_proxy(error, loop.time() - started)
                 # Jitter on top of Retry-After, so that clients told the same value spread out.
@@ -234,14 +283,40 @@ class NotifyClient:
             logger.warning("polls are cut after %.1f s (%s); asking for %.1f s polls", lasted, error, shorter)
             self.timeout = shorter
 
-    async def _poll(self, after: str | None) -> Page:
+    def _set_stream_cursor(self, stream: str, cursor: str | None) -> None:
+        assert self.streams is not None
+        cursors = split_cursor(self.cursor or "")
+        if cursor is None:
+            cursors.pop(stream, None)
+        else:
+            cursors[stream] = cursor
+        self.cursor = join_cursor(cursors, self.streams) or None
+
+    async def _poll(self, after: str | None) -> Page | StreamsPage:
         params = {"timeout": _seconds(self.timeout)}
+        if self.streams is not None:
+            params["streams"] = ",".join(self.streams)
         if after is not None:
             params["after"] = after
         if self.limit is not None:
             params["limit"] = str(self.limit)
         url = self._root + "poll"
-        return page_of(await self._request("GET", url, self.http_timeout, params=params), url)
+        payload = await self._request("GET", url, self.http_timeout, params=params)
+        if self.streams is not None:
+            return streams_page_of(payload, url, self.streams)
+        return page_of(payload, url)
+
+    async def publish(self, topic: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Post a message to a topic; return it as polls will deliver it.
+
+        One attempt, no retries (a retried post could be published twice). Raises
+        ``RequestError`` if the site refuses (403: not allowed; 400: a bad name or
+        data), ``TransientError`` on network errors and 5xx.
+        """
+        if not isinstance(data, dict):
+            raise ValueError(f"data must be a dict, got {type(data).__name__}.")
+        url = self._root + "topics/" + quote(topic, safe="") + "/publish"
+        return message_of(await self._request("POST", url, REQUEST_TIMEOUT, json={"data": data}), url)
 
     async def mark_read(self, ids: Iterable[int]) -> int:
         """Mark these notifications read; return the user's unread count.
@@ -294,3 +369,31 @@ class NotifyClient:
 def _seconds(value: float) -> str:
     """Seconds as the server's parameter accepts them: plain decimals, no exponent."""
     return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def split_cursor(compound: str) -> dict[str, str]:
+    """``{"inbox": "6", "room:42": "17"}`` from ``"inbox:6,room:42:17"`` (the cursor follows the last colon)."""
+    cursors: dict[str, str] = {}
+    for part in compound.split(",") if compound else []:
+        name, colon, cursor = part.rpartition(":")
+        if colon and name:
+            cursors[name] = cursor
+    return cursors
+
+
+def join_cursor(cursors: dict[str, str], order: list[str]) -> str:
+    return ",".join(f"{name}:{cursors[name]}" for name in order if name in cursors)
+
+
+def _check_streams(streams: Iterable[str]) -> list[str]:
+    if isinstance(streams, str):
+        raise ValueError(f"streams must be a list of stream names such as ['inbox', 'room:42'], got {streams!r}.")
+    names = list(streams)
+    if not names or len(names) > MAX_STREAMS:
+        raise ValueError(f"streams must name 1 to {MAX_STREAMS} streams, got {len(names)}.")
+    for name in names:
+        if not isinstance(name, str) or not name or "," in name or any(c.isspace() for c in name):
+            raise ValueError(f"streams must be 'inbox' or topic names (no commas or spaces), got {name!r}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"streams must name each stream once, got {names!r}.")
+    return names

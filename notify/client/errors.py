@@ -1,7 +1,7 @@
 """What can go wrong, sorted by what the caller should do about it.
 
 The poll loop retries ``TransientError`` itself and restarts on
-``InvalidCursorError``; everything else means retrying cannot help, so it reaches
+``InvalidCursorError`` and ``CursorExpiredError``; everything else means retrying cannot help, so it reaches
 the caller.
 """
 
@@ -26,7 +26,37 @@ class RequestError(NotifyError):
 
 
 class InvalidCursorError(RequestError):
-    """The server cannot resume from this cursor (400 ``invalid_cursor``): start again without one."""
+    """The server cannot resume from this cursor (400 ``invalid_cursor``): start again without one.
+
+    ``stream``: in a multi-stream poll, the stream whose cursor it is, when the server said.
+    """
+
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str | None = None, stream: str | None = None
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.stream = stream
+
+
+class CursorExpiredError(RequestError):
+    """A topic no longer keeps the messages after this cursor (410 ``cursor_expired``).
+
+    ``oldest_cursor`` is where that topic can be resumed (messages were missed);
+    ``stream`` is the topic, in a multi-stream poll.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        stream: str | None = None,
+        oldest_cursor: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.stream = stream
+        self.oldest_cursor = oldest_cursor
 
 
 class ProtocolError(NotifyError):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from notify.client.backoff import parse_retry_after
 from notify.client.errors import (
     AuthenticationError,
+    CursorExpiredError,
     InvalidCursorError,
     ProtocolError,
     RequestError,
@@ -39,6 +40,24 @@ class Page:
     unread_count: int
 
 
+class StreamItem(NamedTuple):
+    """What a multi-stream client yields: the stream it came from (``"inbox"`` or a topic)
+    and the notification or topic message, exactly as the server sent it."""
+
+    stream: str
+    item: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StreamsPage:
+    """One multi-stream poll answer: items stream by stream (in the order asked), each oldest first,
+    and the compound cursor after them."""
+
+    cursor: str
+    items: list[StreamItem]
+    unread_count: int | None  # the inbox's, when the inbox is one of the streams
+
+
 def payload_of(status: int, headers: Mapping[str, str], body: bytes, url: str) -> dict[str, Any]:
     """The JSON object of a successful answer; otherwise raise the error its status calls for."""
     if 200 <= status < 300:
@@ -53,8 +72,9 @@ def payload_of(status: int, headers: Mapping[str, str], body: bytes, url: str) -
             )
         return payload
 
-    code, detail = _error_of(body)
+    code, detail, extra = _error_of(body)
     said = f"{url} answered {status}" + (f" {code}" if code else "") + f": {detail}"
+    stream = extra.get("stream") if isinstance(extra.get("stream"), str) else None
     if status == 401:
         raise AuthenticationError(
             f"{said} The token was refused; issue a new one with `manage.py notify_token <username>`.",
@@ -65,7 +85,10 @@ def payload_of(status: int, headers: Mapping[str, str], body: bytes, url: str) -
         retry_after = parse_retry_after(headers.get("Retry-After"))
         raise TransientError(said, status=status, code=code, retry_after=retry_after)
     if status == 400 and code == "invalid_cursor":
-        raise InvalidCursorError(said, status=status, code=code)
+        raise InvalidCursorError(said, status=status, code=code, stream=stream)
+    oldest = extra.get("oldest_cursor")
+    if status == 410 and code == "cursor_expired" and isinstance(oldest, str):
+        raise CursorExpiredError(said, status=status, code=code, stream=stream, oldest_cursor=oldest)
     if 300 <= status < 400:
         said = f"{url} redirected ({status}) to {headers.get('Location', 'nowhere')!r}: give the URL it points to."
     elif status == 404:
@@ -87,6 +110,40 @@ def page_of(payload: dict[str, Any], url: str) -> Page:
     return Page(cursor=cursor, notifications=notifications, unread_count=unread)
 
 
+def streams_page_of(payload: dict[str, Any], url: str, streams: list[str]) -> StreamsPage:
+    """A multi-stream answer, checked to hold every stream asked for."""
+    cursor = payload.get("cursor")
+    answered = payload.get("streams")
+    items: list[StreamItem] = []
+    unread: int | None = None
+    valid = isinstance(cursor, str) and isinstance(answered, dict)
+    for name in streams if valid else []:
+        part = answered.get(name)  # type: ignore[union-attr]
+        key = "notifications" if name == "inbox" else "messages"
+        listed = part.get(key) if isinstance(part, dict) else None
+        if not isinstance(listed, list) or not all(isinstance(i, dict) for i in listed):
+            valid = False
+            break
+        items += [StreamItem(name, i) for i in listed]
+        if name == "inbox":
+            unread = part.get("unread_count")
+            valid = valid and isinstance(unread, int)
+    if not valid:
+        raise ProtocolError(
+            f"{url} answered a JSON object that is not a poll page of streams {', '.join(streams)}: "
+            f"{_excerpt(json.dumps(payload))}"
+        )
+    return StreamsPage(cursor=cursor, items=items, unread_count=unread)  # type: ignore[arg-type]
+
+
+def message_of(payload: dict[str, Any], url: str) -> dict[str, Any]:
+    """The message of a publish answer."""
+    message = payload.get("message")
+    if not isinstance(message, dict):
+        raise ProtocolError(f"{url} answered without a message: {_excerpt(json.dumps(payload))}")
+    return message
+
+
 def unread_count_of(payload: dict[str, Any], url: str) -> int:
     unread = payload.get("unread_count")
     if not isinstance(unread, int):
@@ -94,16 +151,16 @@ def unread_count_of(payload: dict[str, Any], url: str) -> int:
     return unread
 
 
-def _error_of(body: bytes) -> tuple[str | None, str]:
-    """``(code, detail)`` from the contract's error body, or the start of whatever else came."""
+def _error_of(body: bytes) -> tuple[str | None, str, dict[str, Any]]:
+    """``(code, detail, the whole body)`` from the contract's error body, or the start of whatever else came."""
     try:
         payload = json.loads(body)
     except ValueError:
         payload = None
     if isinstance(payload, dict) and isinstance(payload.get("detail"), str):
         code = payload.get("error")
-        return (code if isinstance(code, str) else None), payload["detail"]
-    return None, f"{_excerpt(body)}."
+        return (code if isinstance(code, str) else None), payload["detail"], payload
+    return None, f"{_excerpt(body)}.", {}
 
 
 def _excerpt(body: bytes | str, length: int = 120) -> str:
