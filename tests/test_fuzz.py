@@ -173,3 +173,48 @@ def test_a_poll_only_ever_returns_the_callers_own_notifications(fuzz_server, mak
             break
         cursor = page["cursor"]
     assert chain == mine
+
+
+# --- topics and multi-stream polls ------------------------------------------------------------------------------------
+
+stream_names = st.sampled_from(["inbox", "room:fuzz", "room:fuzz:2", "lobby", "", "bad name", "inbox:1", "a" * 101,
+                                "room:é", "room:fuzz,", ","])
+cursors = st.one_of(st.sampled_from(["0", "1", "-1", "x", "", "9" * 30]), st.text(max_size=8))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    streams=st.lists(stream_names, max_size=12).map(",".join),
+    after=st.lists(st.tuples(stream_names, cursors).map(":".join), max_size=4).map(",".join),
+)
+def test_any_multi_stream_query_gets_a_clean_answer(fuzz_server, two_users, streams, after):
+    token, bobs_ids = two_users
+    target = "/notify/poll?" + urlencode({"streams": streams, "after": after, "timeout": "0"})
+    status, headers, body = raw_request(fuzz_server, "GET", target, {"Authorization": f"Bearer {token}"})
+    assert_clean(status, headers, body, bobs_ids)
+    inbox = json.loads(body).get("streams", {}).get("inbox", {})
+    assert {n["id"] for n in inbox.get("notifications", [])} <= bobs_ids
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+        | st.sampled_from(["\x00", "\ud800", "ü"]),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=3),
+        max_leaves=8,
+    ),
+    wrap=st.booleans(),
+)
+def test_any_topic_publish_body_gets_a_clean_answer(fuzz_server, two_users, data, wrap):
+    token, bobs_ids = two_users
+    body = json.dumps({"data": data} if wrap else data).encode()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    status, reply_headers, reply = raw_request(fuzz_server, "POST", "/notify/topics/room:fuzz/publish", headers, body)
+    assert_clean(status, reply_headers, reply, bobs_ids)
+    if status == 201:
+        # What was stored is what a poll gives back.
+        message = json.loads(reply)["message"]
+        page = fuzz_server.request("GET", "/notify/topics/room:fuzz/poll", headers=headers,
+                                   params={"after": str(int(json.loads(reply)["cursor"]) - 1), "timeout": "0"}).json()
+        assert page["messages"] == [message]
