@@ -7,6 +7,6 @@ app_name = "notify"
 urlpatterns = [
     path("poll", views.poll, name="poll"),
     path("read", views.read, name="read"),
-    path("topics/<str:name>/poll", views.topic_poll, name="topic_poll"),
-    path("topics/<str:name>/publish", views.topic_publish, name="topic_publish"),
+    path("topics/<path:name>/poll", views.topic_poll, name="topic_poll"),
+    path("topics/<path:name>/publish", views.topic_publish, name="topic_publish"),
 ]

@@ -304,6 +304,8 @@ def test_anonymous_topic_requests_get_401(server, room):
         ("a" * 101, {}, "invalid_topic"),
         ("room%20x", {}, "invalid_topic"),
         ("room:%C3%A9", {}, "invalid_topic"),
+        ("room/x", {}, "invalid_topic"),
+        ("room%2Fx", {}, "invalid_topic"),
         ("room:1", {"after": "x"}, "invalid_cursor"),
         ("room:1", {"timeout": "-1"}, "invalid_timeout"),
         ("room:1", {"limit": "0"}, "invalid_limit"),
