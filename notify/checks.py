@@ -29,13 +29,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         )
     if conf.BROKER not in ("redis", "memory"):
         problems.append(Error(f"NOTIFY['BROKER'] must be 'redis' or 'memory', not {conf.BROKER!r}.", id="notify.E003"))
-    elif conf.BROKER == "redis" and urlsplit(str(conf.REDIS_URL)).scheme not in ("redis", "rediss", "unix"):
+    elif conf.BROKER == "redis" and urlsplit(str(conf.REDIS_URL)).scheme not in (
+        "redis", "rediss", "unix", "redis+cluster", "rediss+cluster"
+    ):
         problems.append(
             Error(
-                f"NOTIFY['REDIS_URL'] must be a redis://, rediss:// or unix:// URL, not {conf.REDIS_URL!r}.",
+                f"NOTIFY['REDIS_URL'] must be a redis://, rediss://, unix:// or redis+cluster:// URL, "
+                f"not {conf.REDIS_URL!r}.",
                 id="notify.E004",
             )
         )
+    elif conf.BROKER == "redis":
+        problems += check_cluster_url(str(conf.REDIS_URL))
     numbers = ("DEFAULT_TIMEOUT", "MAX_TIMEOUT", "SUBSCRIBE_TIMEOUT", "RECHECK_INTERVAL", "DB_TIMEOUT")
     for name in numbers:
         value = user.get(name, DEFAULTS[name])
@@ -145,4 +150,19 @@ def check_topic_permission(path: Any) -> list[Error | Warning]:
                       id="notify.E011")]
     if not callable(hook):
         return [Error(f"NOTIFY['TOPIC_PERMISSION'] {path!r} is not callable.", hint=hint, id="notify.E011")]
+    return []
+
+
+def check_cluster_url(url: str) -> list[Error | Warning]:
+    from notify.broker.cluster import is_cluster_url, parse_cluster_url
+
+    if not is_cluster_url(url):
+        return []
+    try:
+        parse_cluster_url(url)
+    except ValueError as error:
+        return [Error(f"NOTIFY['REDIS_URL'] is not a usable Redis Cluster URL: {error}.",
+                      hint="For example 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000' (one or more nodes of the "
+                           "cluster, database 0 only; rediss+cluster:// for TLS).",
+                      id="notify.E012")]
     return []

@@ -1,4 +1,4 @@
-"""The broker that wakes held polls: Redis pub/sub, or in-process memory."""
+"""The broker that wakes held polls: Redis pub/sub, Redis Cluster sharded pub/sub, or in-process memory."""
 
 from __future__ import annotations
 
@@ -24,6 +24,15 @@ def get_broker() -> Broker:
                 from notify.broker.memory import MemoryBroker
 
                 broker = MemoryBroker()
+            elif conf.REDIS_URL.startswith(("redis+cluster:", "rediss+cluster:")):
+                from notify.broker.cluster import ClusterBroker
+
+                broker = ClusterBroker(
+                    conf.REDIS_URL,
+                    batch_size=conf.PUBLISH_BATCH_SIZE,
+                    client_name=f"{conf.CHANNEL_PREFIX}:hub",
+                    unsubscribe_delay=conf.UNSUBSCRIBE_DELAY,
+                )
             else:
                 from notify.broker.redis import RedisBroker
 

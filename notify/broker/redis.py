@@ -35,7 +35,17 @@ COMMAND_BATCH = 1000
 
 
 class RedisHub:
-    """The pub/sub connection of one event loop."""
+    """The pub/sub connection of one event loop.
+
+    The command names and reply kinds are class attributes so that the Redis
+    Cluster hub (notify.broker.cluster) runs the same machinery with SSUBSCRIBE,
+    SUNSUBSCRIBE and ``smessage`` on each shard.
+    """
+
+    SUBSCRIBE = "SUBSCRIBE"
+    UNSUBSCRIBE = "UNSUBSCRIBE"
+    MESSAGE_KIND = b"message"
+    SUBSCRIBE_KIND = b"subscribe"
 
     def __init__(
         self,
@@ -149,7 +159,7 @@ class RedisHub:
         while True:
             connection = self._pool.make_connection()
             try:
-                await connection.connect()
+                await self._connect(connection)
                 self._start_connection()
                 backoff = 0.1
                 async with asyncio.TaskGroup() as tasks:
@@ -165,6 +175,9 @@ class RedisHub:
             await asyncio.sleep(random.uniform(0, backoff))
             backoff = min(backoff * 2, self.max_backoff)
             self.reconnects += 1
+
+    async def _connect(self, connection: redis.asyncio.Connection) -> None:
+        await connection.connect()
 
     def _start_connection(self) -> None:
         self._subscribed.clear()
@@ -188,16 +201,17 @@ class RedisHub:
 
     async def _read(self, connection: redis.asyncio.Connection) -> None:
         loop = asyncio.get_running_loop()
+        message_kind, subscribe_kind = self.MESSAGE_KIND, self.SUBSCRIBE_KIND
         while True:
             response = await connection.read_response(timeout=math.inf)
             self._last_read = loop.time()
             if not isinstance(response, list) or len(response) < 3:
                 continue  # PONG outside subscribed mode
             kind, channel = response[0], response[1].decode()
-            if kind == b"message":
+            if kind == message_kind:
                 for subscription in self._waiters.get(channel, ()):
                     subscription.wake(response[2])
-            elif kind == b"subscribe":
+            elif kind == subscribe_kind:
                 due = self._replies_due.get(channel)
                 if due:
                     for subscription in due.popleft():
@@ -206,6 +220,11 @@ class RedisHub:
                         subscription.wake()
                     if not due:
                         del self._replies_due[channel]
+            else:
+                self._other_reply(kind, channel)
+
+    def _other_reply(self, kind: bytes, channel: str) -> None:
+        """Replies other than messages and subscribe confirmations (UNSUBSCRIBE's)."""
 
     async def _write(self, connection: redis.asyncio.Connection) -> None:
         loop = asyncio.get_running_loop()
@@ -233,10 +252,14 @@ class RedisHub:
                 self._subscribed.add(channel)
                 pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
                 self._replies_due.setdefault(channel, deque()).append(pending)
-            for start in range(0, len(to_unsubscribe), COMMAND_BATCH):
-                await connection.send_command("UNSUBSCRIBE", *to_unsubscribe[start : start + COMMAND_BATCH])
-            for start in range(0, len(to_subscribe), COMMAND_BATCH):
-                await connection.send_command("SUBSCRIBE", *to_subscribe[start : start + COMMAND_BATCH])
+            await self._send(connection, to_unsubscribe, to_subscribe)
+
+    async def _send(self, connection: redis.asyncio.Connection, to_unsubscribe: list[str],
+                    to_subscribe: list[str]) -> None:
+        for start in range(0, len(to_unsubscribe), COMMAND_BATCH):
+            await connection.send_command(self.UNSUBSCRIBE, *to_unsubscribe[start : start + COMMAND_BATCH])
+        for start in range(0, len(to_subscribe), COMMAND_BATCH):
+            await connection.send_command(self.SUBSCRIBE, *to_subscribe[start : start + COMMAND_BATCH])
 
     async def _keepalive(self, connection: redis.asyncio.Connection) -> None:
         loop = asyncio.get_running_loop()

@@ -1,0 +1,137 @@
+"""Redis Cluster: sharded pub/sub over three real masters, behind a real uvicorn.
+
+Needs redis-server 7 and redis-cli: without them the tests skip here and fail in
+CI (``CI=true``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.test import override_settings
+
+import notify
+from tests.cluster import OwnCluster, cluster_tools_missing
+from tests.server import Server
+
+
+def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[OwnCluster]:
+    missing = cluster_tools_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} CI must run the Redis Cluster tests.", pytrace=False)
+        pytest.skip(missing)
+    own = OwnCluster().start()
+    yield own
+    own.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_server(cluster: OwnCluster, django_db_setup: Any, django_db_blocker: Any) -> Iterator[Server]:
+    """A uvicorn whose notify pub/sub is the cluster (its cache stays on the plain Redis)."""
+    with django_db_blocker.unblock():
+        live = Server(env={"DJANGO_SETTINGS_MODULE": "tests.cluster_settings", "NOTIFY_CLUSTER_URL": cluster.url,
+                           "NOTIFY_RECHECK_INTERVAL": "1", "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}).start()
+    yield live
+    live.stop()
+    log = live.log_path.read_text(errors="replace")
+    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
+
+
+@pytest.fixture
+def on_cluster(cluster: OwnCluster) -> Iterator[None]:
+    """Send from the test process through the cluster too."""
+    with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": cluster.url}):
+        yield
+
+
+def hub_connections(node) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    name = f"{settings.NOTIFY['CHANNEL_PREFIX']}:hub"
+    return [client for client in node.client().client_list() if client.get("name") == name]
+
+
+def channel(user: Any) -> str:
+    return f"{settings.NOTIFY['CHANNEL_PREFIX']}:user:{user.pk}"
+
+
+def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
+    cluster, cluster_server, on_cluster, make_user, token_for
+):
+    users = [make_user() for _ in range(30)]
+    owners = {channel(user): cluster.node_for(channel(user)) for user in users}
+    assert {node.port for node in owners.values()} == {node.port for node in cluster.nodes}  # all 3 shards
+    tokens = [token_for(user) for user in users]
+    cursors = [cluster_server.poll(token).json()["cursor"] for token in tokens]
+    answers: list[list[str]] = []
+
+    def hold(token: str, cursor: str) -> None:
+        page = cluster_server.poll(token, after=cursor, timeout=15).json()
+        answers.append([n["title"] for n in page["notifications"]])
+
+    threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors)]
+    for thread in threads:
+        thread.start()
+
+    def routed() -> bool:
+        # Each channel is SSUBSCRIBEd on the master that owns its slot, and nowhere else.
+        return all(node.shard_channels() == {ch for ch, owner in owners.items() if owner is node}
+                   for node in cluster.nodes)
+
+    assert eventually(routed), {node.port: node.shard_channels() for node in cluster.nodes}
+    for node in cluster.nodes:
+        hubs = hub_connections(node)
+        assert len(hubs) == 1  # one pub/sub connection per shard for the worker, not one per poll
+        assert int(hubs[0]["ssub"]) == sum(1 for owner in owners.values() if owner is node)
+
+    started = time.monotonic()
+    notify.send(users, "to everyone")  # SPUBLISH, one pipeline per master
+    for thread in threads:
+        thread.join(30)
+    assert answers == [["to everyone"]] * 30
+    assert time.monotonic() - started < 5  # woken by the shards, not by the re-check
+    # The last waiter of each channel left: after UNSUBSCRIBE_DELAY it is SUNSUBSCRIBEd.
+    assert eventually(lambda: all(not node.shard_channels() for node in cluster.nodes))
+
+
+def check_ids(url: str) -> list[str]:
+    from notify.checks import check_settings
+
+    with override_settings(NOTIFY={"REDIS_URL": url}):
+        return [problem.id for problem in check_settings()]
+
+
+def test_cluster_urls_pass_the_checks():
+    assert check_ids("redis+cluster://127.0.0.1:7000") == []
+    assert check_ids("rediss+cluster://user:secret@10.0.0.1:7000,10.0.0.2:7000,[::1]:7000/0") == []
+
+
+@pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1", "redis+cluster://127.0.0.1:7000,:7001",
+                                 "redis+cluster://127.0.0.1:7000/3"])
+def test_e012_unusable_cluster_url(url):
+    assert check_ids(url) == ["notify.E012"]
+
+
+def test_plain_redis_urls_keep_the_plain_broker():
+    from notify.broker import get_broker
+    from notify.broker.cluster import ClusterBroker
+    from notify.broker.redis import RedisBroker
+
+    with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": "redis+cluster://127.0.0.1:7000"}):
+        assert isinstance(get_broker(), ClusterBroker)
+    assert isinstance(get_broker(), RedisBroker)
