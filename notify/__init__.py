@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import datetime
 
-    from notify.models import Notification
+    from notify.models import Notification, TopicMessage
 
-__all__ = ["send", "asend", "cancel", "reschedule"]
+__all__ = ["send", "asend", "cancel", "reschedule", "publish", "apublish"]
 
 
 def send(recipients: Any, title: str, body: str = "", **options: Any) -> list[Notification]:

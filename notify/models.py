@@ -128,7 +128,10 @@ class Notification(models.Model):
         return self.seq is None and self.deliver_at is not None and self.deliver_at > timezone.now()
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        if self.seq is not None or self.is_scheduled:
+        # Only a new row is numbered here. An undelivered reminder that is edited
+        # (say in the admin) keeps seq None even when it is already due: numbering
+        # is the dispatcher's, which publishes it; numbering it here would race it.
+        if self.seq is not None or self.is_scheduled or not self._state.adding:
             super().save(*args, **kwargs)
             return
         from notify.sending import assign_seqs

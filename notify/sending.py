@@ -167,6 +167,10 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
             raise TypeError(f"{name} must be a string, got {type(value).__name__}")
         if "\x00" in value:
             raise ValueError(f"{name} must not contain NUL (\\x00) characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name} must be valid Unicode text (it contains a lone surrogate)") from None
         max_length = Notification._meta.get_field(name).max_length
         if max_length is not None and len(value) > max_length:
             raise ValueError(f"{name} is {len(value)} characters long; at most {max_length} are accepted")
@@ -174,8 +178,13 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
         if not isinstance(data, dict):
             raise TypeError(f"data must be a dict or None, got {type(data).__name__}")
         try:
-            encoded = json.dumps(data)
-        except (TypeError, ValueError) as error:
+            encoded = json.dumps(data, allow_nan=False)
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("data must be valid Unicode text (it contains a lone surrogate)") from None
+        except ValueError as error:  # NaN or Infinity: not JSON, and PostgreSQL refuses them
+            raise ValueError(f"data must be JSON without NaN or Infinity: {error}") from None
+        except TypeError as error:
             raise TypeError(f"data must be JSON-serializable: {error}") from None
         if "\\u0000" in encoded:
             raise ValueError("data must not contain NUL (\\x00) characters")

@@ -77,6 +77,9 @@ def test_send_rejects_an_unknown_level_and_non_users(make_user):
         ({"url": "/x\x00"}, "url must not contain NUL"),
         ({"data": {"k": "\x00"}}, "data must not contain NUL"),
         ({"title": "t" * 201}, "title is 201 characters long; at most 200 are accepted"),
+        ({"title": "lone \ud800"}, "title must be valid Unicode text"),
+        ({"data": {"k": "\udfff"}}, "data must be valid Unicode text"),
+        ({"data": {"k": float("nan")}}, "data must be JSON without NaN or Infinity"),
         ({"url": "/" * 501}, "at most 500 are accepted"),
     ],
 )
