@@ -328,3 +328,20 @@ def test_the_demo_remind_form_needs_csrf_and_a_known_delay(make_user):
     [reminder] = Notification.objects.all()
     assert reminder.title == "tea" and reminder.seq is None
     assert 5 < (reminder.deliver_at - timezone.now()).total_seconds() <= 10
+
+
+def test_editing_a_due_undelivered_reminder_leaves_its_numbering_to_the_dispatcher(make_user):
+    from notify.scheduling import dispatch_due
+
+    alice = make_user()
+    (reminder,) = notify.send(alice, "later", deliver_at=timezone.now() + datetime.timedelta(minutes=1))
+    Notification.objects.filter(pk=reminder.pk).update(deliver_at=timezone.now() - datetime.timedelta(seconds=1))
+    reminder.refresh_from_db()
+    reminder.title = "edited while the scheduler was down"
+    reminder.save()  # as the admin would
+
+    reminder.refresh_from_db()
+    assert reminder.seq is None
+    assert dispatch_due() == 1
+    reminder.refresh_from_db()
+    assert (reminder.seq, reminder.title) == (1, "edited while the scheduler was down")
