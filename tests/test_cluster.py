@@ -18,6 +18,7 @@ from django.test import override_settings
 
 import notify
 from tests.cluster import OwnCluster, cluster_tools_missing
+from tests.faults import Followers
 from tests.server import Server
 
 
@@ -107,6 +108,82 @@ def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
     assert time.monotonic() - started < 5  # woken by the shards, not by the re-check
     # The last waiter of each channel left: after UNSUBSCRIBE_DELAY it is SUNSUBSCRIBEd.
     assert eventually(lambda: all(not node.shard_channels() for node in cluster.nodes))
+
+
+
+def test_no_notification_lost_across_a_shard_restart(cluster, cluster_server, on_cluster, make_user):
+    from django.contrib.auth import get_user_model
+
+    from notify.models import ApiToken, Notification
+
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"shard-restart-{i}") for i in range(60)])
+    users = list(User.objects.filter(username__startswith="shard-restart-").order_by("pk"))
+    tokens = [ApiToken.issue(user)[1] for user in users]
+    channels = {channel(user) for user in users}
+    victim = cluster.node_for(channel(users[0]))
+    on_victim = {ch for ch in channels if cluster.node_for(ch) is victim}
+    assert 0 < len(on_victim) < len(channels)
+    cursors = [cluster_server.poll(token).json()["cursor"] for token in tokens]
+    followers = Followers(cluster_server.url, tokens, cursors, timeout=5).start()
+    try:
+        assert eventually(lambda: channels <= set().union(*(node.shard_channels() for node in cluster.nodes)))
+        notify.send(users, "before")
+        assert followers.wait_for(1, deadline=10)
+
+        victim.kill()  # a third of the channels lose their shard while their polls are held
+        notify.send(users, "during")  # commits; the victim's SPUBLISHes fail and are only logged
+        # The victim's polls notice at once and find it with their next re-check.
+        assert followers.wait_for(2, deadline=15)
+
+        victim.start()  # same port, same nodes.conf: the same master with the same slots
+        cluster.wait_ok()
+        # The hub reconnects by itself and subscribes the victim's channels again.
+        assert eventually(lambda: on_victim <= victim.shard_channels(), timeout=20)
+        notify.send(users, "after")
+        assert followers.wait_for(3, deadline=10)
+    finally:
+        followers.stop()
+
+    for user, got in zip(users, followers.received):
+        expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
+        assert len(expected) == 3
+        assert got == expected  # each exactly once, in order
+    assert set(followers.statuses) == {200}
+    assert "Redis pub/sub connection lost" in cluster_server.log_path.read_text()
+
+
+def test_a_migrated_slot_moves_its_channel_to_the_new_master(cluster, cluster_server, on_cluster, make_user,
+                                                             token_for):
+    user = make_user()
+    token = token_for(user)
+    name = channel(user)
+    source = cluster.node_for(name)
+    target = next(node for node in cluster.nodes if node is not source)
+    cursor = cluster_server.poll(token).json()["cursor"]
+    answer: list[Any] = []
+    held = threading.Thread(target=lambda: answer.append(cluster_server.poll(token, after=cursor, timeout=20)))
+    held.start()
+    assert eventually(lambda: name in source.shard_channels())
+
+    # Move the channel's slot to another master, as redis-cli --cluster reshard does
+    # (a slot without keys has nothing to MIGRATE). The source then drops the
+    # slot's shard channels and tells its subscribers with "sunsubscribe".
+    slot = source.client().execute_command("CLUSTER", "KEYSLOT", name)
+    ids = {node.port: node.client().execute_command("CLUSTER", "MYID").decode() for node in cluster.nodes}
+    target.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[source.port])
+    source.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[target.port])
+    for node in [target, source, *(n for n in cluster.nodes if n not in (source, target))]:
+        node.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[target.port])
+    assert cluster.node_for(name) is target
+
+    # The held poll's subscription follows the slot: SSUBSCRIBEd on the new master.
+    assert eventually(lambda: name in target.shard_channels() and name not in source.shard_channels())
+    started = time.monotonic()
+    notify.send(user, "after the move")
+    held.join(30)
+    assert [n["title"] for n in answer[0].json()["notifications"]] == ["after the move"]
+    assert time.monotonic() - started < 5  # woken by the new master, not by the poll's timeout
 
 
 def check_ids(url: str) -> list[str]:
