@@ -11,6 +11,8 @@ urlpatterns = [
     path("inbox/", demo_views.inbox, name="inbox"),
     path("inbox/remind/", demo_views.remind, name="remind"),
     path("send/", demo_views.send, name="send"),
+    path("chat/", demo_views.chat_index, name="chat_index"),
+    path("chat/<slug:room>/", demo_views.chat, name="chat"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -3,6 +3,7 @@
     {% load notify %}
     {% notify_bell see_all="/inbox/" %}   a bell with an unread badge and a dropdown
     {% notify_client %}                   notify.js, configured for the logged-in user
+    {% notify_client topics="room:42" %}  ...following topics too, in the same one poll
 
 Both render nothing for anonymous users: there is nothing for them to poll.
 """
@@ -19,6 +20,7 @@ from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
 from notify.conf import conf
+from notify.topics import InvalidTopic, check_name
 
 register = template.Library()
 
@@ -41,6 +43,14 @@ def _positive(name: str, value: Any) -> float:
     return number
 
 
+def _topics(value: Any) -> list[str]:
+    names = value.split() if isinstance(value, str) else list(value or ())
+    try:
+        return list(dict.fromkeys(check_name(name) for name in names))
+    except InvalidTopic as bad:
+        raise template.TemplateSyntaxError(f"notify_client: {bad}") from None
+
+
 @register.simple_tag(takes_context=True)
 def notify_client(
     context: template.Context,
@@ -49,13 +59,15 @@ def notify_client(
     limit: Any = None,
     desktop: bool = False,
     autostart: bool = True,
+    topics: Any = None,
 ) -> str:
     """The ``<script>`` of notify.js, configured by data attributes; starts ``Notify.client``.
 
     ``timeout`` is the poll hold time asked for (seconds; the server clamps it),
     ``limit`` the notifications per answer, ``desktop`` turns on desktop pop-ups
     once the user allows them, ``autostart=False`` leaves ``Notify.client.start()``
-    to the page.
+    to the page. ``topics`` (names separated by spaces, or a list) are followed
+    besides the inbox, in the same poll: ``notify:topic`` events.
     """
     user = _user(context)
     if user is None or not user.is_authenticated:
@@ -68,7 +80,14 @@ def notify_client(
         "data-notify-timeout": f"{_positive('timeout', timeout if timeout is not None else conf.DEFAULT_TIMEOUT):g}",
         # Names the per-user storage keys, Web Lock and channel: users never share a cursor.
         "data-notify-user": user.pk,
+        # notify.js puts the topic's name in place of {topic}.
+        "data-notify-publish-url": reverse("notify:topic_publish", kwargs={"name": "__topic__"}).replace(
+            "__topic__", "{topic}"
+        ),
     }
+    names = _topics(topics)
+    if names:
+        attrs["data-notify-topics"] = " ".join(names)
     if limit is not None:
         attrs["data-notify-limit"] = int(_positive("limit", limit))
     # Rendered into the page because CSRF_COOKIE_HTTPONLY may hide the cookie from scripts.

@@ -1,4 +1,5 @@
-"""The demo's pages: a live inbox (with a "Remind me" form), and a form for staff to notify a user."""
+"""The demo's pages: a live inbox (with a "Remind me" form), a form for staff to notify a user,
+and chat rooms (topic streams ``room:<name>``)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import notify
-from notify.models import Level
+from notify import topics
+from notify.models import Level, TopicMessage
 
 # Notifications the inbox renders; newer ones are added live by notify.js.
 INBOX_SIZE = 50
@@ -83,3 +85,40 @@ def remind(request: HttpRequest) -> HttpResponse:
     else:
         messages.error(request, "Choose when to be reminded: " + ", ".join(REMINDER_DELAYS.values()) + ".")
     return redirect("inbox")
+
+
+# Messages a chat room renders; newer ones are added live by notify.js.
+CHAT_HISTORY = 50
+DEFAULT_ROOM = "lobby"
+# What the room field of "Join" accepts: the <slug:room> of the chat URL, short enough
+# that "room:<name>" is a topic name (at most 100 characters).
+ROOM_PATTERN = r"[-a-zA-Z0-9_]{1,90}"
+
+
+@login_required
+def chat_index(request: HttpRequest) -> HttpResponse:
+    """``/chat/?room=<name>`` (the "Join" form) or ``/chat/``: to that room, or the lobby."""
+    room = request.GET.get("room", "").strip()
+    valid = forms.RegexField(regex=f"^{ROOM_PATTERN}$", required=True)
+    try:
+        room = valid.clean(room)
+    except forms.ValidationError:
+        room = DEFAULT_ROOM
+    return redirect("chat", room=room)
+
+
+@login_required
+def chat(request: HttpRequest, room: str) -> HttpResponse:
+    """A chat room: topic ``room:<room>``. Its last messages are rendered here; notify.js
+    follows the topic (in the same poll as the inbox) and posts with ``publish``."""
+    topic = f"room:{room}"
+    try:
+        topics.check_name(topic)
+    except topics.InvalidTopic:
+        return redirect("chat", room=DEFAULT_ROOM)  # a name too long for a topic
+    if not topics.permitted(request.user.pk, topic, "read"):
+        # An answer, not PermissionDenied: that would log a traceback for an ordinary refusal.
+        return HttpResponseForbidden(f"You may not read {topic}.", content_type="text/plain; charset=utf-8")
+    newest = TopicMessage.objects.filter(topic_id=topic).select_related("sender").order_by("-seq")[:CHAT_HISTORY]
+    context = {"room": room, "topic": topic, "chat_messages": list(reversed(newest)), "room_pattern": ROOM_PATTERN}
+    return render(request, "demo/chat.html", context)

@@ -4,12 +4,17 @@
  *
  *   {% load notify %}{% notify_client %}     renders <script data-notify-...> and
  *                                            starts `Notify.client` for the user.
- *   new Notify.NotifyClient({pollUrl, readUrl, user, csrfToken}).start()
+ *   new Notify.NotifyClient({pollUrl, readUrl, user, csrfToken, topics}).start()
  *
  * One tab per browser and user holds the long poll (the leader: a Web Lock, or
  * an election over BroadcastChannel where Web Locks are missing); it hands what
  * it receives to the other tabs over a BroadcastChannel. The cursor and the ids
  * already announced live in localStorage, so a reload resumes where it stopped.
+ *
+ * Topics (a chat room, a lobby): with `topics: ["room:42"]`, `data-notify-topics`
+ * or `follow(topic)`, the one poll follows the inbox and the topics together
+ * (GET pollUrl?streams=inbox,room:42&after=<compound cursor>); each topic's cursor
+ * is kept in localStorage too. Without topics the poll is the inbox-only one.
  *
  * Events, dispatched on `document` (or `options.target`):
  *   notify:message       detail = a notification new to this browser
@@ -18,6 +23,13 @@
  *   notify:read          detail = {ids (null for all), unread_count}
  *   notify:status        detail = "connecting" | "connected" | "reconnecting" | "offline" | "stopped"
  *   notify:unauthorized  detail = {error, detail}; polling has stopped
+ *   notify:topic         detail = {topic, message, snapshot}: a message of a followed topic
+ *                        new to this tab (snapshot: true for a topic's newest messages,
+ *                        listed when it is first followed, rather than live ones)
+ *   notify:gap           detail = {topic, oldest_cursor}: the topic no longer kept messages
+ *                        after our cursor; following it again from the oldest it keeps
+ *   notify:forbidden     detail = {topic, action, error, detail}: the site refused the topic
+ *                        ("read": no longer followed; "post": a publish() was refused)
  */
 (() => {
   "use strict";
@@ -40,7 +52,14 @@
     minTimeout: 1, // seconds: never ask for less when adapting to a proxy
     keepSeen: 500, // ids remembered as announced, per user
     keepState: 100, // notifications kept in memory for late tabs and widgets
+    topics: [], // topic streams followed besides the inbox, in the same poll
+    publishUrl: "/notify/topics/{topic}/publish",
   };
+
+  // The server's rules: topic names (README "Topic streams"), and at most 10 streams
+  // in one poll, the inbox being one of them.
+  const TOPIC_NAME = /^[A-Za-z0-9_.:-]{1,100}$/;
+  const MAX_TOPICS = 9;
 
   // A poll that fails this long after it started, yet well before its timeout,
   // was most likely cut by something in between (a proxy's read timeout).
@@ -86,6 +105,13 @@
     return match ? decodeURIComponent(match[1]) : null;
   }
 
+  function checkTopic(name) {
+    if (typeof name !== "string" || !TOPIC_NAME.test(name) || name === "inbox") {
+      throw new TypeError(`notify: a topic name is 1 to 100 characters of A-Z a-z 0-9 _ . : - and not "inbox"; got ${JSON.stringify(name)}`);
+    }
+    return name;
+  }
+
   function randomId() {
     return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
   }
@@ -108,7 +134,20 @@
       this._current = null;
       this._onOnline = () => this._wakeUp();
       this._onOffline = () => this._current && this._current.abort();
-      this._onPageHide = () => this.leader && this._post({ type: "bye", from: this._id });
+      this._onPageHide = () => this._post(this.leader ? { type: "bye", from: this._id } : { type: "leave", from: this._id });
+      // Topics: this tab's, and (leader) those of the other tabs, by tab id.
+      this._topics = [];
+      for (const name of this.options.topics || []) {
+        try {
+          if (!this._topics.includes(checkTopic(name))) this._topics.push(name);
+        } catch (error) {
+          console.warn(error.message);
+        }
+      }
+      this._peers = new Map();
+      this._topicCursors = new Map(); // topic -> cursor (a string), or absent: its snapshot first
+      this._topicSeen = new Set(); // topic message ids announced in this tab
+      this._restarting = false;
     }
 
     get _key() {
@@ -137,7 +176,7 @@
       if (typeof BroadcastChannel === "function") {
         this._channel = new BroadcastChannel(`${this._key}:channel`);
         this._channel.onmessage = (event) => this._receive(event.data || {});
-        this._post({ type: "hello", from: this._id });
+        this._post({ type: "hello", from: this._id, topics: this._topics });
       }
       this._elect();
       return this;
@@ -154,7 +193,7 @@
       window.removeEventListener("offline", this._onOffline);
       window.removeEventListener("pagehide", this._onPageHide);
       if (this._channel) {
-        if (this.leader) this._post({ type: "bye", from: this._id });
+        this._post(this.leader ? { type: "bye", from: this._id } : { type: "leave", from: this._id });
         this._channel.close();
         this._channel = null;
       }
@@ -190,6 +229,67 @@
       const permission = await Notification.requestPermission();
       if (permission === "granted") this.options.desktop = true;
       return permission;
+    }
+
+    /** The topics this tab follows (the poll may follow more: those of the other tabs). */
+    get topics() {
+      return this._topics.slice();
+    }
+
+    /** Follow a topic too: its messages come as notify:topic events, in the same one poll. */
+    follow(topic) {
+      checkTopic(topic);
+      if (!this._topics.includes(topic)) {
+        this._topics.push(topic);
+        this._topicsChanged();
+      }
+      return this;
+    }
+
+    /** Stop following a topic (its cursor stays stored: following it again resumes). */
+    unfollow(topic) {
+      const index = this._topics.indexOf(topic);
+      if (index >= 0) {
+        this._topics.splice(index, 1);
+        this._topicsChanged();
+      }
+      return this;
+    }
+
+    /**
+     * Post `data` (an object) to a topic: POST publishUrl with {"data": data}.
+     * Resolves to the server's answer, {message, cursor}. The message also comes back
+     * through the poll (a notify:topic event) to every tab following the topic, this
+     * one included. Rejects with a NotifyError (403 also dispatches notify:forbidden).
+     */
+    async publish(topic, data) {
+      checkTopic(topic);
+      if (data === null || typeof data !== "object" || Array.isArray(data)) {
+        throw new TypeError("notify: publish() takes a topic and an object, e.g. {text: \"hello\"}");
+      }
+      const url = this.options.publishUrl.replace("{topic}", encodeURIComponent(topic));
+      const response = await fetch(new URL(url, window.location.href), {
+        method: "POST",
+        headers: this._headers({
+          Accept: "application/json",
+          "Content-Type": "application/json",
+          "X-CSRFToken": this.options.csrfToken || cookie("csrftoken") || "",
+        }),
+        credentials: "same-origin",
+        body: JSON.stringify({ data }),
+      });
+      let body = {};
+      try {
+        body = await response.json();
+      } catch (e) {
+        /* not JSON: reported below by status */
+      }
+      if (response.status === 401) this._unauthorized(body, false);
+      if (response.status === 403 && body.error === "forbidden") {
+        this._emit("forbidden", { topic, action: "post", error: body.error, detail: body.detail });
+      }
+      if (!response.ok) throw new NotifyError(response.status, body.error, body.detail);
+      return body;
     }
 
     /* ---- events ---- */
@@ -260,6 +360,7 @@
     _receive(message) {
       switch (message.type) {
         case "hello": // a new tab wants the state
+          if (this.leader && message.from) this._setPeerTopics(message.from, message.topics);
           if (this.leader && this._synced) {
             this._post({ type: "sync", notifications: this.notifications, unread_count: this.unreadCount, cursor: this.cursor });
             this._post({ type: "status", status: this.status });
@@ -286,6 +387,30 @@
           break;
         case "unauthorized":
           this._unauthorized(message.body, true);
+          break;
+        case "rollcall": // a new leader asks which topics the tabs follow
+          if (!this.leader) this._post({ type: "topics", from: this._id, topics: this._topics });
+          break;
+        case "topics":
+          if (this.leader) this._setPeerTopics(message.from, message.topics);
+          break;
+        case "leave":
+          if (this.leader) this._setPeerTopics(message.from, []);
+          break;
+        case "topic-batch":
+          if (!this.leader) {
+            if (typeof message.cursor === "string") this._topicCursors.set(message.topic, message.cursor);
+            this._announceTopic(message.topic, message.messages, message.snapshot);
+          }
+          break;
+        case "gap":
+          if (!this.leader) {
+            if (typeof message.oldest_cursor === "string") this._topicCursors.set(message.topic, message.oldest_cursor);
+            if (this._topics.includes(message.topic)) this._emit("gap", { topic: message.topic, oldest_cursor: message.oldest_cursor });
+          }
+          break;
+        case "forbidden":
+          if (!this.leader) this._refuseTopic(message.topic, message.body);
           break;
         case "heartbeat":
         case "claim":
@@ -373,6 +498,9 @@
       if (!this.running) return;
       this.leader = true;
       this._loadSeen();
+      // The other tabs say which topics they follow; answers that add one restart the poll.
+      this._peers = new Map();
+      this._post({ type: "rollcall" });
       if (this.cursor === null) this.cursor = storage.get(`${this._key}:cursor`);
       // A tab that followed another already has the list; a new one asks for it first.
       let resumeFrom = this._synced ? null : this.cursor;
@@ -384,6 +512,7 @@
       // whether the server is back (a held poll would say so only when it ends).
       let check = false;
       let refused = false; // a cursor was refused as invalid since the last held poll
+      const expired = new Set(); // "<topic>:<oldest_cursor>" of 410 answers since the last held poll
       while (this.running && this.leader) {
         if (navigator.onLine === false) {
           this._setStatus("offline");
@@ -392,31 +521,59 @@
           continue;
         }
         const snapshot = this.cursor === null;
-        const timeout = snapshot || check ? 0 : this._timeout;
+        // Topics followed by this tab or another: with none, the inbox-only poll.
+        const topics = this._pollTopics();
+        const multi = topics.length > 0;
+        const fresh = topics.filter((topic) => this._topicCursor(topic) === null); // their snapshot first
+        const timeout = snapshot || fresh.length || check ? 0 : this._timeout;
+        let params;
+        if (!multi) {
+          params = snapshot ? {} : { after: this.cursor, timeout };
+        } else {
+          // A stream without a cursor in `after` gets its snapshot, and the poll is answered at once.
+          const after = topics.filter((topic) => !fresh.includes(topic)).map((topic) => `${topic}:${this._topicCursor(topic)}`);
+          if (!snapshot) after.unshift(`inbox:${this.cursor}`);
+          params = { streams: ["inbox", ...topics].join(",") };
+          if (after.length) params.after = after.join(",");
+          if (!snapshot && !fresh.length) params.timeout = timeout;
+        }
+        this._restarting = false;
+        this._held = timeout > 0;
+        this._polling = topics.join(",");
         const started = performance.now();
         let reply;
         try {
-          reply = await this._get(snapshot ? {} : { after: this.cursor, timeout }, timeout);
+          reply = await this._get(params, timeout);
         } catch (error) {
           if (!this.running || !this.leader) break;
           reply = { status: 0, error };
         }
         const elapsed = performance.now() - started;
+        if (multi && reply.status === 200 && !(reply.body && reply.body.streams && reply.body.streams.inbox)) {
+          reply = { status: 0, error: new Error("not a multi-stream answer") };
+        }
+        if (this._restarting && reply.status !== 200) continue; // aborted to follow other topics
 
         if (reply.status === 200 && reply.body) {
           this._setStatus("connected");
           check = false;
+          const inbox = multi ? reply.body.streams.inbox : reply.body;
           if (snapshot) {
-            this._handleSnapshot(reply.body, resumeFrom);
+            this._handleSnapshot(inbox, resumeFrom);
             resumeFrom = null;
           } else {
-            this._handleBatch(reply.body);
+            this._handleBatch(inbox);
+          }
+          for (const topic of multi ? topics : []) {
+            const page = reply.body.streams[topic];
+            if (page) this._handleTopicPage(topic, page, fresh.includes(topic));
           }
           if (timeout > 0) {
             // Only a held poll that lasted proves that long polls get through.
             attempt = 0;
             cuts = [];
             refused = false;
+            expired.clear();
             if (timeout < this.options.timeout && ++successes >= SUCCESSES_BEFORE_PROBING) {
               // The limit we adapted to may be gone: try longer polls again.
               successes = 0;
@@ -429,12 +586,35 @@
           this._unauthorized(reply.body || { error: "not_authenticated" }, false);
           break;
         }
+        // A multi-stream poll fails whole when one stream refuses; the body names it.
+        const stream = multi && reply.body && reply.body.stream !== "inbox" ? reply.body.stream : null;
+        if (stream && topics.includes(stream) && reply.status === 403 && reply.body.error === "forbidden") {
+          for (const peer of this._peers.values()) peer.delete(stream);
+          this._refuseTopic(stream, reply.body);
+          this._post({ type: "forbidden", topic: stream, body: reply.body });
+          continue; // at once, without it
+        }
+        const oldest = reply.body && reply.body.oldest_cursor != null ? String(reply.body.oldest_cursor) : null;
+        if (stream && topics.includes(stream) && reply.status === 410 && oldest && !expired.has(`${stream}:${oldest}`)) {
+          // Retention passed our cursor: go on from the oldest message still kept, and say so.
+          expired.add(`${stream}:${oldest}`); // the same answer twice waits like an error
+          this._setTopicCursor(stream, oldest);
+          if (this._topics.includes(stream)) this._emit("gap", { topic: stream, oldest_cursor: oldest });
+          this._post({ type: "gap", topic: stream, oldest_cursor: oldest });
+          continue;
+        }
         if (reply.status === 400 && reply.body && reply.body.error === "invalid_cursor") {
           // The stored cursor is not ours to use (another user, a reset database): start
           // afresh, at once the first time; a fresh cursor refused too waits like an error.
-          storage.set(`${this._key}:cursor`, null);
-          this.cursor = null;
-          resumeFrom = null;
+          if (stream && topics.includes(stream)) {
+            this._setTopicCursor(stream, null);
+          } else {
+            storage.set(`${this._key}:cursor`, null);
+            this.cursor = null;
+            resumeFrom = null;
+            // Without a stream named, the compound cursor as a whole was refused.
+            if (multi && !reply.body.stream) for (const topic of topics) this._setTopicCursor(topic, null);
+          }
           if (!refused) {
             refused = true;
             continue;
@@ -483,6 +663,113 @@
       }
       this._applySync(page.notifications, page.unread_count);
       this._post({ type: "sync", notifications: this.notifications, unread_count: page.unread_count, cursor: this.cursor });
+    }
+
+    /* ---- topics ---- */
+
+    // The leader polls the union of the topics every open tab follows: a chat tab and
+    // an inbox tab still make one poll, and the chat tab gets its room over the channel.
+    // (The simpler "only the leader's own topics" would leave a follower tab's room
+    // unpolled whenever the leader is a tab without it.) Tabs say which topics they
+    // follow in their hello, when it changes, and when a new leader calls the roll; a
+    // tab that closes says so (leave). One that crashes leaves its topics polled until
+    // the next leader's roll call: a little wasted work, never a missed message.
+    _pollTopics() {
+      const union = this._topics.slice();
+      for (const topics of this._peers.values()) {
+        for (const topic of topics) if (!union.includes(topic)) union.push(topic);
+      }
+      if (union.length > MAX_TOPICS) {
+        if (!this._warnedTooMany) console.warn(`notify: one poll follows at most ${MAX_TOPICS} topics; ignoring ${union.slice(MAX_TOPICS).join(", ")}`);
+        this._warnedTooMany = true;
+        union.length = MAX_TOPICS;
+      }
+      return union;
+    }
+
+    _setPeerTopics(from, topics) {
+      if (!from || from === this._id) return;
+      const previous = this._peers.get(from) || new Set();
+      const wanted = new Set(Array.isArray(topics) ? topics.filter((t) => typeof t === "string" && TOPIC_NAME.test(t) && t !== "inbox") : []);
+      if (wanted.size) this._peers.set(from, wanted);
+      else this._peers.delete(from);
+      // A tab that joins a topic already polled gets what this tab keeps of it.
+      for (const topic of wanted) {
+        const recent = this._topicRecent && this._topicRecent.get(topic);
+        if (!previous.has(topic) && recent && recent.length) {
+          this._post({ type: "topic-batch", topic, messages: recent, cursor: this._topicCursor(topic), snapshot: true });
+        }
+      }
+      this._restart();
+    }
+
+    _topicsChanged() {
+      if (!this.running) return;
+      if (this.leader) {
+        for (const topic of this._topics) {
+          const recent = this._topicRecent && this._topicRecent.get(topic);
+          if (recent) this._announceTopic(topic, recent, true); // polled already for another tab
+        }
+        this._restart();
+      } else {
+        this._post({ type: "topics", from: this._id, topics: this._topics });
+      }
+    }
+
+    // Poll again at once with the streams now wanted: a held poll is aborted (a poll
+    // answered at once, or a backoff, picks them up when it ends).
+    _restart() {
+      if (!this.leader || !this._held || !this._current || this._pollTopics().join(",") === this._polling) return;
+      this._restarting = true;
+      this._current.abort();
+    }
+
+    _topicCursor(topic) {
+      if (this._topicCursors.has(topic)) return this._topicCursors.get(topic);
+      const stored = storage.get(`${this._key}:topic:${topic}`);
+      // Opaque, but a comma or a blank would break the compound cursor: forget it.
+      return stored && /^[^,\s]+$/.test(stored) ? stored : null;
+    }
+
+    _setTopicCursor(topic, cursor) {
+      if (cursor === null) this._topicCursors.delete(topic);
+      else this._topicCursors.set(topic, cursor);
+      storage.set(`${this._key}:topic:${topic}`, cursor);
+    }
+
+    _handleTopicPage(topic, page, snapshot) {
+      const messages = Array.isArray(page.messages) ? page.messages : [];
+      this._setTopicCursor(topic, String(page.cursor));
+      if (!this._topicRecent) this._topicRecent = new Map();
+      if (messages.length) {
+        const recent = (this._topicRecent.get(topic) || []).concat(messages);
+        this._topicRecent.set(topic, recent.slice(-50));
+      }
+      this._announceTopic(topic, messages, snapshot);
+      if (messages.length || snapshot) {
+        this._post({ type: "topic-batch", topic, messages, cursor: String(page.cursor), snapshot });
+      }
+    }
+
+    _announceTopic(topic, messages, snapshot) {
+      if (!this._topics.includes(topic)) return;
+      for (const message of messages) {
+        if (this._topicSeen.has(message.id)) continue;
+        this._topicSeen.add(message.id);
+        this._emit("topic", { topic, message, snapshot: Boolean(snapshot) });
+      }
+      const extra = this._topicSeen.size - this.options.keepSeen;
+      if (extra > 0) {
+        const oldest = Array.from(this._topicSeen).slice(0, extra);
+        for (const id of oldest) this._topicSeen.delete(id);
+      }
+    }
+
+    _refuseTopic(topic, body) {
+      const index = this._topics.indexOf(topic);
+      if (index < 0) return;
+      this._topics.splice(index, 1);
+      this._emit("forbidden", { topic, action: "read", error: body && body.error, detail: body && body.detail });
     }
 
     _handleBatch(page) {
@@ -627,6 +914,8 @@
     if (data.notifyUser) options.user = data.notifyUser;
     if (data.notifyCsrf) options.csrfToken = data.notifyCsrf;
     if (data.notifyDesktop !== undefined) options.desktop = data.notifyDesktop !== "false";
+    if (data.notifyTopics) options.topics = data.notifyTopics.split(/\s+/).filter(Boolean);
+    if (data.notifyPublishUrl) options.publishUrl = data.notifyPublishUrl;
     return options;
   }
 
