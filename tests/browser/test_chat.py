@@ -15,6 +15,7 @@ from django.test import RequestFactory
 import notify
 from notify.models import Topic, TopicMessage
 from tests.browser.conftest import SCREENSHOTS, PollWatch
+from tests.browser.test_tabs import WITHOUT_WEB_LOCKS
 
 browser_test = pytest.mark.browser
 
@@ -220,11 +221,13 @@ def test_messages_past_retention_are_reported_as_a_gap(server, browser, make_use
 
 
 @browser_test
-def test_an_inbox_tab_polls_the_room_of_a_chat_tab_in_its_one_poll(server, browser, make_user):
+@pytest.mark.parametrize("election", ["web-locks", "broadcast-channel"])
+def test_an_inbox_tab_polls_the_room_of_a_chat_tab_in_its_one_poll(server, browser, make_user, election):
     alice = make_user()
     room = new_room()
     topic = f"room:{room}"
-    context = browser.context(alice, init_script=TOPIC_RECORDER)
+    hide_locks = WITHOUT_WEB_LOCKS if election == "broadcast-channel" else ""
+    context = browser.context(alice, init_script=TOPIC_RECORDER + hide_locks)
     polls = Polls(context)
     inbox = context.new_page()
     inbox.goto(f"{server.url}/inbox/")
@@ -245,6 +248,8 @@ def test_an_inbox_tab_polls_the_room_of_a_chat_tab_in_its_one_poll(server, brows
 
     chat.close()  # says so: the leader goes back to the inbox-only poll
     inbox.wait_for_function("Notify.client._polling === ''", timeout=3000)
+    inbox.wait_for_timeout(200)
+    assert set(query(polls.requests[-1])) == {"after", "timeout"}
 
 
 # --- the page and the tag, without a browser (these run on PostgreSQL too) ------------------
