@@ -30,12 +30,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     if conf.BROKER not in ("redis", "memory"):
         problems.append(Error(f"NOTIFY['BROKER'] must be 'redis' or 'memory', not {conf.BROKER!r}.", id="notify.E003"))
     elif conf.BROKER == "redis" and urlsplit(str(conf.REDIS_URL)).scheme not in (
-        "redis", "rediss", "unix", "redis+cluster", "rediss+cluster"
+        "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"
     ):
         problems.append(
             Error(
-                f"NOTIFY['REDIS_URL'] must be a redis://, rediss://, unix:// or redis+cluster:// URL, "
-                f"not {conf.REDIS_URL!r}.",
+                f"NOTIFY['REDIS_URL'] must be a redis://, rediss://, unix://, redis+cluster:// or redis+sentinel:// "
+                f"URL, not {conf.REDIS_URL!r}.",
                 id="notify.E004",
             )
         )
@@ -155,14 +155,19 @@ def check_topic_permission(path: Any) -> list[Error | Warning]:
 
 def check_cluster_url(url: str) -> list[Error | Warning]:
     from notify.broker.cluster import is_cluster_url, parse_cluster_url
+    from notify.broker.sentinel import is_sentinel_url, parse_sentinel_url
 
-    if not is_cluster_url(url):
+    if is_cluster_url(url):
+        parse, hint = parse_cluster_url, ("For example 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000' (one or more "
+                                          "nodes of the cluster, database 0 only; rediss+cluster:// for TLS).")
+    elif is_sentinel_url(url):
+        parse, hint = parse_sentinel_url, ("For example 'redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster' "
+                                           "(the sentinels, then the service name and optionally /<db>).")
+    else:
         return []
     try:
-        parse_cluster_url(url)
+        parse(url)  # type: ignore[operator]
     except ValueError as error:
-        return [Error(f"NOTIFY['REDIS_URL'] is not a usable Redis Cluster URL: {error}.",
-                      hint="For example 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000' (one or more nodes of the "
-                           "cluster, database 0 only; rediss+cluster:// for TLS).",
+        return [Error(f"NOTIFY['REDIS_URL'] is not a usable Redis Cluster or Sentinel URL: {error}.", hint=hint,
                       id="notify.E012")]
     return []

@@ -1,9 +1,10 @@
-"""A Redis Cluster of the test's own: three masters, no replicas, on free loopback ports.
+"""A Redis Cluster of the test's own (three masters, no replicas), and a Sentinel setup
+(master, replica, sentinel), on free loopback ports.
 
 Each node is a ``redis-server --cluster-enabled yes`` in a temporary folder (its
 ``nodes.conf`` is kept there, so a node killed and started again on its port comes
 back with its node id and its slots); ``redis-cli --cluster create`` assigns the
-16384 slots. Every process is stopped by its PID.
+16384 slots. Every process is stopped by its PID, every folder removed.
 """
 
 from __future__ import annotations
@@ -148,4 +149,91 @@ class OwnCluster:
     def stop(self) -> None:
         for node in self.nodes:
             node.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass
+class OwnSentinel:
+    """A master, its replica and one sentinel (quorum 1) of the test's own, which
+    fails the master over to the replica within a few seconds of its death."""
+
+    service: str = "notify-test"
+    dir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="notify-sentinel-")))
+    processes: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    master_port: int = 0
+    replica_port: int = 0
+    sentinel_port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel_port}/{self.service}"
+
+    def _spawn(self, port: int, *args: str) -> None:
+        (ROOT / "var" / "logs").mkdir(parents=True, exist_ok=True)
+        with open(ROOT / "var" / "logs" / f"redis-sentinel-test-{port}.log", "ab") as log:
+            self.processes[port] = subprocess.Popen(["redis-server", *args], stdout=log, stderr=subprocess.STDOUT)
+        client = redis.Redis(port=port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError(f"redis-server {' '.join(args)} did not start")
+
+    def start(self) -> OwnSentinel:
+        self.master_port, self.replica_port, self.sentinel_port = free_port(), free_port(), free_port()
+        plain = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir)]
+        try:
+            self._spawn(self.master_port, "--port", str(self.master_port), *plain)
+            self._spawn(self.replica_port, "--port", str(self.replica_port), *plain,
+                        "--replicaof", "127.0.0.1", str(self.master_port))
+            config = self.dir / "sentinel.conf"  # a sentinel rewrites its file: it must be its own
+            config.write_text(
+                f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.dir}\n"
+                f"sentinel monitor {self.service} 127.0.0.1 {self.master_port} 1\n"
+                f"sentinel down-after-milliseconds {self.service} 1000\n"
+                f"sentinel failover-timeout {self.service} 5000\n"
+            )
+            self._spawn(self.sentinel_port, str(config), "--sentinel")
+            # Ready once the replica is in sync and the sentinel knows it (it can fail over).
+            sentinel = redis.Redis(port=self.sentinel_port)
+            deadline = time.monotonic() + 20
+            replica = redis.Redis(port=self.replica_port)
+            while not sentinel.sentinel_slaves(self.service) or replica.info("replication").get(
+                    "master_link_status") != "up":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the test sentinel did not see the replica in sync")
+                time.sleep(0.1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def current_master(self) -> int:
+        _host, port = redis.Redis(port=self.sentinel_port).sentinel_get_master_addr_by_name(self.service)
+        return int(port)
+
+    def kill(self, port: int) -> None:
+        process = self.processes.get(port)
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+    def wait_failover(self, old_port: int, timeout: float = 30) -> int:
+        """Until the sentinel names another master, and that master says it is one."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            port = self.current_master()
+            if port != old_port:
+                role = redis.Redis(port=port).execute_command("ROLE")[0]
+                if role == b"master":
+                    return port
+            time.sleep(0.1)
+        raise RuntimeError("the sentinel did not fail over")
+
+    def stop(self) -> None:
+        for port in list(self.processes):
+            self.kill(port)
         shutil.rmtree(self.dir, ignore_errors=True)

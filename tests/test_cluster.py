@@ -1,4 +1,4 @@
-"""Redis Cluster: sharded pub/sub over three real masters, behind a real uvicorn.
+"""Redis Cluster (sharded pub/sub over three real masters) and Sentinel failover, behind a real uvicorn.
 
 Needs redis-server 7 and redis-cli: without them the tests skip here and fail in
 CI (``CI=true``).
@@ -13,11 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
 from django.test import override_settings
 
 import notify
-from tests.cluster import OwnCluster, cluster_tools_missing
+from tests.cluster import OwnCluster, OwnSentinel, cluster_tools_missing
 from tests.faults import Followers
 from tests.server import Server
 
@@ -47,7 +48,7 @@ def cluster() -> Iterator[OwnCluster]:
 def cluster_server(cluster: OwnCluster, django_db_setup: Any, django_db_blocker: Any) -> Iterator[Server]:
     """A uvicorn whose notify pub/sub is the cluster (its cache stays on the plain Redis)."""
     with django_db_blocker.unblock():
-        live = Server(env={"DJANGO_SETTINGS_MODULE": "tests.cluster_settings", "NOTIFY_CLUSTER_URL": cluster.url,
+        live = Server(env={"DJANGO_SETTINGS_MODULE": "tests.pubsub_settings", "NOTIFY_PUBSUB_URL": cluster.url,
                            "NOTIFY_RECHECK_INTERVAL": "1", "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}).start()
     yield live
     live.stop()
@@ -186,6 +187,75 @@ def test_a_migrated_slot_moves_its_channel_to_the_new_master(cluster, cluster_se
     assert time.monotonic() - started < 5  # woken by the new master, not by the poll's timeout
 
 
+
+@pytest.fixture
+def sentinel() -> Iterator[OwnSentinel]:
+    missing = cluster_tools_missing()
+    if missing:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{missing} CI must run the Redis Sentinel test.", pytrace=False)
+        pytest.skip(missing)
+    own = OwnSentinel().start()
+    yield own
+    own.stop()
+
+
+def test_sentinel_failover_costs_latency_never_a_notification(sentinel, make_user):
+    from django.contrib.auth import get_user_model
+
+    from notify.models import ApiToken, Notification
+
+    User = get_user_model()
+    User.objects.bulk_create([User(username=f"failover-{i}") for i in range(20)])
+    users = list(User.objects.filter(username__startswith="failover-").order_by("pk"))
+    tokens = [ApiToken.issue(user)[1] for user in users]
+    server = Server(env={"DJANGO_SETTINGS_MODULE": "tests.pubsub_settings", "NOTIFY_PUBSUB_URL": sentinel.url,
+                         "NOTIFY_RECHECK_INTERVAL": "1", "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}).start()
+    followers = None
+
+    def hub_subscriptions(port: int) -> int:
+        name = f"{settings.NOTIFY['CHANNEL_PREFIX']}:hub"
+        try:
+            clients = redis.Redis(port=port).client_list()
+        except redis.ConnectionError:
+            return -1
+        return sum(int(client["sub"]) for client in clients if client.get("name") == name)
+
+    try:
+        cursors = [server.poll(token).json()["cursor"] for token in tokens]
+        followers = Followers(server.url, tokens, cursors).start()
+        with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": sentinel.url}):
+            old = sentinel.current_master()
+            assert eventually(lambda: hub_subscriptions(old) == len(users))  # the hub found the master
+            notify.send(users, "before")
+            assert followers.wait_for(1, deadline=10)
+
+            sentinel.kill(old)
+            notify.send(users, "during")  # commits; the publish fails (no master yet) and is only logged
+            assert followers.wait_for(2, deadline=15)  # found by the re-checks
+
+            new = sentinel.wait_failover(old)
+            assert new == sentinel.replica_port
+            # The hub asked the sentinel again and subscribed everything on the new master.
+            assert eventually(lambda: hub_subscriptions(new) == len(users), timeout=20)
+            started = time.monotonic()
+            notify.send(users, "after")  # published to the new master
+            assert followers.wait_for(3, deadline=10)
+            assert time.monotonic() - started < 1  # by pub/sub, well within the 1 s re-check
+    finally:
+        if followers is not None:
+            followers.stop()
+        server.stop()
+
+    for user, got in zip(users, followers.received):
+        expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
+        assert len(expected) == 3
+        assert got == expected  # each exactly once, in order
+    assert set(followers.statuses) == {200}
+    log = server.log_path.read_text()
+    assert "Redis pub/sub connection lost" in log and "Traceback" not in log
+
+
 def check_ids(url: str) -> list[str]:
     from notify.checks import check_settings
 
@@ -193,13 +263,16 @@ def check_ids(url: str) -> list[str]:
         return [problem.id for problem in check_settings()]
 
 
-def test_cluster_urls_pass_the_checks():
+def test_cluster_and_sentinel_urls_pass_the_checks():
     assert check_ids("redis+cluster://127.0.0.1:7000") == []
     assert check_ids("rediss+cluster://user:secret@10.0.0.1:7000,10.0.0.2:7000,[::1]:7000/0") == []
+    assert check_ids("redis+sentinel://127.0.0.1:26379/mymaster") == []
+    assert check_ids("rediss+sentinel://:secret@10.0.0.1,10.0.0.2:26380/mymaster/2") == []
 
 
 @pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1", "redis+cluster://127.0.0.1:7000,:7001",
-                                 "redis+cluster://127.0.0.1:7000/3"])
+                                 "redis+cluster://127.0.0.1:7000/3", "redis+sentinel://127.0.0.1:26379",
+                                 "redis+sentinel://127.0.0.1:26379/mymaster/x", "redis+sentinel://:26379/m"])
 def test_e012_unusable_cluster_url(url):
     assert check_ids(url) == ["notify.E012"]
 
@@ -208,7 +281,10 @@ def test_plain_redis_urls_keep_the_plain_broker():
     from notify.broker import get_broker
     from notify.broker.cluster import ClusterBroker
     from notify.broker.redis import RedisBroker
+    from notify.broker.sentinel import SentinelBroker
 
     with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": "redis+cluster://127.0.0.1:7000"}):
         assert isinstance(get_broker(), ClusterBroker)
-    assert isinstance(get_broker(), RedisBroker)
+    with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": "redis+sentinel://127.0.0.1:26379/m"}):
+        assert isinstance(get_broker(), SentinelBroker)
+    assert type(get_broker()) is RedisBroker

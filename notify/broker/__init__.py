@@ -1,4 +1,4 @@
-"""The broker that wakes held polls: Redis pub/sub, Redis Cluster sharded pub/sub, or in-process memory."""
+"""The broker that wakes held polls: Redis pub/sub (plain, Sentinel, Cluster sharded), or in-process memory."""
 
 from __future__ import annotations
 
@@ -28,6 +28,15 @@ def get_broker() -> Broker:
                 from notify.broker.cluster import ClusterBroker
 
                 broker = ClusterBroker(
+                    conf.REDIS_URL,
+                    batch_size=conf.PUBLISH_BATCH_SIZE,
+                    client_name=f"{conf.CHANNEL_PREFIX}:hub",
+                    unsubscribe_delay=conf.UNSUBSCRIBE_DELAY,
+                )
+            elif conf.REDIS_URL.startswith(("redis+sentinel:", "rediss+sentinel:")):
+                from notify.broker.sentinel import SentinelBroker
+
+                broker = SentinelBroker(
                     conf.REDIS_URL,
                     batch_size=conf.PUBLISH_BATCH_SIZE,
                     client_name=f"{conf.CHANNEL_PREFIX}:hub",

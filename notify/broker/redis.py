@@ -167,7 +167,12 @@ class RedisHub:
                     tasks.create_task(self._write(connection))
                     tasks.create_task(self._keepalive(connection))
             except Exception as error:  # noqa: BLE001 - any failure means: reconnect
-                logger.warning("notify: Redis pub/sub connection lost (%s); reconnecting", error)
+                # Name the cause, not the TaskGroup that carried it.
+                while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
+                    error = error.exceptions[0]
+                where = getattr(connection, "path", None) or f"{connection.host}:{connection.port}"
+                logger.warning("notify: Redis pub/sub connection lost (%s: %s: %s); reconnecting",
+                               where, type(error).__name__, error)
             finally:
                 self._end_connection()
                 await connection.disconnect(nowait=True)
@@ -273,7 +278,8 @@ class RedisHub:
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisHub] = weakref.WeakKeyDictionary()
 
 
-def hub_for_running_loop(url: str, client_name: str | None = None, unsubscribe_delay: float = 0.0) -> RedisHub:
+def hub_for_running_loop(url: str, client_name: str | None = None, unsubscribe_delay: float = 0.0,
+                         hub_class: type[RedisHub] = RedisHub) -> RedisHub:
     """The hub of the running event loop (one per worker under ASGI).
 
     Keyed by loop because a redis.asyncio connection works only in the loop that
@@ -285,11 +291,13 @@ def hub_for_running_loop(url: str, client_name: str | None = None, unsubscribe_d
     if hub is None or hub.url != url:
         if hub is not None:
             loop.create_task(hub.aclose())
-        hub = _hubs[loop] = RedisHub(url, client_name=client_name, unsubscribe_delay=unsubscribe_delay)
+        hub = _hubs[loop] = hub_class(url, client_name=client_name, unsubscribe_delay=unsubscribe_delay)
     return hub
 
 
 class RedisBroker:
+    hub_class: type[RedisHub] = RedisHub
+
     def __init__(
         self, url: str, *, batch_size: int = 1000, client_name: str | None = None, unsubscribe_delay: float = 0.0
     ) -> None:
@@ -322,7 +330,8 @@ class RedisBroker:
                 pipe.execute()
 
     def subscribe(self, channel: str):  # type: ignore[no-untyped-def]
-        return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay).subscribe(channel)
+        return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay, self.hub_class).subscribe(
+            channel)
 
     def wake_everyone(self) -> int:
         # Called in the loop of the process's server; hubs of other loops are

@@ -1,0 +1,101 @@
+"""Redis Sentinel: the plain hub and publisher, pointed at whichever Redis the sentinels call master.
+
+``redis+sentinel://[user:password@]host:port[,host:port...]/<service>[/<db>]``
+names the sentinels (default port 26379) and the monitored service; the user and
+password, if any, are the master's. The hub asks the sentinels for the master's
+address every time it (re)connects, so after a failover it reconnects to the
+promoted replica (the old master's death drops its connection); the publisher is
+redis-py's ``Sentinel.master_for`` client, which does the same for each new
+connection. Everything else is the plain ``RedisHub``: one connection per worker
+event loop, SUBSCRIBE confirmed before a poll is ``ready``, polls re-checking the
+database while there is no master.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, urlsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from notify.broker.redis import RedisBroker, RedisHub
+
+SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
+
+
+def is_sentinel_url(url: str) -> bool:
+    return urlsplit(str(url)).scheme in SCHEMES
+
+
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, str]:
+    """The sentinels, the service name, the database and the master's URL prefix
+    (``redis://[user:password@]``) of a ``redis+sentinel://`` URL."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ValueError(f"not a redis+sentinel:// or rediss+sentinel:// URL: {url!r}")
+    auth, _, hosts = parts.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        host, colon, port = item.strip().rpartition(":")
+        if not colon or host.endswith(":"):  # no port given (or a bare IPv6 address)
+            host, port = item.strip(), "26379"
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise ValueError(f"{url!r}: {item!r} is not host:port")
+        sentinels.append((host, int(port)))
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(f"{url!r}: the path must be /<service name> or /<service name>/<database number>")
+    return sentinels, unquote(path[0]), int(path[1]) if len(path) == 2 else 0, \
+        f"{SCHEMES[parts.scheme]}://{auth + '@' if auth else ''}"
+
+
+class SentinelHub(RedisHub):
+    """A RedisHub that asks the sentinels where the master is before each connection."""
+
+    def __init__(self, url: str, **options: object) -> None:
+        sentinels, self.service, db, prefix = parse_sentinel_url(url)
+        # The pool only supplies the connection settings (password, database, TLS,
+        # name, RESP2); host and port are replaced at every connect (_connect).
+        super().__init__(f"{prefix}{self.service}:0/{db}", **options)  # type: ignore[arg-type]
+        self.url = url
+        self._sentinel = redis.asyncio.sentinel.Sentinel(sentinels, socket_timeout=1.0, socket_connect_timeout=1.0)
+
+    async def _connect(self, connection: redis.asyncio.Connection) -> None:
+        connection.host, connection.port = await self._sentinel.discover_master(self.service)
+        await connection.connect()
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        for sentinel in self._sentinel.sentinels:
+            await sentinel.aclose()
+
+
+class SentinelBroker(RedisBroker):
+    hub_class = SentinelHub
+
+    @property
+    def client(self) -> redis.Redis:
+        with self._lock:
+            if self._client is None:
+                sentinels, service, db, prefix = parse_sentinel_url(self.url)
+                options = redis.connection.parse_url(f"{prefix}{service}:0/{db}")
+                self._client = redis.sentinel.Sentinel(
+                    sentinels, socket_timeout=1.0, socket_connect_timeout=1.0,
+                ).master_for(
+                    service,
+                    db=db,
+                    username=options.get("username"),
+                    password=options.get("password"),
+                    ssl=prefix.startswith("rediss"),
+                    socket_timeout=2.0,
+                    socket_connect_timeout=1.0,
+                    # One immediate retry, on a connection to the master the sentinels
+                    # name now: a pooled one may point at the master before a failover.
+                    retry=Retry(NoBackoff(), 1),
+                )
+            return self._client
