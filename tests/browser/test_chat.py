@@ -45,7 +45,8 @@ def say(page: Any, text: str) -> None:
 
 
 def shown_ids(page: Any) -> list[int]:
-    return [int(i) for i in page.eval_on_selector_all("#messages .chat-message", "items => items.map(i => i.dataset.id)")]
+    ids = page.eval_on_selector_all("#messages .chat-message", "items => items.map(i => i.dataset.id)")
+    return [int(i) for i in ids]
 
 
 def query(request: Any) -> dict[str, str]:
@@ -250,6 +251,34 @@ def test_an_inbox_tab_polls_the_room_of_a_chat_tab_in_its_one_poll(server, brows
     inbox.wait_for_function("Notify.client._polling === ''", timeout=3000)
     inbox.wait_for_timeout(200)
     assert set(query(polls.requests[-1])) == {"after", "timeout"}
+
+
+@browser_test
+def test_another_chat_tab_takes_over_the_room_when_the_polling_tab_closes(server, browser, make_user):
+    alice = make_user()
+    room = new_room()
+    topic = f"room:{room}"
+    context = browser.context(alice, init_script=TOPIC_RECORDER)
+    polls = Polls(context)
+    tabs = [open_chat(context, server.url, room) for _ in range(2)]
+    first = notify.publish(topic, {"text": "to both tabs"})
+    for tab in tabs:
+        tab.locator(f'#messages [data-id="{first.pk}"]').wait_for(timeout=2000)
+    (leader,) = [tab for tab in tabs if tab.evaluate("Notify.client.leader")]
+    (follower,) = [tab for tab in tabs if tab is not leader]
+
+    leader.close()
+    polls.forget(leader)
+    follower.wait_for_function("Notify.client.leader", timeout=4000)
+    second = notify.publish(topic, {"text": "after the takeover"})
+    follower.locator(f'#messages [data-id="{second.pk}"]').wait_for(timeout=2000)
+    follower.wait_for_timeout(200)
+
+    assert follower.evaluate("window.__topics") == [first.pk, second.pk]  # each once, none again
+    assert shown_ids(follower) == [first.pk, second.pk]
+    assert {query(r)["streams"] for r in polls.requests} == {f"inbox,{topic}"}
+    resumed = [query(r) for r in polls.requests if r.frame.page == follower]
+    assert f"{topic}:{second.seq - 1}" in resumed[0]["after"].split(",")  # the cursor the leader reached
 
 
 # --- the page and the tag, without a browser (these run on PostgreSQL too) ------------------
