@@ -91,8 +91,9 @@ def remind(request: HttpRequest) -> HttpResponse:
 CHAT_HISTORY = 50
 DEFAULT_ROOM = "lobby"
 # What the room field of "Join" accepts: the <slug:room> of the chat URL, short enough
-# that "room:<name>" is a topic name (at most 100 characters).
-ROOM_PATTERN = r"[-a-zA-Z0-9_]{1,90}"
+# that "room:<name>" is a topic name (at most 100 characters). Also the field's HTML
+# pattern, which browsers compile with the "v" flag: there a bare "-" in a class is invalid.
+ROOM_PATTERN = r"[a-zA-Z0-9_\-]{1,90}"
 
 
 @login_required

@@ -191,6 +191,9 @@ def test_a_message_with_markup_is_shown_as_text(server, browser, make_user):
     page_b.reload()  # and rendered by the server
     page_b.wait_for_selector('#connection[data-status="connected"]')
 
+    # The "Join" field checks room names in the browser too (its pattern is valid there).
+    validity = "(i) => [['a b', 'tea-room_2'].map((v) => { i.value = v; return i.checkValidity(); }), i.pattern]"
+    assert page_b.eval_on_selector(".chat-join input", validity) == [[False, True], r"[a-zA-Z0-9_\-]{1,90}"]
     for page in (page_a, page_b):
         assert page.locator("#messages .chat-text").all_inner_texts() == [markup]
         assert page.locator("#messages img, #messages b").count() == 0
