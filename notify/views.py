@@ -188,11 +188,19 @@ def first_check(
     request: HttpRequest, user_id: int, after: int, limit: int
 ) -> tuple[bool, int, list[dict[str, Any]], int | None]:
     """A held poll's first look, in one database thread call: still authenticated?
-    the page after ``after``; and, if it is empty, the stream's head. Synchronous."""
+    the stream's head, and the page after ``after`` if the head is past it. Synchronous.
+
+    The head first: most held polls have nothing new, and then one primary-key
+    look-up is the whole check. The poll is subscribed already, so whatever
+    commits after the head was read wakes it.
+    """
     if verified_user_id(request) != user_id:
         return False, after, [], None
+    head = streams.head(user_id)
+    if after >= head:
+        return True, after, [], head
     new_cursor, notifications = streams.page_after(user_id, after, limit)
-    return True, new_cursor, notifications, None if notifications else streams.head(user_id)
+    return True, new_cursor, notifications, head
 
 
 class _CsrfCheck(CsrfViewMiddleware):

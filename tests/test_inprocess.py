@@ -86,9 +86,9 @@ async def test_a_hanging_database_query_answers_503_within_its_bound(make_user, 
 
     def hangs(*args):
         time.sleep(2)
-        return 0, []
+        return 0
 
-    monkeypatch.setattr(streams, "page_after", hangs)
+    monkeypatch.setattr(streams, "head", hangs)  # the held poll's first query
     with override_settings(NOTIFY={**settings.NOTIFY, "DB_TIMEOUT": 0.3}):
         started = time.monotonic()
         response = await client.get("/notify/poll", {"after": "0", "timeout": "20"})
