@@ -3,16 +3,20 @@
 ``redis+sentinel://[user:password@]host:port[,host:port...]/<service>[/<db>]``
 names the sentinels (default port 26379) and the monitored service; the user and
 password, if any, are the master's. The hub asks the sentinels for the master's
-address every time it (re)connects, so after a failover it reconnects to the
-promoted replica (the old master's death drops its connection); the publisher is
-redis-py's ``Sentinel.master_for`` client, which does the same for each new
-connection. Everything else is the plain ``RedisHub``: one connection per worker
+address every time it (re)connects, and follows the sentinels' ``+switch-master``
+announcements while connected: after a failover it reconnects to the promoted
+replica at once, even when the old master lives on (``SENTINEL FAILOVER``, a
+partition) and would keep the hub listening where nothing is published any more.
+The publisher is redis-py's ``Sentinel.master_for`` client, which asks the
+sentinels for each new connection. Everything else is the plain ``RedisHub``: one connection per worker
 event loop, SUBSCRIBE confirmed before a poll is ``ready``, polls re-checking the
 database while there is no master.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -24,7 +28,13 @@ from redis.retry import Retry
 
 from notify.broker.redis import RedisBroker, RedisHub
 
+logger = logging.getLogger("notify.broker")
+
 SCHEMES = {"redis+sentinel": "redis", "rediss+sentinel": "rediss"}
+
+
+class MasterSwitched(redis.ConnectionError):
+    """The sentinels named another master than the one the hub is connected to."""
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -63,11 +73,46 @@ class SentinelHub(RedisHub):
         # name, RESP2); host and port are replaced at every connect (_connect).
         super().__init__(f"{prefix}{self.service}:0/{db}", **options)  # type: ignore[arg-type]
         self.url = url
+        self._sentinels = sentinels
         self._sentinel = redis.asyncio.sentinel.Sentinel(sentinels, socket_timeout=1.0, socket_connect_timeout=1.0)
 
     async def _connect(self, connection: redis.asyncio.Connection) -> None:
         connection.host, connection.port = await self._sentinel.discover_master(self.service)
         await connection.connect()
+
+    async def _keepalive(self, connection: redis.asyncio.Connection) -> None:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(super()._keepalive(connection))
+            tasks.create_task(self._follow_switches(connection))
+
+    async def _follow_switches(self, connection: redis.asyncio.Connection) -> None:
+        """Raise MasterSwitched (so that the hub reconnects) when the sentinels move the master."""
+        while True:
+            for host, port in self._sentinels:
+                # No socket timeout: a sentinel's pub/sub is silent until a switch.
+                client = redis.asyncio.Redis(host=host, port=port, socket_connect_timeout=1.0, socket_keepalive=True,
+                                             protocol=2, retry=Retry(NoBackoff(), 0))
+                try:
+                    async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                        await pubsub.subscribe("+switch-master")
+                        # A switch between our connect and this subscribe was not heard: ask.
+                        self._check(connection, await self._sentinel.discover_master(self.service))
+                        async for message in pubsub.listen():
+                            # "<service> <old ip> <old port> <new ip> <new port>"
+                            service, _, _, new_host, new_port = message["data"].decode().split()
+                            if service == self.service:
+                                self._check(connection, (new_host, int(new_port)))
+                except (redis.RedisError, OSError) as error:
+                    if isinstance(error, MasterSwitched):
+                        raise
+                    logger.info("notify: sentinel %s:%s: %s; trying the next one", host, port, error)
+                finally:
+                    await client.aclose()
+            await asyncio.sleep(1.0)
+
+    def _check(self, connection: redis.asyncio.Connection, master: tuple[str, int]) -> None:
+        if (master[0], int(master[1])) != (connection.host, int(connection.port)):
+            raise MasterSwitched(f"the sentinels moved {self.service!r} to {master[0]}:{master[1]}")
 
     async def aclose(self) -> None:
         await super().aclose()
