@@ -101,11 +101,18 @@ def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
         assert len(hubs) == 1  # one pub/sub connection per shard for the worker, not one per poll
         assert int(hubs[0]["ssub"]) == sum(1 for owner in owners.values() if owner is node)
 
+    for node in cluster.nodes:
+        node.client().config_resetstat()
     started = time.monotonic()
     notify.send(users, "to everyone")  # SPUBLISH, one pipeline per master
     for thread in threads:
         thread.join(30)
     assert answers == [["to everyone"]] * 30
+    for node in cluster.nodes:
+        # Each master was sent exactly the SPUBLISHes for its own slots: none refused with MOVED.
+        stats = node.client().info("commandstats").get("cmdstat_spublish", {})
+        assert stats.get("calls") == sum(1 for owner in owners.values() if owner is node)
+        assert stats.get("rejected_calls", 0) == 0
     assert time.monotonic() - started < 5  # woken by the shards, not by the re-check
     # The last waiter of each channel left: after UNSUBSCRIBE_DELAY it is SUNSUBSCRIBEd.
     assert eventually(lambda: all(not node.shard_channels() for node in cluster.nodes))
