@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,15 @@ class Browser:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
         page.screenshot(path=str(path))
+        return path
+
+    def document(self, page: Any, name: str) -> Path:
+        """A screenshot for the docs: kept as an artifact, and written to docs/screenshots/
+        only with UPDATE_SCREENSHOTS=1, so that a test run leaves the tree clean."""
+        path = self.screenshot(page, name)
+        if os.environ.get("UPDATE_SCREENSHOTS"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
         return path
 
     def close(self, failed: bool) -> None:

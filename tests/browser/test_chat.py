@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -14,7 +13,7 @@ from django.test import RequestFactory
 
 import notify
 from notify.models import Topic, TopicMessage
-from tests.browser.conftest import SCREENSHOTS, PollWatch
+from tests.browser.conftest import PollWatch
 from tests.browser.test_tabs import WITHOUT_WEB_LOCKS
 
 browser_test = pytest.mark.browser
@@ -122,9 +121,8 @@ def test_a_message_from_one_browser_appears_in_the_other_within_a_second(server,
     for watched in polls.values():
         assert_one_multi_stream_poll(watched, topic)
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page_a.fill("#chat-text", "Thanks!")
-    shutil.copyfile(browser.screenshot(page_a, "chat"), SCREENSHOTS / "chat.png")
+    browser.document(page_a, "chat")
 
 
 @browser_test

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 
 import pytest
 
 import notify
 from notify.models import Notification
-from tests.browser.conftest import SCREENSHOTS, wait_until
+from tests.browser.conftest import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -70,12 +69,10 @@ def test_inbox_screenshot(server, browser, make_user):
     notify.send(user, "Build finished", "main is green.", level="success")
     page.wait_for_function("document.querySelectorAll('#inbox .inbox-item').length === 5", timeout=2000)
     page.wait_for_function("document.querySelector('.notify-bell__badge').textContent === '4'", timeout=2000)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-
-    shutil.copyfile(browser.screenshot(page, "inbox"), SCREENSHOTS / "inbox.png")
+    browser.document(page, "inbox")
     page.locator(".notify-bell__button").click()
     page.locator(".notify-bell__panel").wait_for()
-    shutil.copyfile(browser.screenshot(page, "bell"), SCREENSHOTS / "bell.png")
+    browser.document(page, "bell")
 
 
 # A hidden tab, and a Notification API that records instead of showing.
