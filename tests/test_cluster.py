@@ -119,6 +119,30 @@ def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
 
 
 
+
+def test_a_multi_stream_poll_waits_on_channels_of_several_shards(cluster, cluster_server, on_cluster, make_user,
+                                                                 token_for):
+    user = make_user()
+    token = token_for(user)
+    inbox_node = cluster.node_for(channel(user))
+    prefix = settings.NOTIFY["CHANNEL_PREFIX"]
+    room = next(f"room:{i}" for i in range(1000) if cluster.node_for(f"{prefix}:topic:room:{i}") is not inbox_node)
+    room_node = cluster.node_for(f"{prefix}:topic:{room}")
+    first = cluster_server.poll(token, streams=f"inbox,{room}").json()
+    answer: list[Any] = []
+    held = threading.Thread(target=lambda: answer.append(
+        cluster_server.poll(token, streams=f"inbox,{room}", after=first["cursor"], timeout=15)))
+    held.start()
+    # One poll, two channels, two masters.
+    assert eventually(lambda: channel(user) in inbox_node.shard_channels()
+                      and f"{prefix}:topic:{room}" in room_node.shard_channels())
+    started = time.monotonic()
+    notify.publish(room, {"text": "hello"}, sender=user)
+    held.join(30)
+    assert [m["data"] for m in answer[0].json()["streams"][room]["messages"]] == [{"text": "hello"}]
+    assert time.monotonic() - started < 5  # woken by the room's master, not by the poll's timeout
+
+
 def test_no_notification_lost_across_a_shard_restart(cluster, cluster_server, on_cluster, make_user):
     from django.contrib.auth import get_user_model
 
