@@ -332,7 +332,16 @@ def test_cluster_and_sentinel_urls_pass_the_checks():
     assert check_ids("redis+cluster://127.0.0.1:7000") == []
     assert check_ids("rediss+cluster://user:secret@10.0.0.1:7000,10.0.0.2:7000,[::1]:7000/0") == []
     assert check_ids("redis+sentinel://127.0.0.1:26379/mymaster") == []
-    assert check_ids("rediss+sentinel://:secret@10.0.0.1,10.0.0.2:26380/mymaster/2") == []
+    assert check_ids("rediss+sentinel://:secret@10.0.0.1,10.0.0.2:26380/mymaster/2?ssl_cert_reqs=none") == []
+
+
+def test_credentials_tls_and_options_of_a_cluster_url_apply_to_every_node():
+    from notify.broker.cluster import node_url, parse_cluster_url
+
+    seeds, pattern = parse_cluster_url("rediss+cluster://u:p@10.0.0.1:7000,[::1]:7001?ssl_cert_reqs=none")
+    assert seeds == [("10.0.0.1", 7000), ("::1", 7001)]
+    assert node_url(pattern, ("10.0.0.3", 7002)) == "rediss://u:p@10.0.0.3:7002/0?ssl_cert_reqs=none"
+    assert node_url(pattern, ("::1", 7001)) == "rediss://u:p@[::1]:7001/0?ssl_cert_reqs=none"
 
 
 @pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1", "redis+cluster://127.0.0.1:7000,:7001",

@@ -54,9 +54,11 @@ def is_cluster_url(url: str) -> bool:
     return urlsplit(str(url)).scheme in SCHEMES
 
 
-def parse_cluster_url(url: str) -> tuple[list[Address], str]:
-    """The seed nodes of ``redis+cluster://[user:password@]host:port[,host:port...][/0]``,
-    and the prefix of a node's own URL (``redis://[user:password@]``)."""
+def parse_cluster_url(url: str) -> tuple[list[Address], tuple[str, str]]:
+    """The seed nodes of ``redis+cluster://[user:password@]host:port[,host:port...][/0][?options]``,
+    and what goes before and after ``host:port`` in a node's own URL
+    (``redis://[user:password@]`` and ``/0[?options]``: credentials, TLS and
+    redis-py's URL options apply to every node)."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ValueError(f"not a redis+cluster:// or rediss+cluster:// URL: {url!r}")
@@ -70,12 +72,13 @@ def parse_cluster_url(url: str) -> tuple[list[Address], str]:
         seeds.append((host, int(port)))
     if parts.path.strip("/") not in ("", "0"):
         raise ValueError(f"{url!r}: a Redis Cluster has database 0 only")
-    return seeds, f"{SCHEMES[parts.scheme]}://{auth + '@' if auth else ''}"
+    return seeds, (f"{SCHEMES[parts.scheme]}://{auth + '@' if auth else ''}",
+                   f"/0{'?' + parts.query if parts.query else ''}")
 
 
-def node_url(prefix: str, address: Address) -> str:
+def node_url(pattern: tuple[str, str], address: Address) -> str:
     host, port = address
-    return f"{prefix}{f'[{host}]' if ':' in host else host}:{port}/0"
+    return f"{pattern[0]}{f'[{host}]' if ':' in host else host}:{port}{pattern[1]}"
 
 
 def slot_map(reply: Iterable[list], asked: Address) -> SlotMap:
@@ -167,7 +170,7 @@ class ClusterHub:
     def __init__(self, url: str, *, client_name: str | None = None, unsubscribe_delay: float = 0.0,
                  max_backoff: float = 5.0) -> None:
         self.url = url
-        self.seeds, self._prefix = parse_cluster_url(url)
+        self.seeds, self._node = parse_cluster_url(url)
         self.client_name = client_name
         self.unsubscribe_delay = unsubscribe_delay
         self.max_backoff = max_backoff
@@ -221,7 +224,7 @@ class ClusterHub:
         hub = self._shards.get(address)
         if hub is None and create:
             hub = self._shards[address] = ShardHub(
-                self, address, node_url(self._prefix, address),
+                self, address, node_url(self._node, address),
                 client_name=self.client_name, unsubscribe_delay=self.unsubscribe_delay,
             )
         return hub
@@ -269,11 +272,14 @@ class ClusterHub:
             self._refresh_wanted.clear()
             try:
                 owners = await self._fetch_slot_map()
+                self._apply(owners)
             except (redis.RedisError, OSError) as error:
                 logger.warning("notify: no Redis Cluster node answered CLUSTER SLOTS (%s); retrying", error)
                 self._refresh_wanted.set()
+            except Exception:  # a reply we cannot read: log it, never stop following the cluster
+                logger.exception("notify: could not read the Redis Cluster slot map; retrying")
+                self._refresh_wanted.set()
             else:
-                self._apply(owners)
                 self.refreshes += 1
                 if not self._unrouted:
                     backoff = 0.1
@@ -288,7 +294,7 @@ class ClusterHub:
         error: Exception = redis.ConnectionError("no node to ask")
         for address in candidates:
             client = redis.asyncio.Redis.from_url(
-                node_url(self._prefix, address), socket_connect_timeout=1.0, socket_timeout=1.0, protocol=2,
+                node_url(self._node, address), socket_connect_timeout=1.0, socket_timeout=1.0, protocol=2,
                 retry=Retry(NoBackoff(), 0),
             )
             try:
@@ -349,7 +355,7 @@ class ClusterBroker:
     def __init__(self, url: str, *, batch_size: int = 1000, client_name: str | None = None,
                  unsubscribe_delay: float = 0.0) -> None:
         self.url = url
-        self.seeds, self._prefix = parse_cluster_url(url)
+        self.seeds, self._node = parse_cluster_url(url)
         self.batch_size = batch_size
         self.client_name = client_name
         self.unsubscribe_delay = unsubscribe_delay
@@ -438,7 +444,7 @@ class ClusterBroker:
         client = self._clients.get(address)
         if client is None:
             client = self._clients[address] = redis.Redis.from_url(
-                node_url(self._prefix, address),
+                node_url(self._node, address),
                 socket_timeout=2.0,
                 socket_connect_timeout=1.0,
                 # One immediate retry: a pooled connection may be stale after a

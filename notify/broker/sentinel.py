@@ -42,8 +42,9 @@ def is_sentinel_url(url: str) -> bool:
 
 
 def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, str]:
-    """The sentinels, the service name, the database and the master's URL prefix
-    (``redis://[user:password@]``) of a ``redis+sentinel://`` URL."""
+    """The sentinels, the service name, the database, and a URL for the master
+    with ``<service>:0`` in place of its address (``redis://[user:password@]<service>:0/<db>[?options]``:
+    credentials, TLS and redis-py's URL options are the master's)."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
         raise ValueError(f"not a redis+sentinel:// or rediss+sentinel:// URL: {url!r}")
@@ -60,18 +61,19 @@ def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, str]:
     path = [segment for segment in parts.path.split("/") if segment]
     if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
         raise ValueError(f"{url!r}: the path must be /<service name> or /<service name>/<database number>")
-    return sentinels, unquote(path[0]), int(path[1]) if len(path) == 2 else 0, \
-        f"{SCHEMES[parts.scheme]}://{auth + '@' if auth else ''}"
+    service, db = unquote(path[0]), int(path[1]) if len(path) == 2 else 0
+    master = f"{SCHEMES[parts.scheme]}://{auth + '@' if auth else ''}{path[0]}:0/{db}"
+    return sentinels, service, db, master + (f"?{parts.query}" if parts.query else "")
 
 
 class SentinelHub(RedisHub):
     """A RedisHub that asks the sentinels where the master is before each connection."""
 
     def __init__(self, url: str, **options: object) -> None:
-        sentinels, self.service, db, prefix = parse_sentinel_url(url)
+        sentinels, self.service, _db, master = parse_sentinel_url(url)
         # The pool only supplies the connection settings (password, database, TLS,
         # name, RESP2); host and port are replaced at every connect (_connect).
-        super().__init__(f"{prefix}{self.service}:0/{db}", **options)  # type: ignore[arg-type]
+        super().__init__(master, **options)  # type: ignore[arg-type]
         self.url = url
         self._sentinels = sentinels
         self._sentinel = redis.asyncio.sentinel.Sentinel(sentinels, socket_timeout=1.0, socket_connect_timeout=1.0)
@@ -127,20 +129,23 @@ class SentinelBroker(RedisBroker):
     def client(self) -> redis.Redis:
         with self._lock:
             if self._client is None:
-                sentinels, service, db, prefix = parse_sentinel_url(self.url)
-                options = redis.connection.parse_url(f"{prefix}{service}:0/{db}")
-                self._client = redis.sentinel.Sentinel(
-                    sentinels, socket_timeout=1.0, socket_connect_timeout=1.0,
-                ).master_for(
-                    service,
-                    db=db,
-                    username=options.get("username"),
-                    password=options.get("password"),
-                    ssl=prefix.startswith("rediss"),
-                    socket_timeout=2.0,
-                    socket_connect_timeout=1.0,
+                sentinels, service, _db, master = parse_sentinel_url(self.url)
+                options: dict[str, object] = {
+                    "socket_timeout": 2.0,
+                    "socket_connect_timeout": 1.0,
                     # One immediate retry, on a connection to the master the sentinels
                     # name now: a pooled one may point at the master before a failover.
-                    retry=Retry(NoBackoff(), 1),
-                )
+                    "retry": Retry(NoBackoff(), 1),
+                }
+                # Then the master's settings as the URL gives them (db, credentials,
+                # options), less its address, which the sentinels give; TLS as
+                # ssl=True, so that the pool keeps its sentinel-managed connections.
+                for key, value in redis.connection.parse_url(master).items():
+                    if key == "connection_class":
+                        options["ssl"] = value is redis.connection.SSLConnection
+                    elif key not in ("host", "port"):
+                        options[key] = value
+                self._client = redis.sentinel.Sentinel(
+                    sentinels, socket_timeout=1.0, socket_connect_timeout=1.0,
+                ).master_for(service, **options)
             return self._client
