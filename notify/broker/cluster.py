@@ -313,7 +313,7 @@ class ClusterHub:
             for channel in hub.channels():
                 if owners[slot_of(channel)] != address:
                     moved += hub.evict(channel)
-            hub._dirty.set()  # resubscribe what a master dropped and still lives here
+            hub.resubscribe_missing()  # what a master dropped and still lives here
         for subscription in moved:
             # Messages may have been missed while it moved: re-check the database.
             subscription.ready.clear()

@@ -78,6 +78,9 @@ class RedisHub:
         self._waiters: dict[str, set[Subscription]] = {}
         # Channels with a SUBSCRIBE sent on this connection and no UNSUBSCRIBE since.
         self._subscribed: set[str] = set()
+        # Channels that may need a SUBSCRIBE: the writer looks only at these, not
+        # at every channel with waiters (thousands, each time it wakes).
+        self._pending: set[str] = set()
         # Channels whose last waiter left, and when, oldest first. They stay
         # subscribed for unsubscribe_delay seconds: a client re-polls the moment it
         # is answered, and its next poll then costs no SUBSCRIBE round trip.
@@ -109,6 +112,7 @@ class RedisHub:
         self._waiters.setdefault(channel, set()).add(subscription)
         self._idle.pop(channel, None)
         if channel not in self._subscribed:
+            self._pending.add(channel)
             self._dirty.set()
         elif due := self._replies_due.get(channel):
             due[-1].append(subscription)  # the SUBSCRIBE in flight covers it
@@ -124,6 +128,11 @@ class RedisHub:
             del self._waiters[subscription.channel]
             self._idle[subscription.channel] = asyncio.get_running_loop().time()
             self._dirty.set()
+
+    def resubscribe_missing(self) -> None:
+        """Queue a SUBSCRIBE for every channel with waiters that is not subscribed."""
+        self._pending.update(channel for channel in self._waiters if channel not in self._subscribed)
+        self._dirty.set()
 
     def wake_everyone(self) -> int:
         woken = 0
@@ -190,7 +199,7 @@ class RedisHub:
         self._replies_due.clear()
         self._last_read = asyncio.get_running_loop().time()
         self.connected = True
-        self._dirty.set()  # (re)subscribe every channel that has waiters
+        self.resubscribe_missing()  # every channel that has waiters, on the new connection
 
     def _end_connection(self) -> None:
         was_connected, self.connected = self.connected, False
@@ -251,7 +260,8 @@ class RedisHub:
             for channel in expired:
                 del self._idle[channel]
             to_unsubscribe = [ch for ch in expired if ch in self._subscribed]
-            to_subscribe = [ch for ch in self._waiters if ch not in self._subscribed]
+            to_subscribe = [ch for ch in self._pending if ch in self._waiters and ch not in self._subscribed]
+            self._pending.clear()
             self._subscribed.difference_update(to_unsubscribe)
             for channel in to_subscribe:
                 self._subscribed.add(channel)
@@ -332,6 +342,11 @@ class RedisBroker:
     def subscribe(self, channel: str):  # type: ignore[no-untyped-def]
         return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay, self.hub_class).subscribe(
             channel)
+
+    def resubscribe_missing(self) -> None:
+        """Queue a SUBSCRIBE for every channel with waiters that is not subscribed."""
+        self._pending.update(channel for channel in self._waiters if channel not in self._subscribed)
+        self._dirty.set()
 
     def wake_everyone(self) -> int:
         # Called in the loop of the process's server; hubs of other loops are
