@@ -44,6 +44,7 @@ from run import (  # noqa: E402 - after the path is set
     paced_sends,
     percentile,
     prepare_users,
+    read_meanwhile,
     reset_streams,
     setup_environment,
     wait_received,
@@ -172,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                 clients = sorted({index_of[sends["recipients"][pk]] for pk in missing})
                 answer = loadgen.ask(f"catchup {json.dumps(clients)}", timeout=args.catch_up_seconds + 30)
                 late = {int(k): v for k, v in answer["late"].items()}
+                late.update(read_meanwhile(loadgen, missing, late))
                 caught_up = {user_ids[i] for i in answer["caught_up"]}
             latencies = [1000 * (receipts[pk] - t) for pk, t in sends["sent"].items() if pk in receipts]
             result["latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
