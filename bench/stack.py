@@ -145,6 +145,10 @@ class Variant:
         fast = ["--loop", "uvloop", "--http", "httptools"]
         if self.name == "uvicorn":
             return [*uvicorn, *fast, "project.asgi:application"]
+        if self.name == "uvicorn-2workers":
+            # Scale-out on one machine (docs/deploy.md): two worker processes on one socket,
+            # each with its own event loop and Redis hub.
+            return [*uvicorn, *fast, "--workers", "2", "project.asgi:application"]
         if self.name == "uvicorn-h11":
             return [*uvicorn, "--loop", "asyncio", "--http", "h11", "project.asgi:application"]
         if self.name == "uvicorn-django":
@@ -181,6 +185,7 @@ VARIANTS = {
         Variant("gunicorn-gthread", "gunicorn gthread, WSGI, a thread per poll", "long", "wsgi"),
         Variant("uvicorn-django", "uvicorn, plain Django ASGI handler (no LongPollRouter)", "long", "asgi"),
         Variant("uvicorn-h11", "uvicorn, asyncio + h11, LongPollRouter", "long", "asgi"),
+        Variant("uvicorn-2workers", "uvicorn --workers 2 (two processes), LongPollRouter", "long", "asgi"),
         Variant("granian", "granian (ASGI, uvloop), LongPollRouter", "long", "asgi"),
         Variant("hypercorn", "hypercorn (uvloop), LongPollRouter", "long", "asgi"),
         Variant("daphne", "daphne (Twisted), LongPollRouter", "long", "asgi"),
