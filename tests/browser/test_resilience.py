@@ -188,3 +188,32 @@ def test_an_unusable_stored_cursor_is_dropped(server, browser, user):
     wait_for_items(page, [sent], timeout=2000)
     assert (polls.answers[1][1], polls.answers[1][0].url.count("after=not-a-cursor")) == (400, 1)
     assert page.evaluate(f"localStorage.getItem({key!r})") not in (None, "not-a-cursor")
+
+
+def test_the_page_keeps_delivering_behind_a_real_nginx_that_cuts_polls_at_2_s(server, browser, user):
+    """deploy/nginx.conf with its poll read timeout cut to 2 s, as a stricter proxy
+    further out would: the page learns to ask for shorter polls and loses nothing."""
+    import os
+    import shutil
+
+    from tests.nginx import Nginx
+
+    if shutil.which("nginx") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is not installed: `make test` installs it (apt-get install nginx-light)")
+        pytest.skip("nginx is not installed (make test installs it when run as root)")
+    proxy = Nginx([f"127.0.0.1:{server.port}"], poll_read_timeout="2s").start()
+    try:
+        page = open_inbox(browser.context(user), proxy.url)
+        page.wait_for_function("Notify.client.requestedTimeout < 2", timeout=15000)
+        sent = []
+        for i in range(3):  # further apart than the cut: each comes in a poll of its own
+            sent += notify.send(user, f"behind nginx {i}")
+            page.wait_for_timeout(2500)
+        wait_for_items(page, sent, timeout=3000)
+
+        assert_each_once(page, sent)
+        assert page.locator("#connection").get_attribute("data-status") == "connected"
+        assert page.evaluate("Notify.client.requestedTimeout") < 2
+    finally:
+        proxy.stop()
