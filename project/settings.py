@@ -101,7 +101,9 @@ SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
 NOTIFY = {
     "BROKER": os.environ.get("NOTIFY_BROKER", "redis"),
-    "REDIS_URL": REDIS_URL,
+    # Pub/sub may live elsewhere than the cache, e.g. on a Redis Cluster
+    # (redis+cluster://...) while the cache stays on a plain Redis.
+    "REDIS_URL": os.environ.get("NOTIFY_REDIS_URL") or REDIS_URL,
     "CHANNEL_PREFIX": os.environ.get("NOTIFY_CHANNEL_PREFIX", "notify"),
     # Topic streams: signed-in users may read and post rooms named "room:*" (project/demo/topics.py).
     "TOPIC_PERMISSION": "project.demo.topics.can_use",
