@@ -63,6 +63,24 @@ def not_authenticated(detail: str) -> JsonResponse:
     return error(401, "not_authenticated", detail, **{"WWW-Authenticate": 'Bearer realm="notify"'})
 
 
+# What a view answers with a JSON error (400, 401, 403/410 of a stream, 503);
+# anything else is a bug, and a 500.
+ANSWERED = (BadRequest, NotAuthenticated, StreamError, DatabaseError)
+
+
+def answer_error(problem: Exception, *, multi: bool = False) -> JsonResponse:
+    """The JSON answer to one of ``ANSWERED``; ``multi``: a multi-stream poll's."""
+    if isinstance(problem, BadRequest):
+        return error(400, problem.code, problem.detail)
+    if isinstance(problem, NotAuthenticated):
+        return not_authenticated(problem.detail)
+    if isinstance(problem, StreamError):
+        return stream_error(problem, multi=multi)
+    if isinstance(problem, DatabaseError):
+        return database_unavailable(problem)
+    raise problem
+
+
 def database_unavailable(problem: DatabaseError) -> JsonResponse:
     # One line, not a traceback: during an outage every poll would log one.
     logger.warning("notify: database error on the poll path: %s", problem)
@@ -87,12 +105,8 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
         # A held poll verifies its credential once subscribed (hold), so it may
         # start from a hint; an answer given at once is verified first.
         user_id = await identify(request) if params.after is not None else (await authenticate(request))[0]
-    except BadRequest as bad:
-        return error(400, bad.code, bad.detail)
-    except NotAuthenticated as missing:
-        return not_authenticated(missing.detail)
-    except DatabaseError as problem:
-        return database_unavailable(problem)
+    except ANSWERED as problem:
+        return answer_error(problem)
 
     try:
         if params.after is None:
@@ -106,12 +120,8 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
             return page_response(await hold(request, user_id, params.after, params.limit, params.timeout))
         finally:
             poll_limiter.release(user_id)
-    except BadRequest as bad:
-        return error(400, bad.code, bad.detail)
-    except NotAuthenticated as revoked:
-        return not_authenticated(revoked.detail)
-    except DatabaseError as problem:
-        return database_unavailable(problem)
+    except ANSWERED as problem:
+        return answer_error(problem)
 
 
 def refuse_hold(user_id: int) -> JsonResponse | None:
@@ -221,21 +231,26 @@ async def read(request: HttpRequest) -> JsonResponse:
         return method_not_allowed("POST")
     try:
         user_id, via = await authenticate(request)
-        if via == "session":
-            reason = await db.run(csrf_failure, request)
-            if reason is not None:
-                return error(403, "csrf_failed", f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
+        refused = await csrf_refusal(request, via)
+        if refused is not None:
+            return refused
         ids = parse_read(request.body)
         unread = await db.run(streams.mark_read, user_id, ids)
-    except BadRequest as bad:
-        return error(400, bad.code, bad.detail)
-    except NotAuthenticated as missing:
-        return not_authenticated(missing.detail)
     except RequestDataTooBig:
         return error(413, "too_large", "The body is too large; send at most 1000 ids at once.")
-    except DatabaseError as problem:
-        return database_unavailable(problem)
+    except ANSWERED as problem:
+        return answer_error(problem)
     return answer({"unread_count": unread})
+
+
+async def csrf_refusal(request: HttpRequest, via: str) -> JsonResponse | None:
+    """403 if a session-authenticated POST fails Django's CSRF check (a bearer token is not ambient)."""
+    if via != "session":
+        return None
+    reason = await db.run(csrf_failure, request)
+    if reason is None:
+        return None
+    return error(403, "csrf_failed", f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
 
 
 # --- topics and multi-stream polls (notify.topics, notify.multipoll) ------------------
@@ -284,14 +299,8 @@ async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
         parse_topic(name)
         params = parse_poll(request.GET)
         results = await follow(request, [(name, params.after)], params.limit, params.timeout)
-    except BadRequest as bad:
-        return error(400, bad.code, bad.detail)
-    except NotAuthenticated as missing:
-        return not_authenticated(missing.detail)
-    except StreamError as refused:
-        return stream_error(refused, multi=False)
-    except DatabaseError as problem:
-        return database_unavailable(problem)
+    except ANSWERED as problem:
+        return answer_error(problem)
     if isinstance(results, HttpResponse):
         return results
     result = results[name]
@@ -303,14 +312,8 @@ async def answer_streams(request: HttpRequest) -> HttpResponse:
     try:
         params = parse_streams(request.GET)
         results = await follow(request, params.streams, params.limit, params.timeout)
-    except BadRequest as bad:
-        return error(400, bad.code, bad.detail)
-    except NotAuthenticated as missing:
-        return not_authenticated(missing.detail)
-    except StreamError as refused:
-        return stream_error(refused, multi=True)
-    except DatabaseError as problem:
-        return database_unavailable(problem)
+    except ANSWERED as problem:
+        return answer_error(problem, multi=True)
     if isinstance(results, HttpResponse):
         return results
     parts = []
@@ -333,22 +336,17 @@ async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
     try:
         parse_topic(name)
         user_id, via = await authenticate(request)
-        if via == "session":
-            reason = await db.run(csrf_failure, request)
-            if reason is not None:
-                return error(403, "csrf_failed", f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
+        refused = await csrf_refusal(request, via)
+        if refused is not None:
+            return refused
         data = parse_publish(request.body)
         if not await db.run(topics.permitted, user_id, name, "post"):
             return error(403, "forbidden", f"You may not post to topic {name!r}.")
         message, seq = await db.run(_publish_as, user_id, name, data)
-    except BadRequest as bad:
-        return error(400, bad.code, bad.detail)
-    except NotAuthenticated as missing:
-        return not_authenticated(missing.detail)
     except RequestDataTooBig:
         return error(413, "too_large", "The body is too large; send a smaller message.")
-    except DatabaseError as problem:
-        return database_unavailable(problem)
+    except ANSWERED as problem:
+        return answer_error(problem)
     return JsonResponse(
         {"message": message, "cursor": str(seq)}, status=201, headers={"Cache-Control": "no-store"}
     )
