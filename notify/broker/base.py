@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
 
@@ -53,6 +54,28 @@ class Subscription:
         except TimeoutError:
             return False
         return True
+
+
+class Hub:
+    """What a hub gives held polls: ``async with hub.subscribe(channel) as subscription``.
+
+    Subclasses say where a subscription lives (``_add``) and how it leaves (``_remove``).
+    """
+
+    @asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channel)
+        self._add(subscription)
+        try:
+            yield subscription
+        finally:
+            self._remove(subscription)
+
+    def _add(self, subscription: Subscription) -> None:
+        raise NotImplementedError
+
+    def _remove(self, subscription: Subscription) -> None:
+        raise NotImplementedError
 
 
 class Broker(Protocol):

@@ -28,8 +28,7 @@ import random
 import threading
 import weakref
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 import redis
@@ -38,7 +37,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from notify.broker.base import Subscription
+from notify.broker.base import Hub, Subscription
 from notify.broker.redis import COMMAND_BATCH, RedisHub
 
 logger = logging.getLogger("notify.broker")
@@ -164,7 +163,7 @@ class ShardHub(RedisHub):
         self.cluster.request_refresh()
 
 
-class ClusterHub:
+class ClusterHub(Hub):
     """The sharded pub/sub of one event loop: a slot map and a ShardHub per master."""
 
     def __init__(self, url: str, *, client_name: str | None = None, unsubscribe_delay: float = 0.0,
@@ -185,15 +184,6 @@ class ClusterHub:
         self.refreshes = 0
 
     # --- what held polls call ------------------------------------------------
-
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channel)
-        self._add(subscription)
-        try:
-            yield subscription
-        finally:
-            self._remove(subscription)
 
     def _add(self, subscription: Subscription) -> None:
         if self._task is None:

@@ -18,15 +18,13 @@ import random
 import threading
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from notify.broker.base import Subscription
+from notify.broker.base import Hub, Subscription
 
 logger = logging.getLogger("notify.broker")
 
@@ -34,7 +32,7 @@ logger = logging.getLogger("notify.broker")
 COMMAND_BATCH = 1000
 
 
-class RedisHub:
+class RedisHub(Hub):
     """The pub/sub connection of one event loop.
 
     The command names and reply kinds are class attributes so that the Redis
@@ -95,15 +93,6 @@ class RedisHub:
         self.reconnects = 0
 
     # --- what held polls call ------------------------------------------------
-
-    @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channel)
-        self._add(subscription)
-        try:
-            yield subscription
-        finally:
-            self._remove(subscription)
 
     def _add(self, subscription: Subscription) -> None:
         if self._task is None:
