@@ -78,6 +78,18 @@ def token_for(transactional_db: Any):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
+def alice(make_user):  # type: ignore[no-untyped-def]
+    """A user of the test's own, for tests about one user."""
+    return make_user()
+
+
+@pytest.fixture
+def token(alice: Any, token_for: Any) -> str:
+    """A bearer token of ``alice``'s."""
+    return token_for(alice)
+
+
+@pytest.fixture
 def session_cookie(transactional_db: Any):  # type: ignore[no-untyped-def]
     """A Cookie header that logs ``user`` in on the live server (session in the test database)."""
     from django.test import Client

@@ -28,16 +28,6 @@ from tests.server import ROOT
 CLIENT_LOGGER = "notify.client"
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
-def token(alice, token_for):
-    return token_for(alice)
-
-
 send = sync_to_async(notify.send)
 
 

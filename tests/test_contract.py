@@ -12,16 +12,6 @@ import notify
 from tests import threads
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
-def token(alice, token_for):
-    return token_for(alice)
-
-
 def send_later(delay: float, *args, **kwargs) -> threading.Thread:
     return threads.start(notify.send, *args, delay=delay, **kwargs)
 

@@ -28,16 +28,6 @@ from tests.server import ROOT
 from tests.server import test_database_url as database_url
 
 
-@pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
-def token(alice, token_for):
-    return token_for(alice)
-
-
 _rooms = iter(range(10**6))
 
 

@@ -25,16 +25,6 @@ publish = sync_to_async(notify.publish)
 
 
 @pytest.fixture
-def alice(make_user):
-    return make_user()
-
-
-@pytest.fixture
-def token(alice, token_for):
-    return token_for(alice)
-
-
-@pytest.fixture
 def room() -> str:
     return f"room:client-{os.urandom(4).hex()}"
 
