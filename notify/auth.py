@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import OrderedDict
 from functools import partial
 from importlib import import_module
@@ -79,34 +81,11 @@ def forget_token(key: str) -> None:
                            "until its cache entry expires", exc_info=True)
 
 
-def verified_user_id(request: HttpRequest, *, cached: bool = True) -> int | None:
-    """Whose token or session the request carries, verified now (None: nobody). Synchronous.
-
-    ``cached=False`` reads the token from the database: for re-checks after an
-    "auth" message, whose revocation the cache may not show yet.
-    """
-    header = request.headers.get("Authorization")
-    if header is not None:
-        return user_id_for_token(header.partition(" ")[2].strip(), cached=cached)
-    return user_id_for_session(request)
+Credential = tuple[str, str]  # ("token", raw token) or ("session", session key)
 
 
-async def still_authenticated(request: HttpRequest, user_id: int, *, cached: bool = True) -> bool:
-    """Whether the request's token or session still belongs to ``user_id``: for polls
-    held while a token was revoked or the user logged out.
-
-    The token cache may be used once the poll is subscribed: a revocation drops the
-    cache entry after its commit and only then publishes its "auth" message, so a
-    stale entry seen now is followed by that message, which is checked uncached.
-    """
-    found = await db.run(partial(verified_user_id, request, cached=cached))
-    if found != user_id:
-        forget_hint(request)
-    return found == user_id
-
-
-def _credential(request: HttpRequest) -> tuple[str, str]:
-    """("token", raw) or ("session", key): what identifies the caller; raises NotAuthenticated."""
+def credential_of(request: HttpRequest) -> Credential:
+    """What identifies the caller; raises NotAuthenticated if the request carries nothing usable."""
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, raw = header.partition(" ")
@@ -119,79 +98,181 @@ def _credential(request: HttpRequest) -> tuple[str, str]:
     return "session", key
 
 
-class _Hints:
-    """Which user a credential belonged to when it was last verified, in this process.
+def verified_user_id(credential: Credential, *, cached: bool = True) -> int | None:
+    """Whose token or session this is, verified now (None: nobody). Synchronous.
 
-    Only a hint: it saves a look-up before a poll subscribes (the poll needs the
-    user id to know its channel), and every held poll verifies its credential again
-    once it is subscribed (notify.views.hold). Bounded, oldest forgotten first.
+    ``cached=False`` reads a token from the database: for re-checks after an
+    "auth" message, whose revocation the cache may not show yet.
+    """
+    kind, value = credential
+    if kind == "token":
+        return user_id_for_token(value, cached=cached)
+    return user_id_for_session(value)
+
+
+def user_id_for_session(session_key: str) -> int | None:
+    """The logged-in user's id for a session key, as SessionMiddleware and
+    AuthenticationMiddleware would find it (session auth hash checked). Synchronous."""
+    engine = import_module(settings.SESSION_ENGINE)
+    # get_user() reads only .session: a stand-in request is enough.
+    user = get_user(SimpleNamespace(session=engine.SessionStore(session_key)))  # type: ignore[arg-type]
+    return user.pk if user.is_authenticated else None
+
+
+class _Trust:
+    __slots__ = ("user_id", "epoch", "until")
+
+    def __init__(self, user_id: int, epoch: object | None, until: float) -> None:
+        self.user_id = user_id
+        self.epoch = epoch
+        self.until = until
+
+
+class _Hints:
+    """Which user a credential belonged to when this process last verified it.
+
+    A hint names the channel a poll subscribes to before it verifies. It is also
+    *trusted* (the poll skips verifying) while three things hold: it was verified
+    during the broker's current auth epoch (this worker's Redis connection has
+    been subscribed to the auth channel since before the verification began),
+    that epoch is still running, and CREDENTIAL_TRUST_SECONDS have not passed.
+    Every announced change (a token revoked or deleted, a user deactivated or
+    logged out, a password changed) is published on the auth channel before the
+    user's own channel and, on the same connection, reaches this worker before
+    the confirmation of any later SUBSCRIBE: ``credentials_changed`` drops the
+    user's hints before a poll that subscribes after the change can trust one.
+    A change published after the poll subscribed wakes it on its own channel.
+    Bounded, oldest forgotten first.
     """
 
     def __init__(self, size: int = 50_000) -> None:
         self.size = size
-        self._users: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._entries: OrderedDict[Credential, _Trust] = OrderedDict()
+        self._by_user: dict[int, set[Credential]] = {}
+        self._lock = threading.Lock()  # WSGI: one event loop per request thread
 
-    def get(self, credential: tuple[str, str]) -> int | None:
-        return self._users.get(credential)
+    def user_id(self, credential: Credential) -> int | None:
+        entry = self._entries.get(credential)
+        return entry.user_id if entry is not None else None
 
-    def remember(self, credential: tuple[str, str], user_id: int) -> None:
-        self._users[credential] = user_id
-        if len(self._users) > self.size:
-            self._users.popitem(last=False)
+    def trusted(self, credential: Credential, user_id: int, epoch: object | None) -> bool:
+        entry = self._entries.get(credential)
+        return (
+            entry is not None
+            and epoch is not None
+            and entry.epoch is epoch
+            and entry.user_id == user_id
+            and time.monotonic() < entry.until
+        )
 
-    def forget(self, credential: tuple[str, str]) -> None:
-        self._users.pop(credential, None)
+    def remember(self, credential: Credential, user_id: int, epoch: object | None) -> None:
+        with self._lock:
+            self._discard(credential)
+            self._entries[credential] = _Trust(user_id, epoch, time.monotonic() + conf.CREDENTIAL_TRUST_SECONDS)
+            self._by_user.setdefault(user_id, set()).add(credential)
+            if len(self._entries) > self.size:
+                self._discard(next(iter(self._entries)))
+
+    def forget(self, credential: Credential) -> None:
+        with self._lock:
+            self._discard(credential)
+
+    def forget_user(self, user_id: int) -> None:
+        with self._lock:
+            for credential in self._by_user.pop(user_id, ()):
+                self._entries.pop(credential, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._by_user.clear()
+
+    def _discard(self, credential: Credential) -> None:
+        entry = self._entries.pop(credential, None)
+        if entry is not None:
+            credentials = self._by_user.get(entry.user_id)
+            if credentials is not None:
+                credentials.discard(credential)
+                if not credentials:
+                    del self._by_user[entry.user_id]
 
 
 _hints = _Hints()
 
 
-def forget_hint(request: HttpRequest) -> None:
+def credentials_changed(message: bytes) -> None:
+    """An auth-channel message (a user id): that user's credentials must be verified again."""
     try:
-        _hints.forget(_credential(request))
-    except NotAuthenticated:
-        pass
+        user_id = int(message)
+    except ValueError:
+        logger.warning("notify: unexpected message on the auth channel: %r; verifying every credential again",
+                       message[:100])
+        _hints.clear()
+    else:
+        _hints.forget_user(user_id)
 
 
-async def identify(request: HttpRequest) -> int:
-    """The user a poll is for, cheaply: a hint, or a verification now.
+def auth_epoch() -> object | None:
+    from notify.broker import get_broker
 
-    Only for a poll that verifies again once subscribed; ``authenticate`` for
-    anything answered at once.
+    return get_broker().auth_epoch()
+
+
+def is_trusted(credential: Credential, user_id: int, epoch: object | None) -> bool:
+    return conf.CREDENTIAL_TRUST_SECONDS > 0 and _hints.trusted(credential, user_id, epoch)
+
+
+def remember(credential: Credential, user_id: int, epoch: object | None) -> None:
+    """Note a credential verified now; ``epoch``: the auth epoch read before verifying it."""
+    _hints.remember(credential, user_id, epoch)
+
+
+def forget_hint(credential: Credential) -> None:
+    _hints.forget(credential)
+
+
+async def still_authenticated(credential: Credential, user_id: int, *, cached: bool = True) -> bool:
+    """Whether the credential still belongs to ``user_id``: for polls held while a token
+    was revoked or the user logged out.
+
+    The token cache may be used once the poll is subscribed: a revocation drops the
+    cache entry after its commit and only then publishes its "auth" message, so a
+    stale entry seen now is followed by that message, which is checked uncached.
     """
-    user_id = _hints.get(_credential(request))
+    epoch = auth_epoch()
+    found = await db.run(partial(verified_user_id, credential, cached=cached))
+    if found == user_id:
+        remember(credential, user_id, epoch)
+    else:
+        forget_hint(credential)
+    return found == user_id
+
+
+async def identify(request: HttpRequest) -> tuple[int, Credential]:
+    """The user a poll is for, cheaply (a hint, or a verification now), and its credential.
+
+    Only for a poll that verifies again once subscribed, unless trusted
+    (``is_trusted``); ``authenticate`` for anything answered at once.
+    """
+    credential = credential_of(request)
+    user_id = _hints.user_id(credential)
     if user_id is None:
-        user_id, _ = await authenticate(request)
-    return user_id
+        user_id = await authenticate_credential(credential)
+    return user_id, credential
 
 
 async def authenticate(request: HttpRequest) -> tuple[int, str]:
     """``(user_id, "token" | "session")`` for the request, verified, or raise NotAuthenticated."""
-    credential = _credential(request)
-    if credential[0] == "token":
-        user_id = await db.run(user_id_for_token, credential[1])
-        if user_id is None:
+    credential = credential_of(request)
+    return await authenticate_credential(credential), credential[0]
+
+
+async def authenticate_credential(credential: Credential) -> int:
+    epoch = auth_epoch()
+    user_id = await db.run(verified_user_id, credential)
+    if user_id is None:
+        if credential[0] == "token":
             raise NotAuthenticated("The bearer token is invalid or has been revoked.")
-        _hints.remember(credential, user_id)
-        return user_id, "token"
-    if hasattr(request, "auser"):  # AuthenticationMiddleware ran
-        user = await request.auser()
-        session_user_id = user.pk if user.is_authenticated else None
-    else:  # served by notify.asgi, outside the middleware
-        session_user_id = await db.run(user_id_for_session, request)
-    if session_user_id is None:
         raise NotAuthenticated("Log in, or send 'Authorization: Bearer <token>'.")
-    _hints.remember(credential, session_user_id)
-    return session_user_id, "session"
-
-
-def user_id_for_session(request: HttpRequest) -> int | None:
-    """The logged-in user's id from the session cookie, as SessionMiddleware and
-    AuthenticationMiddleware would find it (session auth hash checked). Synchronous."""
-    session_key = request.COOKIES.get(settings.SESSION_COOKIE_NAME)
-    if not session_key:
-        return None
-    engine = import_module(settings.SESSION_ENGINE)
-    # get_user() reads only .session; a stand-in leaves the request's own session alone.
-    user = get_user(SimpleNamespace(session=engine.SessionStore(session_key)))  # type: ignore[arg-type]
-    return user.pk if user.is_authenticated else None
+    remember(credential, user_id, epoch)
+    return user_id

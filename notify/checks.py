@@ -46,10 +46,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
             problems.append(Error(f"NOTIFY['{name}'] must be a positive number of seconds, not {value!r}.", id="notify.E005"))
-    delay = user.get("UNSUBSCRIBE_DELAY", DEFAULTS["UNSUBSCRIBE_DELAY"])
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not delay >= 0:
-        problems.append(Error(f"NOTIFY['UNSUBSCRIBE_DELAY'] must be a number of seconds, 0 or more, not {delay!r}.",
-                              id="notify.E005"))
+    for name in ("UNSUBSCRIBE_DELAY", "CREDENTIAL_TRUST_SECONDS"):
+        value = user.get(name, DEFAULTS[name])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            problems.append(Error(f"NOTIFY['{name}'] must be a number of seconds, 0 or more, not {value!r}.",
+                                  id="notify.E005"))
     integers = ("DEFAULT_LIMIT", "MAX_LIMIT", "MAX_POLLS_PER_USER", "DB_THREADS", "PUBLISH_BATCH_SIZE")
     for name in integers:
         value = user.get(name, DEFAULTS[name])

@@ -44,6 +44,11 @@ DEFAULTS: dict[str, Any] = {
     # Cache used for token look-ups; None disables caching.
     "CACHE_ALIAS": "default",
     "TOKEN_CACHE_SECONDS": 60,
+    # Seconds a worker may trust a credential it verified, for held polls, while it
+    # hears every announced revocation on its auth channel (notify.auth). A change
+    # made without signals (QuerySet.update on tokens, session rows deleted by
+    # hand) takes up to this long to reach held polls. 0: verify every held poll.
+    "CREDENTIAL_TRUST_SECONDS": 300,
     # Topic streams (notify.topics). How much of each topic is kept: fnmatch pattern of
     # topic names -> {"keep_last": messages or None, "keep_seconds": seconds or None};
     # the longest matching pattern wins. Applied when a message is published.
@@ -138,12 +143,21 @@ class Settings:
         return self._get("TOKEN_CACHE_SECONDS")
 
     @property
+    def CREDENTIAL_TRUST_SECONDS(self) -> float:
+        return float(self._get("CREDENTIAL_TRUST_SECONDS"))
+
+    @property
     def TOPIC_RETENTION(self) -> dict[str, dict[str, float | None]]:
         return self._get("TOPIC_RETENTION")
 
     @property
     def TOPIC_PERMISSION(self) -> str | None:
         return self._get("TOPIC_PERMISSION")
+
+    @property
+    def AUTH_CHANNEL(self) -> str:
+        """Where a change to any user's credentials is announced to every worker (notify.auth)."""
+        return f"{self.CHANNEL_PREFIX}:auth"
 
     def channel_for_user(self, user_id: int) -> str:
         return f"{self.CHANNEL_PREFIX}:user:{user_id}"

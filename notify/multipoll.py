@@ -18,10 +18,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-from django.http import HttpRequest
 
 from notify import db, lifecycle, streams, topics
-from notify.auth import NotAuthenticated, forget_hint, still_authenticated, verified_user_id
+from notify.auth import (
+    Credential,
+    NotAuthenticated,
+    auth_epoch,
+    forget_hint,
+    is_trusted,
+    remember,
+    still_authenticated,
+    verified_user_id,
+)
 from notify.broker import Subscription, get_broker
 from notify.conf import conf
 from notify.pages import AUTH_CHANGED, notification_json, page_from_messages, topic_page_from_messages
@@ -58,18 +66,18 @@ def look(
     wanted: list[tuple[str, int | None]],
     limit: int,
     *,
-    request: HttpRequest | None = None,
+    credential: Credential | None = None,
     check_permission: bool = True,
 ) -> dict[str, Result] | None:
     """Every wanted stream's page, in one trip to the database threads. Synchronous.
 
-    ``request``: verify its credential first (None if it no longer belongs to
+    ``credential``: verify it first (None if it no longer belongs to
     ``user_id``). A stream without a cursor gets its snapshot. Raises StreamError
     for a topic the user may not read (403), a cursor retention has passed (410)
     or one ahead of its stream (400). The inbox's unread count is read only when
     something is there to answer with.
     """
-    if request is not None and verified_user_id(request) != user_id:
+    if credential is not None and verified_user_id(credential) != user_id:
         return None
     results: dict[str, Result] = {}
     for name, after in wanted:
@@ -135,7 +143,7 @@ async def snapshot(user_id: int, wanted: list[tuple[str, int | None]], limit: in
 
 
 async def hold(
-    request: HttpRequest, user_id: int, wanted: list[tuple[str, int]], limit: int, timeout: float
+    credential: Credential, user_id: int, wanted: list[tuple[str, int]], limit: int, timeout: float
 ) -> dict[str, Result]:
     """What follows each stream's cursor, waiting up to ``timeout`` seconds for anything on any of them.
 
@@ -157,10 +165,15 @@ async def hold(
         await asyncio.gather(*(s.wait_ready(ready_within) for s in every))
         for subscription in every:
             subscription.clear()  # before the check, so that a publish during it still counts
-        results = await db.run(_look(user_id, wanted, limit, request=request))
+        # The credential is verified now that we listen, unless trusted (see views.hold).
+        epoch = auth_epoch()
+        trusted = all(s.ready.is_set() for s in every) and is_trusted(credential, user_id, epoch)
+        results = await db.run(_look(user_id, wanted, limit, credential=None if trusted else credential))
         if results is None:
-            forget_hint(request)
+            forget_hint(credential)
             raise NotAuthenticated("The token was revoked or the session ended.")
+        if not trusted:
+            remember(credential, user_id, epoch)
         while not any(r.items for r in results.values()):
             remaining = deadline - loop.time()
             if remaining <= 0 or lifecycle.draining():
@@ -175,7 +188,7 @@ async def hold(
             auth_messages = list(auth.messages)
             for subscription in every:
                 subscription.clear()
-            if AUTH_CHANGED in auth_messages and not await still_authenticated(request, user_id, cached=False):
+            if AUTH_CHANGED in auth_messages and not await still_authenticated(credential, user_id, cached=False):
                 raise NotAuthenticated("The token was revoked or the session ended while this poll was held.")
             if not any(heard.values()) and auth is not subscriptions.get(INBOX) and auth_messages:
                 continue  # only the user's notifications, which this poll does not follow

@@ -57,6 +57,15 @@ def stop_tokens_of_deactivated_user(sender: type, instance: Any, using: str, upd
     publish_auth_changed(instance.pk, using=using)
 
 
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="notify_password_changed")
+def stop_polls_of_changed_password(sender: type, instance: Any, using: str, **kwargs: Any) -> None:
+    # A new password ends the user's other sessions (their auth hash no longer
+    # matches): their held polls must re-verify now, not at their timeout.
+    # set_password() keeps the raw password in _password until save() completes.
+    if getattr(instance, "_password", None) is not None and getattr(instance, "is_active", True):
+        publish_auth_changed(instance.pk, using=using)
+
+
 @receiver(user_logged_out, dispatch_uid="notify_logged_out")
 def stop_polls_of_logged_out_user(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
     if user is None:

@@ -15,10 +15,14 @@ from django.views.decorators.csrf import csrf_exempt
 
 from notify import db, lifecycle, multipoll, streams, topics
 from notify.auth import (
+    Credential,
     NotAuthenticated,
+    auth_epoch,
     authenticate,
     forget_hint,
     identify,
+    is_trusted,
+    remember,
     still_authenticated,
     verified_user_id,
 )
@@ -104,7 +108,10 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
         params = parse_poll(request.GET)
         # A held poll verifies its credential once subscribed (hold), so it may
         # start from a hint; an answer given at once is verified first.
-        user_id = await identify(request) if params.after is not None else (await authenticate(request))[0]
+        if params.after is None:
+            user_id, _ = await authenticate(request)
+        else:
+            user_id, credential = await identify(request)
     except ANSWERED as problem:
         return answer_error(problem)
 
@@ -117,7 +124,7 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
         if refused is not None:
             return refused
         try:
-            return page_response(await hold(request, user_id, params.after, params.limit, params.timeout))
+            return page_response(await hold(credential, user_id, params.after, params.limit, params.timeout))
         finally:
             poll_limiter.release(user_id)
     except ANSWERED as problem:
@@ -148,7 +155,7 @@ def page_response(page: Page | TopicPage) -> HttpResponse:
     return HttpResponse(page.body(), content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
-async def hold(request: HttpRequest, user_id: int, after: int, limit: int, timeout: float) -> Page:
+async def hold(credential: Credential, user_id: int, after: int, limit: int, timeout: float) -> Page:
     """What follows ``after``, waiting up to ``timeout`` seconds for it.
 
     Subscribe first, then check the database, then wait: a notification committed
@@ -161,13 +168,19 @@ async def hold(request: HttpRequest, user_id: int, after: int, limit: int, timeo
     async with get_broker().subscribe(conf.channel_for_user(user_id)) as subscription:
         await subscription.wait_ready(min(conf.SUBSCRIBE_TIMEOUT, timeout))
         subscription.clear()  # before the check, so that a publish during it still counts
-        # One trip to the database threads: the credential verified now that we
-        # listen (a revocation before this published its "auth" message unheard),
-        # the page, and the head to validate the cursor if the page is empty.
-        verified, new_cursor, notifications, head = await db.run(first_check, request, user_id, after, limit)
+        # The credential is verified now that we listen (a revocation before this
+        # published its "auth" message unheard), unless this worker verified it
+        # recently and has heard every revocation since (notify.auth._Hints).
+        epoch = auth_epoch()
+        to_verify = None if subscription.ready.is_set() and is_trusted(credential, user_id, epoch) else credential
+        # One trip to the database threads: the credential, and the page (or the
+        # head, to validate the cursor, if there is nothing new).
+        verified, new_cursor, notifications, head = await db.run(first_check, to_verify, user_id, after, limit)
         if not verified:
-            forget_hint(request)
+            forget_hint(credential)
             raise NotAuthenticated("The token was revoked or the session ended.")
+        if to_verify is not None:
+            remember(credential, user_id, epoch)
         if head is not None and after > head:
             raise BadRequest(
                 "invalid_cursor",
@@ -182,7 +195,7 @@ async def hold(request: HttpRequest, user_id: int, after: int, limit: int, timeo
                 # Redis is not confirming: nothing may wake us, so look again soon.
                 remaining = min(remaining, conf.RECHECK_INTERVAL)
             await subscription.wait(remaining)
-            if AUTH_CHANGED in subscription.messages and not await still_authenticated(request, user_id,
+            if AUTH_CHANGED in subscription.messages and not await still_authenticated(credential, user_id,
                                                                                         cached=False):
                 raise NotAuthenticated("The token was revoked or the session ended while this poll was held.")
             page = page_from_messages(subscription.messages, after, limit)
@@ -195,16 +208,17 @@ async def hold(request: HttpRequest, user_id: int, after: int, limit: int, timeo
 
 
 def first_check(
-    request: HttpRequest, user_id: int, after: int, limit: int
+    credential: Credential | None, user_id: int, after: int, limit: int
 ) -> tuple[bool, int, list[dict[str, Any]], int | None]:
-    """A held poll's first look, in one database thread call: still authenticated?
-    the stream's head, and the page after ``after`` if the head is past it. Synchronous.
+    """A held poll's first look, in one database thread call: is ``credential``
+    (None: trusted already) still the user's? the stream's head, and the page
+    after ``after`` if the head is past it. Synchronous.
 
     The head first: most held polls have nothing new, and then one primary-key
     look-up is the whole check. The poll is subscribed already, so whatever
     commits after the head was read wakes it.
     """
-    if verified_user_id(request) != user_id:
+    if credential is not None and verified_user_id(credential) != user_id:
         return False, after, [], None
     head = streams.head(user_id)
     if after >= head:
@@ -276,12 +290,12 @@ async def follow(
         user_id, _ = await authenticate(request)
         return await multipoll.snapshot(user_id, wanted, limit)
     # Held: start from the credential's hint; multipoll.hold verifies it once subscribed.
-    user_id = await identify(request)
+    user_id, credential = await identify(request)
     refused = refuse_hold(user_id)
     if refused is not None:
         return refused
     try:
-        return await multipoll.hold(request, user_id, wanted, limit, timeout)  # type: ignore[arg-type]
+        return await multipoll.hold(credential, user_id, wanted, limit, timeout)  # type: ignore[arg-type]
     finally:
         poll_limiter.release(user_id)
 

@@ -108,6 +108,12 @@ def hub_clients(redis_client: redis.Redis) -> list[dict[str, str]]:
     return [client for client in redis_client.client_list() if client.get("name") == name]
 
 
+def poll_channels(hub: dict[str, str]) -> int:
+    """Channels a hub connection holds for polls: all it subscribes, less the auth
+    channel every hub keeps for its lifetime (notify.auth)."""
+    return max(0, int(hub["sub"]) - 1)
+
+
 @pytest.fixture
 async def close_hubs():  # type: ignore[no-untyped-def]
     """Close the Redis hub an in-process async test created in its event loop."""

@@ -19,6 +19,7 @@ from django.test import override_settings
 
 import notify
 from tests.cluster import OwnCluster, OwnSentinel, cluster_tools_missing
+from tests.conftest import poll_channels
 from tests.faults import Followers
 from tests.server import Server
 
@@ -232,13 +233,13 @@ def sentinel() -> Iterator[OwnSentinel]:
 
 
 def hub_subscriptions(port: int) -> int:
-    """Channels this run's hubs hold on the Redis at ``port`` (-1: it does not answer)."""
+    """Channels this run's hubs hold for polls on the Redis at ``port`` (-1: it does not answer)."""
     name = f"{settings.NOTIFY['CHANNEL_PREFIX']}:hub"
     try:
         clients = redis.Redis(port=port).client_list()
     except redis.ConnectionError:
         return -1
-    return sum(int(client["sub"]) for client in clients if client.get("name") == name)
+    return sum(poll_channels(client) for client in clients if client.get("name") == name)
 
 
 def test_sentinel_failover_costs_latency_never_a_notification(sentinel, make_user):

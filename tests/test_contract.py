@@ -157,6 +157,26 @@ def test_a_revoked_token_gets_401(server, alice, token):
     assert server.poll(token).status == 401
 
 
+def test_a_held_poll_after_a_revocation_gets_401_though_the_worker_trusted_the_token(server, alice, token):
+    from notify.models import ApiToken
+
+    cursor = server.poll(token).json()["cursor"]
+    for _ in range(3):  # verified once, then trusted by the worker (notify.auth)
+        assert server.poll(token, after=cursor, timeout=0.2).status == 200
+    ApiToken.objects.get(user=alice).revoke()  # heard by the worker on its auth channel
+    assert server.poll(token, after=cursor, timeout=5).status == 401
+
+
+def test_a_held_poll_after_a_password_change_gets_401_for_the_old_session(server, alice, session_cookie):
+    cookie = session_cookie(alice)
+    cursor = server.poll(cookies=cookie).json()["cursor"]
+    for _ in range(3):
+        assert server.poll(cookies=cookie, after=cursor, timeout=0.2).status == 200
+    alice.set_password("another one")
+    alice.save()
+    assert server.poll(cookies=cookie, after=cursor, timeout=5).status == 401
+
+
 def test_a_deleted_token_gets_401_at_once(server, alice, token):
     from notify.models import ApiToken
 

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 
 import notify
-from tests.conftest import hub_clients
+from tests.conftest import hub_clients, poll_channels
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
@@ -22,7 +22,7 @@ def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
 
 
 def subscribed_channels(redis_client) -> int:
-    return sum(int(client["sub"]) for client in hub_clients(redis_client))
+    return sum(poll_channels(client) for client in hub_clients(redis_client))
 
 
 def test_one_pubsub_connection_serves_every_held_poll(server, make_user, token_for, redis_client):

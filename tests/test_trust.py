@@ -1,0 +1,133 @@
+"""A worker verifies a credential once, then trusts it for held polls while it hears
+every revocation on its Redis auth channel (notify.auth._Hints): the per-poll
+credential look-up was the largest cost of an idle re-poll (docs/benchmarks.md).
+
+Each test counts the token look-ups the worker makes (``user_id_for_token``),
+against real Redis and the real database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.test import AsyncClient, override_settings
+
+from notify import auth
+from notify.broker import get_broker
+from notify.conf import conf
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def lookups(monkeypatch):  # type: ignore[no-untyped-def]
+    """The token look-ups made from now on."""
+    made: list[str] = []
+    real = auth.user_id_for_token
+
+    def counting(raw: str, *, cached: bool = True):  # type: ignore[no-untyped-def]
+        made.append(raw)
+        return real(raw, cached=cached)
+
+    monkeypatch.setattr(auth, "user_id_for_token", counting)
+    return made
+
+
+async def held_poll(client: AsyncClient, token: str, cursor: str, timeout: float = 0.2) -> int:
+    response = await client.get("/notify/poll", {"after": cursor, "timeout": str(timeout)},
+                                headers={"Authorization": f"Bearer {token}"})
+    return response.status_code
+
+
+async def trusted_token(make_user, token_for, lookups, client: AsyncClient) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A token the worker has verified during its current auth epoch, and its cursor."""
+    user = await sync_to_async(make_user)()
+    token = await sync_to_async(token_for)(user)
+    reply = await client.get("/notify/poll", headers={"Authorization": f"Bearer {token}"})
+    cursor = reply.json()["cursor"]
+    # The first held poll starts the worker's hub (and its auth channel), then verifies.
+    for _ in range(50):
+        assert await held_poll(client, token, cursor) == 200
+        if get_broker().auth_epoch() is not None and auth.is_trusted(("token", token), user.pk,
+                                                                     get_broker().auth_epoch()):
+            return token, cursor
+        await asyncio.sleep(0.05)
+    raise AssertionError("the worker never came to trust the token")
+
+
+async def test_held_polls_of_a_verified_token_need_no_look_up_while_the_auth_channel_is_heard(
+        make_user, token_for, lookups, close_hubs):
+    client = AsyncClient()
+    token, cursor = await trusted_token(make_user, token_for, lookups, client)
+    before = len(lookups)
+    for _ in range(5):
+        assert await held_poll(client, token, cursor) == 200
+    assert len(lookups) == before
+
+
+async def test_an_auth_message_from_another_process_ends_the_trust(make_user, token_for, lookups, close_hubs):
+    client = AsyncClient()
+    token, cursor = await trusted_token(make_user, token_for, lookups, client)
+    user_id = auth._hints.user_id(("token", token))
+    # Published as another worker's revocation would be: only through Redis.
+    publisher = redis.Redis.from_url(conf.REDIS_URL)
+    try:
+        publisher.publish(conf.AUTH_CHANNEL, b"%d" % user_id)
+    finally:
+        publisher.close()
+    for _ in range(50):
+        if auth._hints.user_id(("token", token)) is None:
+            break
+        await asyncio.sleep(0.02)
+    before = len(lookups)
+    assert await held_poll(client, token, cursor) == 200
+    assert len(lookups) == before + 1  # verified again
+
+
+async def test_a_lost_pubsub_connection_ends_the_trust(make_user, token_for, lookups, close_hubs):
+    client = AsyncClient()
+    token, cursor = await trusted_token(make_user, token_for, lookups, client)
+    hub = get_broker().hub()  # type: ignore[attr-defined]
+    epoch = hub.auth_epoch
+    # Revocations published while the connection is down would go unheard.
+    killer = redis.Redis.from_url(conf.REDIS_URL)
+    try:
+        own = [c for c in killer.client_list() if c.get("name") == f"{conf.CHANNEL_PREFIX}:hub"
+               and int(c.get("sub", 0)) >= 1]
+        for client_info in own:
+            killer.client_kill_filter(_id=client_info["id"])
+    finally:
+        killer.close()
+    for _ in range(100):
+        if hub.auth_epoch is not epoch:
+            break
+        await asyncio.sleep(0.05)
+    assert hub.auth_epoch is not epoch
+    before = len(lookups)
+    assert await held_poll(client, token, cursor, timeout=0.5) == 200
+    assert len(lookups) == before + 1
+
+
+async def test_trust_can_be_turned_off(make_user, token_for, lookups, close_hubs):
+    client = AsyncClient()
+    token, cursor = await trusted_token(make_user, token_for, lookups, client)
+    with override_settings(NOTIFY={**settings.NOTIFY, "CREDENTIAL_TRUST_SECONDS": 0}):
+        before = len(lookups)
+        for _ in range(3):
+            assert await held_poll(client, token, cursor) == 200
+        assert len(lookups) == before + 3
+
+
+async def test_a_revoked_token_is_refused_by_the_next_held_poll_though_it_was_trusted(
+        make_user, token_for, lookups, close_hubs):
+    from notify.models import ApiToken
+
+    client = AsyncClient()
+    token, cursor = await trusted_token(make_user, token_for, lookups, client)
+    key = ApiToken.split(token)[0]  # type: ignore[index]
+    await sync_to_async(lambda: ApiToken.objects.get(key=key).revoke())()
+    assert await held_poll(client, token, cursor) == 401
