@@ -248,17 +248,16 @@ async def still_authenticated(credential: Credential, user_id: int, *, cached: b
     return found == user_id
 
 
-async def identify(request: HttpRequest) -> tuple[int, Credential]:
-    """The user a poll is for, cheaply (a hint, or a verification now), and its credential.
+async def identify(credential: Credential) -> int:
+    """The user a poll is for, cheaply: a hint, or a verification now.
 
     Only for a poll that verifies again once subscribed, unless trusted
     (``is_trusted``); ``authenticate`` for anything answered at once.
     """
-    credential = credential_of(request)
     user_id = _hints.user_id(credential)
     if user_id is None:
         user_id = await authenticate_credential(credential)
-    return user_id, credential
+    return user_id
 
 
 async def authenticate(request: HttpRequest) -> tuple[int, str]:

@@ -13,12 +13,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from notify import db, lifecycle, multipoll, streams, topics
+from notify import batching, db, lifecycle, multipoll, streams, topics
 from notify.auth import (
     Credential,
     NotAuthenticated,
     auth_epoch,
     authenticate,
+    authenticate_credential,
+    credential_of,
     forget_hint,
     identify,
     is_trusted,
@@ -106,12 +108,17 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
         return await answer_streams(request)
     try:
         params = parse_poll(request.GET)
+        credential = credential_of(request)
+        # A held poll keeps only its parameters and credential, not the request
+        # (its META, headers, query dict): at 10,000 held polls each kilobyte
+        # kept per poll is 10 MB.
+        del request
         # A held poll verifies its credential once subscribed (hold), so it may
         # start from a hint; an answer given at once is verified first.
         if params.after is None:
-            user_id, _ = await authenticate(request)
+            user_id = await authenticate_credential(credential)
         else:
-            user_id, credential = await identify(request)
+            user_id = await identify(credential)
     except ANSWERED as problem:
         return answer_error(problem)
 
@@ -172,14 +179,19 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
         # published its "auth" message unheard), unless this worker verified it
         # recently and has heard every revocation since (notify.auth._Hints).
         epoch = auth_epoch()
-        to_verify = None if subscription.ready.is_set() and is_trusted(credential, user_id, epoch) else credential
-        # One trip to the database threads: the credential, and the page (or the
-        # head, to validate the cursor, if there is nothing new).
-        verified, new_cursor, notifications, head = await db.run(first_check, to_verify, user_id, after, limit)
-        if not verified:
-            forget_hint(credential)
-            raise NotAuthenticated("The token was revoked or the session ended.")
-        if to_verify is not None:
+        if subscription.ready.is_set() and is_trusted(credential, user_id, epoch):
+            # The common case: the head, read with other polls' in one query.
+            head = await batching.head(user_id)
+            new_cursor, notifications = after, []
+            if after < head:
+                new_cursor, notifications = await db.run(streams.page_after, user_id, after, limit)
+        else:
+            # One trip to the database threads: the credential, and the page (or
+            # the head, to validate the cursor, if there is nothing new).
+            verified, new_cursor, notifications, head = await db.run(first_check, credential, user_id, after, limit)
+            if not verified:
+                forget_hint(credential)
+                raise NotAuthenticated("The token was revoked or the session ended.")
             remember(credential, user_id, epoch)
         if head is not None and after > head:
             raise BadRequest(
@@ -203,22 +215,22 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
                 return page
             subscription.clear()
             new_cursor, notifications = await db.run(streams.page_after, user_id, after, limit)
-    unread = await db.run(streams.unread_count, user_id)
+    unread = await batching.unread_count(user_id)
     return Page(new_cursor, [notification_json(n) for n in notifications], unread)
 
 
 def first_check(
-    credential: Credential | None, user_id: int, after: int, limit: int
+    credential: Credential, user_id: int, after: int, limit: int
 ) -> tuple[bool, int, list[dict[str, Any]], int | None]:
     """A held poll's first look, in one database thread call: is ``credential``
-    (None: trusted already) still the user's? the stream's head, and the page
-    after ``after`` if the head is past it. Synchronous.
+    still the user's? the stream's head, and the page after ``after`` if the
+    head is past it. Synchronous.
 
     The head first: most held polls have nothing new, and then one primary-key
     look-up is the whole check. The poll is subscribed already, so whatever
     commits after the head was read wakes it.
     """
-    if credential is not None and verified_user_id(credential) != user_id:
+    if verified_user_id(credential) != user_id:
         return False, after, [], None
     head = streams.head(user_id)
     if after >= head:
@@ -280,17 +292,17 @@ def stream_error(problem: StreamError, *, multi: bool) -> JsonResponse:
 
 
 async def follow(
-    request: HttpRequest, wanted: list[tuple[str, int | None]], limit: int, timeout: float
+    credential: Credential, wanted: list[tuple[str, int | None]], limit: int, timeout: float
 ) -> dict[str, multipoll.Result] | JsonResponse:
     """Authenticate, then each stream's page: at once if a stream has no cursor, else held.
 
     Raises BadRequest, NotAuthenticated, StreamError, DatabaseError for the caller to answer.
     """
     if any(after is None for _, after in wanted):
-        user_id, _ = await authenticate(request)
+        user_id = await authenticate_credential(credential)
         return await multipoll.snapshot(user_id, wanted, limit)
     # Held: start from the credential's hint; multipoll.hold verifies it once subscribed.
-    user_id, credential = await identify(request)
+    user_id = await identify(credential)
     refused = refuse_hold(user_id)
     if refused is not None:
         return refused
@@ -312,7 +324,9 @@ async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
     try:
         parse_topic(name)
         params = parse_poll(request.GET)
-        results = await follow(request, [(name, params.after)], params.limit, params.timeout)
+        credential = credential_of(request)
+        del request  # not kept while held (see answer_poll)
+        results = await follow(credential, [(name, params.after)], params.limit, params.timeout)
     except ANSWERED as problem:
         return answer_error(problem)
     if isinstance(results, HttpResponse):
@@ -325,7 +339,9 @@ async def answer_streams(request: HttpRequest) -> HttpResponse:
     """``GET /notify/poll?streams=inbox,room:42&after=inbox:5,room:42:17``: one poll, several streams."""
     try:
         params = parse_streams(request.GET)
-        results = await follow(request, params.streams, params.limit, params.timeout)
+        credential = credential_of(request)
+        del request  # not kept while held (see answer_poll)
+        results = await follow(credential, params.streams, params.limit, params.timeout)
     except ANSWERED as problem:
         return answer_error(problem, multi=True)
     if isinstance(results, HttpResponse):

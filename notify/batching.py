@@ -1,0 +1,120 @@
+"""One query for many held polls: the look-ups every idle poll makes, coalesced.
+
+At 10,000 held polls a worker answers hundreds of idle re-polls a second, and each
+used to make its own trip to the database threads for the same two questions: the
+head of the user's stream (on arrival) and the unread count (on timeout). A trip
+costs far more than its query: a thread hand-off, the ORM building the query, and
+several waits for the GIL against the event loop. A ``Batch`` collects the
+questions asked while the previous trip is under way and answers all of them with
+one query (``WHERE user_id IN (...)``) in one trip, so the number of trips stays
+small however many polls there are.
+
+Order is kept where it matters: a poll asks only after its subscription is
+confirmed, and the query that answers it starts after it asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+from django.db.models import Count
+
+from notify import db
+from notify.models import Inbox, Notification
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+# Keys in one query: well under SQLite's and PostgreSQL's limits on parameters.
+CHUNK = 500
+
+
+class Batch(Generic[K, V]):
+    """``await batch.get(key)``: ``fetch(keys) -> {key: value}`` run for many keys at once.
+
+    One trip in flight at a time (per event loop); keys asked meanwhile go in the
+    next. A key ``fetch`` leaves out gets ``default``.
+    """
+
+    def __init__(self, fetch: Callable[[list[K]], dict[K, V]], default: V) -> None:
+        self.fetch = fetch
+        self.default = default
+        self._asked: dict[K, list[asyncio.Future[V]]] = {}
+        self._running = False
+
+    async def get(self, key: K) -> V:
+        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        self._asked.setdefault(key, []).append(future)
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._asked:
+                await asyncio.sleep(0)  # let the polls woken in this loop iteration ask too
+                asked, self._asked = self._asked, {}
+                try:
+                    values = await db.run(self._fetch_all, list(asked))
+                except Exception as error:  # noqa: BLE001 - every asker gets it (503 for a DatabaseError)
+                    for futures in asked.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(error)
+                    continue
+                for key, futures in asked.items():
+                    value = values.get(key, self.default)
+                    for future in futures:
+                        if not future.done():  # its poll may have been cancelled meanwhile
+                            future.set_result(value)
+        finally:
+            self._running = False
+
+    def _fetch_all(self, keys: list[K]) -> dict[K, V]:
+        values: dict[K, V] = {}
+        for start in range(0, len(keys), CHUNK):
+            values.update(self.fetch(keys[start : start + CHUNK]))
+        return values
+
+
+def heads(user_ids: Iterable[int]) -> dict[int, int]:
+    """The head of each user's stream (users without an inbox are left out: 0). Synchronous."""
+    return dict(Inbox.objects.filter(user_id__in=user_ids).values_list("user_id", "last_seq"))
+
+
+def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
+    """Each user's unread count (users with none are left out: 0). Synchronous."""
+    rows = (
+        Notification.objects.filter(recipient_id__in=user_ids)
+        .unread()
+        .order_by()
+        .values_list("recipient_id")
+        .annotate(unread=Count("*"))
+    )
+    return dict(rows)
+
+
+_batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batch]] = weakref.WeakKeyDictionary()
+
+
+def _batch(name: str, fetch: Callable[[list[int]], dict[int, int]]) -> Batch[int, int]:
+    # Futures belong to one loop: a batch per loop (under WSGI, a loop per request).
+    per_loop = _batches.setdefault(asyncio.get_running_loop(), {})
+    batch = per_loop.get(name)
+    if batch is None:
+        batch = per_loop[name] = Batch(fetch, 0)
+    return batch
+
+
+async def head(user_id: int) -> int:
+    """The head of the user's stream, read with other polls' in one query."""
+    return await _batch("heads", heads).get(user_id)
+
+
+async def unread_count(user_id: int) -> int:
+    """The user's unread count, read with other polls' in one query."""
+    return await _batch("unread", unread_counts).get(user_id)

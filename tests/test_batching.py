@@ -1,0 +1,65 @@
+"""Idle polls' look-ups coalesced into one query per trip (notify.batching), on the real database."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from asgiref.sync import sync_to_async
+
+import notify
+from notify import batching, db
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def trips(monkeypatch):  # type: ignore[no-untyped-def]
+    """The trips to the database threads made from now on."""
+    made: list[object] = []
+    real = db.run
+
+    async def counting(fn, *args):  # type: ignore[no-untyped-def]
+        made.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(db, "run", counting)
+    return made
+
+
+async def test_many_polls_asking_at_once_get_their_own_answers_in_one_trip(make_user, trips):
+    users = [await sync_to_async(make_user)() for _ in range(30)]
+    for number, user in enumerate(users):
+        for _ in range(number % 4):
+            await notify.asend(user, "hello")
+    await sync_to_async(notify.models.Notification.objects.filter(recipient=users[3]).mark_read)()
+    trips.clear()
+
+    heads, unread = await asyncio.gather(
+        asyncio.gather(*(batching.head(user.pk) for user in users)),
+        asyncio.gather(*(batching.unread_count(user.pk) for user in users)),
+    )
+
+    assert heads == [number % 4 for number in range(30)]
+    assert unread == [0 if number == 3 else number % 4 for number in range(30)]
+    assert len(trips) == 2  # one per question, not one per poll
+
+
+async def test_a_user_without_an_inbox_has_head_0_and_nothing_unread(make_user):
+    user = await sync_to_async(make_user)()
+    assert (await batching.head(user.pk), await batching.unread_count(user.pk)) == (0, 0)
+
+
+async def test_questions_asked_during_a_trip_go_in_the_next_and_a_cancelled_asker_is_skipped(make_user, trips):
+    users = [await sync_to_async(make_user)() for _ in range(3)]
+    await notify.asend(users[2], "one")
+    trips.clear()
+    first = asyncio.ensure_future(batching.head(users[0].pk))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the first trip is under way
+    cancelled = asyncio.ensure_future(batching.head(users[1].pk))
+    later = asyncio.ensure_future(batching.head(users[2].pk))
+    await asyncio.sleep(0)
+    cancelled.cancel()
+    assert (await first, await later) == (0, 1)
+    assert len(trips) == 2
