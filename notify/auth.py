@@ -15,7 +15,7 @@ from django.contrib.auth import get_user
 from django.core.cache import caches
 from django.http import HttpRequest
 
-from notify import db
+from notify import batching, db
 from notify.conf import conf
 from notify.models import ApiToken
 
@@ -68,6 +68,50 @@ def user_id_for_token(raw: str, *, cached: bool = True) -> int | None:
                 logger.warning("notify: token cache unavailable", exc_info=True)
     user_id, secret_hash = entry
     return user_id if ApiToken.secret_matches(secret, secret_hash) else None
+
+
+def user_ids_for_tokens(raws: list[str]) -> dict[str, int]:
+    """``user_id_for_token`` for many tokens at once: one cache round trip and one
+    query for the tokens the cache did not have. Invalid tokens are left out. Synchronous."""
+    secrets: dict[str, list[tuple[str, str]]] = {}
+    for raw in raws:
+        parts = ApiToken.split(raw)
+        if parts is not None:
+            secrets.setdefault(parts[0], []).append((raw, parts[1]))
+    cache = _cache()
+    entries: dict[str, tuple[int, str]] = {}
+    if cache is not None and secrets:
+        try:
+            cached = cache.get_many([token_cache_key(key) for key in secrets])
+        except Exception:  # a cache outage must not lock users out
+            logger.warning("notify: token cache unavailable", exc_info=True)
+        else:
+            entries = {key: cached[token_cache_key(key)] for key in secrets if token_cache_key(key) in cached}
+    missing = [key for key in secrets if key not in entries]
+    if missing:
+        rows = (
+            ApiToken.objects.active()
+            .filter(key__in=missing, user__is_active=True)
+            .values_list("key", "user_id", "secret_hash")
+        )
+        found = {key: (user_id, secret_hash) for key, user_id, secret_hash in rows}
+        entries.update(found)
+        if cache is not None and found:
+            try:
+                cache.set_many({token_cache_key(key): entry for key, entry in found.items()},
+                               conf.TOKEN_CACHE_SECONDS)
+            except Exception:
+                logger.warning("notify: token cache unavailable", exc_info=True)
+    users: dict[str, int] = {}
+    for key, pairs in secrets.items():
+        entry = entries.get(key)
+        if entry is None:
+            continue
+        user_id, secret_hash = entry
+        for raw, secret in pairs:
+            if ApiToken.secret_matches(secret, secret_hash):
+                users[raw] = user_id
+    return users
 
 
 def forget_token(key: str) -> None:
@@ -268,7 +312,12 @@ async def authenticate(request: HttpRequest) -> tuple[int, str]:
 
 async def authenticate_credential(credential: Credential) -> int:
     epoch = auth_epoch()
-    user_id = await db.run(verified_user_id, credential)
+    if credential[0] == "token":
+        # With other requests' tokens in one look-up: 10,000 clients coming back
+        # after a restart all authenticate at once.
+        user_id = await batching.batch("tokens", user_ids_for_tokens, None).get(credential[1])
+    else:
+        user_id = await db.run(verified_user_id, credential)
     if user_id is None:
         if credential[0] == "token":
             raise NotAuthenticated("The bearer token is invalid or has been revoked.")

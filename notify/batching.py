@@ -101,20 +101,21 @@ def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batch]] = weakref.WeakKeyDictionary()
 
 
-def _batch(name: str, fetch: Callable[[list[int]], dict[int, int]]) -> Batch[int, int]:
-    # Futures belong to one loop: a batch per loop (under WSGI, a loop per request).
+def batch(name: str, fetch: Callable[[list[K]], dict[K, V]], default: V) -> Batch[K, V]:
+    """The running loop's batch called ``name`` (futures belong to one loop: under
+    WSGI, a loop per request, and so no coalescing there)."""
     per_loop = _batches.setdefault(asyncio.get_running_loop(), {})
-    batch = per_loop.get(name)
-    if batch is None:
-        batch = per_loop[name] = Batch(fetch, 0)
-    return batch
+    found = per_loop.get(name)
+    if found is None:
+        found = per_loop[name] = Batch(fetch, default)
+    return found
 
 
 async def head(user_id: int) -> int:
     """The head of the user's stream, read with other polls' in one query."""
-    return await _batch("heads", heads).get(user_id)
+    return await batch("heads", heads, 0).get(user_id)
 
 
 async def unread_count(user_id: int) -> int:
     """The user's unread count, read with other polls' in one query."""
-    return await _batch("unread", unread_counts).get(user_id)
+    return await batch("unread", unread_counts, 0).get(user_id)

@@ -25,10 +25,15 @@ def unread_snapshot(user_id: int, limit: int) -> tuple[int, list[dict[str, Any]]
     and so comes with the next poll.
     """
     cursor = head(user_id)
+    return cursor, newest_unread(user_id, cursor, limit), unread_count(user_id)
+
+
+def newest_unread(user_id: int, head: int, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` unread notifications up to ``head``, oldest first."""
     newest = list(
-        Notification.objects.filter(recipient_id=user_id, seq__lte=cursor).unread().order_by("-seq")[:limit]
+        Notification.objects.filter(recipient_id=user_id, seq__lte=head).unread().order_by("-seq")[:limit]
     )
-    return cursor, [n.as_dict() for n in reversed(newest)], unread_count(user_id)
+    return [n.as_dict() for n in reversed(newest)]
 
 
 def page_after(user_id: int, after: int, limit: int) -> tuple[int, list[dict[str, Any]]]:

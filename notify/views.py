@@ -124,8 +124,7 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
 
     try:
         if params.after is None:
-            head, notifications, unread = await db.run(streams.unread_snapshot, user_id, params.limit)
-            return page_response(Page(head, [notification_json(n) for n in notifications], unread))
+            return page_response(await snapshot(user_id, params.limit))
 
         refused = refuse_hold(user_id)
         if refused is not None:
@@ -136,6 +135,19 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
             poll_limiter.release(user_id)
     except ANSWERED as problem:
         return answer_error(problem)
+
+
+async def snapshot(user_id: int, limit: int) -> Page:
+    """The head, the newest unread notifications up to it, and the unread count.
+
+    The head is read first: whatever commits after it is past the returned cursor
+    and so comes with the next poll. Head and count are read with other polls'
+    (notify.batching); the notifications only if there are any unread.
+    """
+    head = await batching.head(user_id)
+    unread = await batching.unread_count(user_id)
+    notifications = await db.run(streams.newest_unread, user_id, head, limit) if unread else []
+    return Page(head, [notification_json(n) for n in notifications], unread)
 
 
 def refuse_hold(user_id: int) -> JsonResponse | None:

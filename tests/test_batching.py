@@ -63,3 +63,23 @@ async def test_questions_asked_during_a_trip_go_in_the_next_and_a_cancelled_aske
     cancelled.cancel()
     assert (await first, await later) == (0, 1)
     assert len(trips) == 2
+
+
+async def test_many_tokens_are_verified_in_one_trip_and_each_gets_its_own_user(make_user, token_for, trips):
+    from notify.auth import authenticate_credential, user_ids_for_tokens
+    from notify.models import ApiToken
+
+    users = [await sync_to_async(make_user)() for _ in range(5)]
+    tokens = [await sync_to_async(token_for)(user) for user in users]
+    revoked = await sync_to_async(token_for)(users[0])
+    await sync_to_async(lambda: ApiToken.objects.get(key=ApiToken.split(revoked)[0]).revoke())()
+    forged = tokens[1][:-4] + "AAAA"  # the right key, a wrong secret
+    trips.clear()
+
+    found = await asyncio.gather(*(authenticate_credential(("token", t)) for t in tokens))
+    assert found == [user.pk for user in users]
+    assert len(trips) == 1
+    # Cached now, and the revoked, forged and malformed ones are refused alike.
+    assert await sync_to_async(user_ids_for_tokens)([*tokens, revoked, forged, "junk"]) == {
+        token: user.pk for token, user in zip(tokens, users)
+    }

@@ -2,7 +2,7 @@
 every revocation on its Redis auth channel (notify.auth._Hints): the per-poll
 credential look-up was the largest cost of an idle re-poll (docs/benchmarks.md).
 
-Each test counts the token look-ups the worker makes (``user_id_for_token``),
+Each test counts the token look-ups the worker makes (one at a time or batched),
 against real Redis and the real database.
 """
 
@@ -33,7 +33,14 @@ def lookups(monkeypatch):  # type: ignore[no-untyped-def]
         made.append(raw)
         return real(raw, cached=cached)
 
+    real_many = auth.user_ids_for_tokens
+
+    def counting_many(raws: list[str]):  # type: ignore[no-untyped-def]
+        made.extend(raws)
+        return real_many(raws)
+
     monkeypatch.setattr(auth, "user_id_for_token", counting)
+    monkeypatch.setattr(auth, "user_ids_for_tokens", counting_many)
     return made
 
 
