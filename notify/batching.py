@@ -20,10 +20,9 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
-from django.db.models import Count
-
 from notify import db
-from notify.models import Inbox, Notification
+from notify.models import Inbox
+from notify.sending import unread_counts
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -84,18 +83,6 @@ class Batch(Generic[K, V]):
 def heads(user_ids: Iterable[int]) -> dict[int, int]:
     """The head of each user's stream (users without an inbox are left out: 0). Synchronous."""
     return dict(Inbox.objects.filter(user_id__in=user_ids).values_list("user_id", "last_seq"))
-
-
-def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
-    """Each user's unread count (users with none are left out: 0). Synchronous."""
-    rows = (
-        Notification.objects.filter(recipient_id__in=user_ids)
-        .unread()
-        .order_by()
-        .values_list("recipient_id")
-        .annotate(unread=Count("*"))
-    )
-    return dict(rows)
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batch]] = weakref.WeakKeyDictionary()
