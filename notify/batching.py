@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from notify import db
+from notify.compiled import MAX_IDS, CompiledQuery
 from notify.models import Inbox
 from notify.sending import unread_counts
 
@@ -28,7 +29,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 # Keys in one query: well under SQLite's and PostgreSQL's limits on parameters.
-CHUNK = 500
+CHUNK = MAX_IDS
 
 
 class Batch(Generic[K, V]):
@@ -80,9 +81,12 @@ class Batch(Generic[K, V]):
         return values
 
 
-def heads(user_ids: Iterable[int]) -> dict[int, int]:
+_heads = CompiledQuery("notify.Inbox", lambda ids: Inbox.objects.filter(user_id__in=ids).values_list("user_id", "last_seq"))
+
+
+def heads(user_ids: list[int]) -> dict[int, int]:
     """The head of each user's stream (users without an inbox are left out: 0). Synchronous."""
-    return dict(Inbox.objects.filter(user_id__in=user_ids).values_list("user_id", "last_seq"))
+    return dict(_heads(user_ids))  # type: ignore[arg-type]
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batch]] = weakref.WeakKeyDictionary()

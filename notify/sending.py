@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, models, transaction
-from django.db.models import Count, F
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from notify import pages
+from notify.compiled import CompiledQuery
 from notify.conf import conf
 
 if TYPE_CHECKING:
@@ -67,19 +68,22 @@ def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
         notification.seq = heads[notification.recipient_id]
 
 
-def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
-    """Each user's unread count, a query per 500 users."""
+def _unread_query(ids: list[int]) -> QuerySet[Any]:
     from notify.models import Notification
 
+    return Notification.objects.filter(recipient_id__in=ids).unread().values_list("recipient_id").annotate(
+        n=Count("pk"))
+
+
+_unread_counts = CompiledQuery("notify.Notification", _unread_query)
+
+
+def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
+    """Each user's unread count, a query per 500 users (compiled once: notify.compiled)."""
     ids = sorted(set(user_ids))
     counts = dict.fromkeys(ids, 0)
     for start in range(0, len(ids), CHUNK):
-        rows = (
-            Notification.objects.filter(recipient_id__in=ids[start : start + CHUNK]).unread()
-            .values_list("recipient_id")
-            .annotate(n=Count("pk"))
-        )
-        counts.update(rows)
+        counts.update(_unread_counts(ids[start : start + CHUNK]))  # type: ignore[arg-type]
     return counts
 
 
