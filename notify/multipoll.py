@@ -182,6 +182,8 @@ async def hold(
                 # Redis is not confirming: nothing may wake us, so look again soon.
                 remaining = min(remaining, conf.RECHECK_INTERVAL)
             if not await wait_any(every, remaining):
+                if all(s.ready.is_set() for s in every):
+                    break  # timed out, listening all along: nothing new (see views.hold)
                 results = await db.run(_look(user_id, wanted, limit, check_permission=False))
                 continue
             heard = {name: list(s.messages) for name, s in subscriptions.items()}

@@ -218,7 +218,10 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
             if not subscription.ready.is_set():
                 # Redis is not confirming: nothing may wake us, so look again soon.
                 remaining = min(remaining, conf.RECHECK_INTERVAL)
-            await subscription.wait(remaining)
+            if not await subscription.wait(remaining) and subscription.ready.is_set():
+                # Timed out, listening all along: nothing was published since the
+                # check before waiting, so there is nothing new to look for.
+                break
             if AUTH_CHANGED in subscription.messages and not await still_authenticated(credential, user_id,
                                                                                         cached=False):
                 raise NotAuthenticated("The token was revoked or the session ended while this poll was held.")

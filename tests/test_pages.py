@@ -83,3 +83,24 @@ async def test_a_woken_poll_answers_from_the_message_without_querying_again(make
     # No page query at all: the check before waiting found the head at the cursor
     # (so read no page), and the wake-up was answered from the message.
     assert checks == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_poll_that_times_out_asks_for_no_page_and_still_counts_unread(make_user, monkeypatch, close_hubs):
+    alice = await sync_to_async(make_user)()
+    await notify.asend(alice, "unread before")
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(alice)
+    checks = []
+    real_page_after = streams.page_after
+
+    def counting_page_after(*args):
+        checks.append(args)
+        return real_page_after(*args)
+
+    monkeypatch.setattr(streams, "page_after", counting_page_after)
+    response = await client.get("/notify/poll", {"after": "1", "timeout": "0.5"})
+
+    assert response.json() == {"cursor": "1", "notifications": [], "unread_count": 1}
+    # Subscribed all along and nothing published: the timeout needs no second look.
+    assert checks == []
