@@ -59,6 +59,7 @@ VAR = ROOT / "var"
 DEFAULT_DATABASE_URL = f"sqlite:///{VAR / 'bench-run.sqlite3'}"
 USER_PREFIX = "bench-"
 PRIMARY = "uvicorn"
+TWIN = "uvicorn-stock-gc"
 
 TARGETS = {
     "held": "10,000 held polls, zero errors",
@@ -596,7 +597,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smoke test: N=200, uvicorn, a few seconds; exit 1 on "
                         "any loss, duplicate or error")
     parser.add_argument("--rate", type=float, default=200.0, help="notifications a second in the steady phase")
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds of steady sends")
+    # 30 s: long enough to take in the first wave of re-polls (every poll of the ramp
+    # times out 25 s after it began), which a shorter window can miss.
+    parser.add_argument("--duration", type=float, default=30.0, help="seconds of steady sends")
     parser.add_argument("--timeout", type=float, default=25.0, help="long poll timeout the clients ask for")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between short polls")
     parser.add_argument("--ramp-rate", type=float, default=2000.0, help="clients started a second")
@@ -714,6 +717,9 @@ def main(argv: list[str] | None = None) -> int:
     tail = sorted(others, key=lambda v: (VARIANTS[v].mode != "long" or VARIANTS[v].kind == "wsgi"
                                          or v == "uvicorn-django"))
     plan += [(v, n) for n in other_sizes[1:] for v in tail]
+    # The default's twin with CPython's stock garbage collector: at every N, where its
+    # pauses show (the largest), last so that it never crowds out the rest.
+    plan += [(TWIN, n) for n in args.sizes if n not in other_sizes and TWIN in args.variants]
     for variant_name, n in plan:
         if variant_name == "profile":
             # py-spy in every phase, in a run of its own: at the largest N the default variant held.

@@ -136,6 +136,7 @@ class Variant:
     label: str
     mode: str  # "long" or "short" polling by the clients
     kind: str  # "asgi" or "wsgi"
+    env: tuple[tuple[str, str], ...] = ()  # set for the server process
 
     def command(self, port: int, n: int) -> list[str]:
         py = str(BIN / "python")
@@ -143,7 +144,7 @@ class Variant:
         uvicorn = [py, "-m", "uvicorn", *host, "--no-access-log", "--backlog", "4096",
                    "--timeout-graceful-shutdown", "5"]
         fast = ["--loop", "uvloop", "--http", "httptools"]
-        if self.name == "uvicorn":
+        if self.name in ("uvicorn", "uvicorn-stock-gc"):
             return [*uvicorn, *fast, "project.asgi:application"]
         if self.name == "uvicorn-2workers":
             # Scale-out on one machine (docs/deploy.md): two worker processes on one socket,
@@ -181,6 +182,8 @@ VARIANTS = {
     v.name: v
     for v in [
         Variant("uvicorn", "uvicorn, uvloop + httptools, LongPollRouter", "long", "asgi"),
+        Variant("uvicorn-stock-gc", "uvicorn as above, CPython's default garbage collector settings", "long",
+                "asgi", (("NOTIFY_STOCK_GC", "1"),)),
         Variant("short-poll", "short polling every 5 s, uvicorn uvloop + httptools", "short", "asgi"),
         Variant("gunicorn-gthread", "gunicorn gthread, WSGI, a thread per poll", "long", "wsgi"),
         Variant("uvicorn-django", "uvicorn, plain Django ASGI handler (no LongPollRouter)", "long", "asgi"),
@@ -208,7 +211,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: float = 30.0) -> Server:
-        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **self.env, **dict(self.variant.env), "PYTHONUNBUFFERED": "1"}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
