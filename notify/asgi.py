@@ -31,12 +31,8 @@ from django.http import HttpResponse
 from django.urls import Resolver404, get_resolver, set_script_prefix
 
 from notify import lifecycle, views
-from notify.broker.base import waking
 
 logger = logging.getLogger("notify")
-
-# The longest a new poll waits for woken ones to be answered first (seconds).
-WOKEN_FIRST = 1.0
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -83,10 +79,6 @@ class LongPollRouter:
         return answer
 
     async def serve_poll(self, scope: Scope, receive: Receive, send: Send, answer: Answer) -> None:
-        # Polls woken by a broadcast answer first; their clients' next polls (which
-        # arrive the moment they are answered) start after them, instead of taking
-        # turns with them. Bounded: a new poll waits at most WOKEN_FIRST seconds.
-        await waking().until_quiet(WOKEN_FIRST)
         set_script_prefix(get_script_prefix(scope))
         request = ASGIRequest(scope, io.BytesIO())
         try:

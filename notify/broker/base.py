@@ -3,75 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
-
-
-class Waking:
-    """How many woken polls of one event loop have yet to run, and a way to wait for none.
-
-    A broadcast wakes thousands of held polls at once, and each client asks again
-    the moment it is answered: new polls that start while woken ones wait their
-    turn would delay the answers still to go out (``LongPollRouter`` lets the
-    woken go first: ``notify.asgi``).
-    """
-
-    __slots__ = ("count", "_quiet")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._quiet: asyncio.Future[None] | None = None
-
-    def woken(self) -> None:
-        self.count += 1
-
-    def ran(self) -> None:
-        self.count -= 1
-        if self.count <= 0 and self._quiet is not None:
-            if not self._quiet.done():
-                self._quiet.set_result(None)
-            self._quiet = None
-
-    async def until_quiet(self, timeout: float) -> None:
-        """Until no woken poll waits to run, or ``timeout`` seconds pass."""
-        if self.count <= 0:
-            return
-        if self._quiet is None:
-            self._quiet = asyncio.get_running_loop().create_future()
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.shield(self._quiet)
-        except TimeoutError:
-            pass
-
-
-_waking: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Waking] = weakref.WeakKeyDictionary()
-
-
-def waking(loop: asyncio.AbstractEventLoop | None = None) -> Waking:
-    """The ``Waking`` of ``loop`` (default: the running one)."""
-    loop = loop or asyncio.get_running_loop()
-    found = _waking.get(loop)
-    if found is None:
-        found = _waking[loop] = Waking()
-    return found
 
 
 class Flag:
     """A one-waiter ``asyncio.Event``: set / clear / is_set, and ``wait`` with a timeout.
 
     Each held poll has two; an Event with its waiter deque costs several times
-    as much, and 10,000 held polls hold 20,000 of them. A waiter woken by
-    ``set`` counts in its loop's ``Waking`` until it runs.
+    as much, and 10,000 held polls hold 20,000 of them.
     """
 
     __slots__ = ("_set", "_waiter")
 
     def __init__(self) -> None:
         self._set = False
-        self._waiter: asyncio.Future[bool | None] | None = None
+        self._waiter: asyncio.Future[None] | None = None
 
     def is_set(self) -> bool:
         return self._set
@@ -80,8 +28,7 @@ class Flag:
         self._set = True
         waiter = self._waiter
         if waiter is not None and not waiter.done():
-            waiter.set_result(True)  # True: counted in Waking (the timer's None is not)
-            waking(waiter.get_loop()).woken()
+            waiter.set_result(None)
 
     def clear(self) -> None:
         self._set = False
@@ -98,12 +45,10 @@ class Flag:
         finally:
             timer.cancel()
             self._waiter = None
-            if waiter.done() and not waiter.cancelled() and waiter.result() is True:
-                waking(loop).ran()
         return self._set
 
 
-def _expire(waiter: asyncio.Future[bool | None]) -> None:
+def _expire(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
 
