@@ -74,7 +74,7 @@ clean:
 	rm -rf $(VENV) var db.sqlite3
 
 # The benchmark (docs/benchmarks.md): every variant at N = 1,000 / 5,000 / 10,000, about
-# 15 minutes; rewrites docs/benchmarks.md and docs/img/benchmarks.png. Loopback only.
+# 22 minutes; rewrites docs/benchmarks.md and docs/img/benchmarks.png. Loopback only.
 bench: install
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python bench/run.py

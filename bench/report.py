@@ -453,7 +453,7 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
         "",
         "```sh",
         ".venv/bin/pip install -r bench/requirements.txt     # the other servers, py-spy, matplotlib",
-        ".venv/bin/python bench/run.py                  # every variant on SQLite (~15 min); rewrites this file",
+        ".venv/bin/python bench/run.py                  # every variant on SQLite (~22 min); rewrites this file",
         "DATABASE_URL=postgres://postgres@127.0.0.1:5432/notify_bench \\",
         "    .venv/bin/python bench/run.py --variants uvicorn         # the default variant on PostgreSQL",
         ".venv/bin/python bench/run.py --quick          # smoke test, < 30 s: exit 1 on loss, duplicate or error",

@@ -1,6 +1,6 @@
 """The benchmark anyone can rerun: held polls, delivery latency, broadcast, loss, memory and CPU.
 
-    .venv/bin/python bench/run.py              # every variant at N = 1000, 5000, 10000 (~15 min);
+    .venv/bin/python bench/run.py              # every variant at N = 1000, 5000, 10000 (~22 min);
                                                # writes docs/benchmarks.md and docs/img/benchmarks.png
     .venv/bin/python bench/run.py --quick      # smoke test: N = 200, uvicorn only, < 30 s; exits 1 on
                                                # any loss, duplicate or error (never on a speed)
@@ -609,7 +609,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="seconds the ramp may take; held polls are counted then")
     parser.add_argument("--catch-up-seconds", type=float, default=30.0,
                         help="after a run, time allowed to read what was not read during it")
-    parser.add_argument("--budget", type=float, default=900.0, help="seconds for the whole run; runs that would "
+    parser.add_argument("--budget", type=float, default=2400.0, help="seconds for the whole run; runs that would "
                         "not fit are skipped and reported so")
     parser.add_argument("--max-run-seconds", type=float, default=240.0, help="a load generator stops by itself after")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip py-spy")
