@@ -9,6 +9,7 @@ from collections import OrderedDict
 from functools import partial
 from importlib import import_module
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user
@@ -185,7 +186,9 @@ class _Hints:
     user's own channel and, on the same connection, reaches this worker before
     the confirmation of any later SUBSCRIBE: ``credentials_changed`` drops the
     user's hints before a poll that subscribes after the change can trust one.
-    A change published after the poll subscribed wakes it on its own channel.
+    A change published after the poll subscribed wakes it on its own channel. A
+    change heard *while* a credential was being verified may have come after the
+    database was read: that verification is not trusted (``remember``).
     Bounded, oldest forgotten first.
     """
 
@@ -194,6 +197,7 @@ class _Hints:
         self._entries: OrderedDict[Credential, _Trust] = OrderedDict()
         self._by_user: dict[int, set[Credential]] = {}
         self._lock = threading.Lock()  # WSGI: one event loop per request thread
+        self.changes = 0  # auth messages heard (see remember())
 
     def user_id(self, credential: Credential) -> int | None:
         entry = self._entries.get(credential)
@@ -223,11 +227,13 @@ class _Hints:
 
     def forget_user(self, user_id: int) -> None:
         with self._lock:
+            self.changes += 1
             for credential in self._by_user.pop(user_id, ()):
                 self._entries.pop(credential, None)
 
     def clear(self) -> None:
         with self._lock:
+            self.changes += 1
             self._entries.clear()
             self._by_user.clear()
 
@@ -256,18 +262,31 @@ def credentials_changed(message: bytes) -> None:
         _hints.forget_user(user_id)
 
 
-def auth_epoch() -> object | None:
+class Listening(NamedTuple):
+    """What this worker hears of credential changes, read before verifying one."""
+
+    epoch: object | None  # the broker's auth epoch (None: not listening)
+    changes: int  # auth messages heard so far
+
+
+def listening() -> Listening:
     from notify.broker import get_broker
 
-    return get_broker().auth_epoch()
+    return Listening(get_broker().auth_epoch(), _hints.changes)
 
 
-def is_trusted(credential: Credential, user_id: int, epoch: object | None) -> bool:
-    return conf.CREDENTIAL_TRUST_SECONDS > 0 and _hints.trusted(credential, user_id, epoch)
+def is_trusted(credential: Credential, user_id: int, now: Listening) -> bool:
+    return conf.CREDENTIAL_TRUST_SECONDS > 0 and _hints.trusted(credential, user_id, now.epoch)
 
 
-def remember(credential: Credential, user_id: int, epoch: object | None) -> None:
-    """Note a credential verified now; ``epoch``: the auth epoch read before verifying it."""
+def remember(credential: Credential, user_id: int, since: Listening) -> None:
+    """Note a credential verified now; ``since``: ``listening()`` read before verifying it.
+
+    If any change was announced while it was being verified, the answer may
+    predate that change (and the change has come and gone): kept as a hint, not
+    trusted. Changes are rare; the next verification is trusted.
+    """
+    epoch = since.epoch if since.changes == _hints.changes else None
     _hints.remember(credential, user_id, epoch)
 
 
@@ -283,10 +302,10 @@ async def still_authenticated(credential: Credential, user_id: int, *, cached: b
     cache entry after its commit and only then publishes its "auth" message, so a
     stale entry seen now is followed by that message, which is checked uncached.
     """
-    epoch = auth_epoch()
+    since = listening()
     found = await db.run(partial(verified_user_id, credential, cached=cached))
     if found == user_id:
-        remember(credential, user_id, epoch)
+        remember(credential, user_id, since)
     else:
         forget_hint(credential)
     return found == user_id
@@ -311,7 +330,7 @@ async def authenticate(request: HttpRequest) -> tuple[int, str]:
 
 
 async def authenticate_credential(credential: Credential) -> int:
-    epoch = auth_epoch()
+    since = listening()
     if credential[0] == "token":
         # With other requests' tokens in one look-up: 10,000 clients coming back
         # after a restart all authenticate at once.
@@ -322,5 +341,5 @@ async def authenticate_credential(credential: Credential) -> int:
         if credential[0] == "token":
             raise NotAuthenticated("The bearer token is invalid or has been revoked.")
         raise NotAuthenticated("Log in, or send 'Authorization: Bearer <token>'.")
-    remember(credential, user_id, epoch)
+    remember(credential, user_id, since)
     return user_id

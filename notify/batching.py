@@ -44,13 +44,14 @@ class Batch(Generic[K, V]):
         self.default = default
         self._asked: dict[K, list[asyncio.Future[V]]] = {}
         self._running = False
+        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
 
     async def get(self, key: K) -> V:
         future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         self._asked.setdefault(key, []).append(future)
         if not self._running:
             self._running = True
-            asyncio.get_running_loop().create_task(self._drain())
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:

@@ -23,9 +23,9 @@ from notify import db, lifecycle, streams, topics
 from notify.auth import (
     Credential,
     NotAuthenticated,
-    auth_epoch,
     forget_hint,
     is_trusted,
+    listening,
     remember,
     still_authenticated,
     verified_user_id,
@@ -166,14 +166,14 @@ async def hold(
         for subscription in every:
             subscription.clear()  # before the check, so that a publish during it still counts
         # The credential is verified now that we listen, unless trusted (see views.hold).
-        epoch = auth_epoch()
-        trusted = all(s.ready.is_set() for s in every) and is_trusted(credential, user_id, epoch)
+        now = listening()
+        trusted = all(s.ready.is_set() for s in every) and is_trusted(credential, user_id, now)
         results = await db.run(_look(user_id, wanted, limit, credential=None if trusted else credential))
         if results is None:
             forget_hint(credential)
             raise NotAuthenticated("The token was revoked or the session ended.")
         if not trusted:
-            remember(credential, user_id, epoch)
+            remember(credential, user_id, now)
         while not any(r.items for r in results.values()):
             remaining = deadline - loop.time()
             if remaining <= 0 or lifecycle.draining():

@@ -17,13 +17,13 @@ from notify import batching, db, lifecycle, multipoll, streams, topics
 from notify.auth import (
     Credential,
     NotAuthenticated,
-    auth_epoch,
     authenticate,
     authenticate_credential,
     credential_of,
     forget_hint,
     identify,
     is_trusted,
+    listening,
     remember,
     still_authenticated,
     verified_user_id,
@@ -190,8 +190,8 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
         # The credential is verified now that we listen (a revocation before this
         # published its "auth" message unheard), unless this worker verified it
         # recently and has heard every revocation since (notify.auth._Hints).
-        epoch = auth_epoch()
-        if subscription.ready.is_set() and is_trusted(credential, user_id, epoch):
+        now = listening()
+        if subscription.ready.is_set() and is_trusted(credential, user_id, now):
             # The common case: the head, read with other polls' in one query.
             head = await batching.head(user_id)
             new_cursor, notifications = after, []
@@ -204,7 +204,7 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
             if not verified:
                 forget_hint(credential)
                 raise NotAuthenticated("The token was revoked or the session ended.")
-            remember(credential, user_id, epoch)
+            remember(credential, user_id, now)
         if head is not None and after > head:
             raise BadRequest(
                 "invalid_cursor",

@@ -16,7 +16,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import AsyncClient, override_settings
 
-from notify import auth
+from notify import auth, batching
 from notify.broker import get_broker
 from notify.conf import conf
 
@@ -59,8 +59,7 @@ async def trusted_token(make_user, token_for, lookups, client: AsyncClient) -> t
     # The first held poll starts the worker's hub (and its auth channel), then verifies.
     for _ in range(50):
         assert await held_poll(client, token, cursor) == 200
-        if get_broker().auth_epoch() is not None and auth.is_trusted(("token", token), user.pk,
-                                                                     get_broker().auth_epoch()):
+        if get_broker().auth_epoch() is not None and auth.is_trusted(("token", token), user.pk, auth.listening()):
             return token, cursor
         await asyncio.sleep(0.05)
     raise AssertionError("the worker never came to trust the token")
@@ -138,3 +137,24 @@ async def test_a_revoked_token_is_refused_by_the_next_held_poll_though_it_was_tr
     key = ApiToken.split(token)[0]  # type: ignore[index]
     await sync_to_async(lambda: ApiToken.objects.get(key=key).revoke())()
     assert await held_poll(client, token, cursor) == 401
+
+
+async def test_a_credential_verified_while_a_change_was_announced_is_not_trusted(
+        make_user, token_for, lookups, monkeypatch, close_hubs):
+    client = AsyncClient()
+    token, cursor = await trusted_token(make_user, token_for, lookups, client)
+    user_id = auth._hints.user_id(("token", token))
+    auth._hints.forget(("token", token))
+    real = auth.user_ids_for_tokens
+
+    def announced_meanwhile(raws):  # type: ignore[no-untyped-def]
+        found = real(raws)  # read before the change commits...
+        auth.credentials_changed(b"%d" % user_id)  # ...whose message is heard before the answer is kept
+        return found
+
+    monkeypatch.setattr(auth, "user_ids_for_tokens", announced_meanwhile)
+    batching._batches.pop(asyncio.get_running_loop(), None)  # batches keep the look-up they were made with
+    reply = await client.get("/notify/poll", headers={"Authorization": f"Bearer {token}"})  # verifies
+    assert reply.status_code == 200
+    assert auth._hints.user_id(("token", token)) == user_id  # still a hint for the channel...
+    assert not auth.is_trusted(("token", token), user_id, auth.listening())  # ...but not trusted

@@ -15,12 +15,13 @@ _lock = threading.Lock()
 
 def get_broker() -> Broker:
     """The process's broker for the current settings (built on first use)."""
-    from notify.auth import credentials_changed  # notify.auth needs the models: not at import
     kind = conf.BROKER
     key = (kind, conf.REDIS_URL if kind == "redis" else "")
     with _lock:
         broker = _brokers.get(key)
         if broker is None:
+            from notify.auth import credentials_changed  # notify.auth needs the models: not at import
+
             if kind == "memory":
                 from notify.broker.memory import MemoryBroker
 
