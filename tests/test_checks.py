@@ -39,6 +39,13 @@ def test_e005_timeouts_must_be_positive_numbers(value):
     assert ids(MAX_TIMEOUT=value) == ["notify.E005"]
 
 
+@pytest.mark.parametrize("name", ["UNSUBSCRIBE_DELAY", "CREDENTIAL_TRUST_SECONDS"])
+@pytest.mark.parametrize("value", [-1, "300", None, True])
+def test_e005_delays_must_be_seconds_zero_or_more(name, value):
+    assert ids(**{name: value}) == ["notify.E005"]
+    assert ids(**{name: 0}) == []
+
+
 @pytest.mark.parametrize("value", [0, 2.5, "10", True])
 def test_e006_counts_must_be_whole_numbers(value):
     assert ids(MAX_POLLS_PER_USER=value) == ["notify.E006"]
