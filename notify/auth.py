@@ -176,8 +176,9 @@ class _Trust:
 class _Hints:
     """Which user a credential belonged to when this process last verified it.
 
-    A hint names the channel a poll subscribes to before it verifies. It is also
-    *trusted* (the poll skips verifying) while three things hold: it was verified
+    A hint names the channel a poll subscribes to before it verifies. A token's
+    hint is also *trusted* (the poll skips verifying; see ``is_trusted``) while
+    three things hold: it was verified
     during the broker's current auth epoch (this worker's Redis connection has
     been subscribed to the auth channel since before the verification began),
     that epoch is still running, and CREDENTIAL_TRUST_SECONDS have not passed.
@@ -276,7 +277,18 @@ def listening() -> Listening:
 
 
 def is_trusted(credential: Credential, user_id: int, now: Listening) -> bool:
-    return conf.CREDENTIAL_TRUST_SECONDS > 0 and _hints.trusted(credential, user_id, now.epoch)
+    """Whether a held poll may skip verifying ``credential`` (see ``_Hints``).
+
+    Tokens only: a token changes only through ApiToken, whose signals announce every
+    change. A Django session can end without a signal (it expires, its row is
+    deleted or its key rotated by the session engine), so sessions are verified on
+    every held poll.
+    """
+    return (
+        credential[0] == "token"
+        and conf.CREDENTIAL_TRUST_SECONDS > 0
+        and _hints.trusted(credential, user_id, now.epoch)
+    )
 
 
 def remember(credential: Credential, user_id: int, since: Listening) -> None:

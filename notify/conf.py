@@ -44,10 +44,10 @@ DEFAULTS: dict[str, Any] = {
     # Cache used for token look-ups; None disables caching.
     "CACHE_ALIAS": "default",
     "TOKEN_CACHE_SECONDS": 60,
-    # Seconds a worker may trust a credential it verified, for held polls, while it
+    # Seconds a worker may trust a bearer token it verified, for held polls, while it
     # hears every announced revocation on its auth channel (notify.auth). A change
-    # made without signals (QuerySet.update on tokens, session rows deleted by
-    # hand) takes up to this long to reach held polls. 0: verify every held poll.
+    # made without signals (QuerySet.update on tokens) takes up to this long to reach
+    # held polls. Sessions are verified on every held poll. 0: tokens too.
     "CREDENTIAL_TRUST_SECONDS": 300,
     # Topic streams (notify.topics). How much of each topic is kept: fnmatch pattern of
     # topic names -> {"keep_last": messages or None, "keep_seconds": seconds or None};

@@ -158,3 +158,22 @@ async def test_a_credential_verified_while_a_change_was_announced_is_not_trusted
     assert reply.status_code == 200
     assert auth._hints.user_id(("token", token)) == user_id  # still a hint for the channel...
     assert not auth.is_trusted(("token", token), user_id, auth.listening())  # ...but not trusted
+
+
+async def test_sessions_are_verified_on_every_held_poll(make_user, monkeypatch, close_hubs):
+    # A session can end without a signal (expiry, its row deleted, its key rotated).
+    verified: list[str] = []
+    real = auth.user_id_for_session
+
+    def counting(session_key: str):  # type: ignore[no-untyped-def]
+        verified.append(session_key)
+        return real(session_key)
+
+    monkeypatch.setattr(auth, "user_id_for_session", counting)
+    user = await sync_to_async(make_user)()
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(user)
+    cursor = (await client.get("/notify/poll")).json()["cursor"]
+    for _ in range(3):
+        assert (await client.get("/notify/poll", {"after": cursor, "timeout": "0.2"})).status_code == 200
+    assert len(verified) == 1 + 3
