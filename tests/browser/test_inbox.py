@@ -64,6 +64,9 @@ def test_inbox_screenshot(server, browser, make_user):
     notify.send(user, "Report ready", "Your monthly report can be downloaded.", url="/inbox/")
     page = open_inbox(browser, user, server.url)
     page.locator("#inbox .inbox-item").first.locator(".mark-read").click()
+    # Read before the next sends: else their unread counts, taken before the read
+    # commits, may reach the page after the read's own answer.
+    page.wait_for_function("document.querySelector('.notify-bell__badge').textContent === '1'", timeout=2000)
     notify.send(user, "Disk almost full", "Volume /data is at 91%.", level="warning")
     notify.send(user, "Deploy failed", "The build of main failed its tests.", level="error")
     notify.send(user, "Build finished", "main is green.", level="success")
