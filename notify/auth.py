@@ -315,7 +315,7 @@ async def still_authenticated(credential: Credential, user_id: int, *, cached: b
     stale entry seen now is followed by that message, which is checked uncached.
     """
     since = listening()
-    found = await db.run(partial(verified_user_id, credential, cached=cached))
+    found = await db.read(partial(verified_user_id, credential, cached=cached))
     if found == user_id:
         remember(credential, user_id, since)
     else:
@@ -348,7 +348,7 @@ async def authenticate_credential(credential: Credential) -> int:
         # after a restart all authenticate at once.
         user_id = await batching.batch("tokens", user_ids_for_tokens, None).get(credential[1])
     else:
-        user_id = await db.run(verified_user_id, credential)
+        user_id = await db.read(verified_user_id, credential)
     if user_id is None:
         if credential[0] == "token":
             raise NotAuthenticated("The bearer token is invalid or has been revoked.")

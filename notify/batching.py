@@ -60,7 +60,7 @@ class Batch(Generic[K, V]):
                 await asyncio.sleep(0)  # let the polls woken in this loop iteration ask too
                 asked, self._asked = self._asked, {}
                 try:
-                    values = await db.run(self._fetch_all, list(asked))
+                    values = await db.read(self._fetch_all, list(asked))
                 except Exception as error:  # noqa: BLE001 - every asker gets it (503 for a DatabaseError)
                     for futures in asked.values():
                         for future in futures:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
-from django.db import DatabaseError, connections
+from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
 from notify.conf import conf
 
@@ -46,6 +46,19 @@ def _call(fn: Callable[..., T], *args: Any) -> T:
         _tidy_connections()
 
 
+def _call_again_if_broken(fn: Callable[..., T], *args: Any) -> T:
+    """``_call`` for reads: once more, on a fresh connection, if the connection broke.
+
+    After a database restart every thread's idle connection is dead and fails its
+    next query; a read can simply be asked again instead of answering 503.
+    """
+    try:
+        return _call(fn, *args)
+    except (InterfaceError, OperationalError):
+        # _call has closed what broke; a second failure is the database's, and raised.
+        return _call(fn, *args)
+
+
 def _tidy_connections() -> None:
     for connection in connections.all(initialized_only=True):
         if getattr(connection, "pool", None) is None:
@@ -57,7 +70,13 @@ class DatabaseTimeout(DatabaseError):
     """A query on the poll path took longer than NOTIFY['DB_TIMEOUT']."""
 
 
-async def run(fn: Callable[..., T], *args: Any) -> T:
+async def read(fn: Callable[..., T], *args: Any) -> T:
+    """``run`` for ``fn`` that only reads (or is safe to repeat): asked once more on a
+    fresh connection if its connection turns out to be broken."""
+    return await run(fn, *args, _call=_call_again_if_broken)
+
+
+async def run(fn: Callable[..., T], *args: Any, _call: Callable[..., Any] = _call) -> T:
     """Await ``fn(*args)`` run in one of the pool's threads, for at most DB_TIMEOUT seconds.
 
     On timeout the caller moves on (and answers 503); the thread finishes its query

@@ -135,10 +135,10 @@ def _look_topic(name: str, after: int | None, limit: int) -> Result:
 
 async def snapshot(user_id: int, wanted: list[tuple[str, int | None]], limit: int) -> dict[str, Result]:
     """Answer at once (a stream without a cursor): the caller has authenticated the request."""
-    results = await db.run(_look(user_id, wanted, limit))
+    results = await db.read(_look(user_id, wanted, limit))
     assert results is not None  # no request to verify
     if INBOX in results and results[INBOX].unread is None:
-        results[INBOX].unread = await db.run(streams.unread_count, user_id)
+        results[INBOX].unread = await db.read(streams.unread_count, user_id)
     return results
 
 
@@ -168,7 +168,7 @@ async def hold(
         # The credential is verified now that we listen, unless trusted (see views.hold).
         now = listening()
         trusted = all(s.ready.is_set() for s in every) and is_trusted(credential, user_id, now)
-        results = await db.run(_look(user_id, wanted, limit, credential=None if trusted else credential))
+        results = await db.read(_look(user_id, wanted, limit, credential=None if trusted else credential))
         if results is None:
             forget_hint(credential)
             raise NotAuthenticated("The token was revoked or the session ended.")
@@ -184,7 +184,7 @@ async def hold(
             if not await wait_any(every, remaining):
                 if all(s.ready.is_set() for s in every):
                     break  # timed out, listening all along: nothing new (see views.hold)
-                results = await db.run(_look(user_id, wanted, limit, check_permission=False))
+                results = await db.read(_look(user_id, wanted, limit, check_permission=False))
                 continue
             heard = {name: list(s.messages) for name, s in subscriptions.items()}
             auth_messages = list(auth.messages)
@@ -196,7 +196,7 @@ async def hold(
                 continue  # only the user's notifications, which this poll does not follow
             results = await _recheck(user_id, wanted, heard, limit)
     if INBOX in results and results[INBOX].unread is None:
-        results[INBOX].unread = await db.run(streams.unread_count, user_id)
+        results[INBOX].unread = await db.read(streams.unread_count, user_id)
     return results
 
 
@@ -236,7 +236,7 @@ async def _recheck(
                 continue
         to_check.append((name, after))
     if to_check:
-        checked = await db.run(_look(user_id, to_check, limit, check_permission=False))
+        checked = await db.read(_look(user_id, to_check, limit, check_permission=False))
         assert checked is not None
         results.update(checked)
     return results

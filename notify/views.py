@@ -146,7 +146,7 @@ async def snapshot(user_id: int, limit: int) -> Page:
     """
     head = await batching.head(user_id)
     unread = await batching.unread_count(user_id)
-    notifications = await db.run(streams.newest_unread, user_id, head, limit) if unread else []
+    notifications = await db.read(streams.newest_unread, user_id, head, limit) if unread else []
     return Page(head, [notification_json(n) for n in notifications], unread)
 
 
@@ -196,11 +196,11 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
             head = await batching.head(user_id)
             new_cursor, notifications = after, []
             if after < head:
-                new_cursor, notifications = await db.run(streams.page_after, user_id, after, limit)
+                new_cursor, notifications = await db.read(streams.page_after, user_id, after, limit)
         else:
             # One trip to the database threads: the credential, and the page (or
             # the head, to validate the cursor, if there is nothing new).
-            verified, new_cursor, notifications, head = await db.run(first_check, credential, user_id, after, limit)
+            verified, new_cursor, notifications, head = await db.read(first_check, credential, user_id, after, limit)
             if not verified:
                 forget_hint(credential)
                 raise NotAuthenticated("The token was revoked or the session ended.")
@@ -229,7 +229,7 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
             if page is not None:
                 return page
             subscription.clear()
-            new_cursor, notifications = await db.run(streams.page_after, user_id, after, limit)
+            new_cursor, notifications = await db.read(streams.page_after, user_id, after, limit)
     unread = await batching.unread_count(user_id)
     return Page(new_cursor, [notification_json(n) for n in notifications], unread)
 

@@ -19,9 +19,9 @@ def trips(monkeypatch):  # type: ignore[no-untyped-def]
     made: list[object] = []
     real = db.run
 
-    async def counting(fn, *args):  # type: ignore[no-untyped-def]
+    async def counting(fn, *args, **options):  # type: ignore[no-untyped-def]
         made.append(fn)
-        return await real(fn, *args)
+        return await real(fn, *args, **options)
 
     monkeypatch.setattr(db, "run", counting)
     return made
