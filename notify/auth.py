@@ -42,52 +42,28 @@ def _cache():  # type: ignore[no-untyped-def]
 
 def user_id_for_token(raw: str, *, cached: bool = True) -> int | None:
     """The user id a valid, unrevoked token belongs to, or None. Synchronous."""
-    parts = ApiToken.split(raw)
-    if parts is None:
-        return None
-    key, secret = parts
-    cache = _cache() if cached else None
-    entry = None
-    if cache is not None:
-        try:
-            entry = cache.get(token_cache_key(key))
-        except Exception:  # a cache outage must not lock users out
-            logger.warning("notify: token cache unavailable", exc_info=True)
-    if entry is None:
-        entry = (
-            ApiToken.objects.active()
-            .filter(key=key, user__is_active=True)
-            .values_list("user_id", "secret_hash")
-            .first()
-        )
-        if entry is None:
-            return None
-        if cache is not None:
-            try:
-                cache.set(token_cache_key(key), entry, conf.TOKEN_CACHE_SECONDS)
-            except Exception:
-                logger.warning("notify: token cache unavailable", exc_info=True)
-    user_id, secret_hash = entry
-    return user_id if ApiToken.secret_matches(secret, secret_hash) else None
+    return user_ids_for_tokens([raw], cached=cached).get(raw)
 
 
-def user_ids_for_tokens(raws: list[str]) -> dict[str, int]:
-    """``user_id_for_token`` for many tokens at once: one cache round trip and one
-    query for the tokens the cache did not have. Invalid tokens are left out. Synchronous."""
+def user_ids_for_tokens(raws: list[str], *, cached: bool = True) -> dict[str, int]:
+    """The user id of each valid, unrevoked token among ``raws`` (the others left out),
+    with one cache round trip and one query for the tokens the cache did not have.
+    ``cached=False``: from the database only. Synchronous."""
     secrets: dict[str, list[tuple[str, str]]] = {}
     for raw in raws:
         parts = ApiToken.split(raw)
         if parts is not None:
             secrets.setdefault(parts[0], []).append((raw, parts[1]))
-    cache = _cache()
+    cache = _cache() if cached else None
     entries: dict[str, tuple[int, str]] = {}
     if cache is not None and secrets:
         try:
-            cached = cache.get_many([token_cache_key(key) for key in secrets])
+            cached_entries = cache.get_many([token_cache_key(key) for key in secrets])
         except Exception:  # a cache outage must not lock users out
             logger.warning("notify: token cache unavailable", exc_info=True)
         else:
-            entries = {key: cached[token_cache_key(key)] for key in secrets if token_cache_key(key) in cached}
+            entries = {key: cached_entries[token_cache_key(key)] for key in secrets
+                       if token_cache_key(key) in cached_entries}
     missing = [key for key in secrets if key not in entries]
     if missing:
         rows = (

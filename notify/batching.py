@@ -43,37 +43,35 @@ class Batch(Generic[K, V]):
         self.fetch = fetch
         self.default = default
         self._asked: dict[K, list[asyncio.Future[V]]] = {}
-        self._running = False
-        self._drainer: asyncio.Task[None] | None = None  # held: the loop keeps only weak references
+        # The task taking the trips while there are questions (held: the loop keeps
+        # only weak references to tasks).
+        self._drainer: asyncio.Task[None] | None = None
 
     async def get(self, key: K) -> V:
-        future: asyncio.Future[V] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
         self._asked.setdefault(key, []).append(future)
-        if not self._running:
-            self._running = True
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
         return await future
 
     async def _drain(self) -> None:
-        try:
-            while self._asked:
-                await asyncio.sleep(0)  # let the polls woken in this loop iteration ask too
-                asked, self._asked = self._asked, {}
-                try:
-                    values = await db.read(self._fetch_all, list(asked))
-                except Exception as error:  # noqa: BLE001 - every asker gets it (503 for a DatabaseError)
-                    for futures in asked.values():
-                        for future in futures:
-                            if not future.done():
-                                future.set_exception(error)
-                    continue
-                for key, futures in asked.items():
-                    value = values.get(key, self.default)
+        while self._asked:
+            await asyncio.sleep(0)  # let the polls woken in this loop iteration ask too
+            asked, self._asked = self._asked, {}
+            try:
+                values = await db.read(self._fetch_all, list(asked))
+            except Exception as error:  # noqa: BLE001 - every asker gets it (503 for a DatabaseError)
+                for futures in asked.values():
                     for future in futures:
-                        if not future.done():  # its poll may have been cancelled meanwhile
-                            future.set_result(value)
-        finally:
-            self._running = False
+                        if not future.done():
+                            future.set_exception(error)
+                continue
+            for key, futures in asked.items():
+                value = values.get(key, self.default)
+                for future in futures:
+                    if not future.done():  # its poll may have been cancelled meanwhile
+                        future.set_result(value)
 
     def _fetch_all(self, keys: list[K]) -> dict[K, V]:
         values: dict[K, V] = {}

@@ -70,20 +70,24 @@ class DatabaseTimeout(DatabaseError):
     """A query on the poll path took longer than NOTIFY['DB_TIMEOUT']."""
 
 
-async def read(fn: Callable[..., T], *args: Any) -> T:
-    """``run`` for ``fn`` that only reads (or is safe to repeat): asked once more on a
-    fresh connection if its connection turns out to be broken."""
-    return await run(fn, *args, _call=_call_again_if_broken)
-
-
-async def run(fn: Callable[..., T], *args: Any, _call: Callable[..., Any] = _call) -> T:
+async def run(fn: Callable[..., T], *args: Any) -> T:
     """Await ``fn(*args)`` run in one of the pool's threads, for at most DB_TIMEOUT seconds.
 
     On timeout the caller moves on (and answers 503); the thread finishes its query
     in the background, as a query cannot be interrupted from here.
     """
+    return await _in_thread(_call, fn, *args)
+
+
+async def read(fn: Callable[..., T], *args: Any) -> T:
+    """``run`` for ``fn`` that only reads (or is safe to repeat): asked once more on a
+    fresh connection if its connection turns out to be broken."""
+    return await _in_thread(_call_again_if_broken, fn, *args)
+
+
+async def _in_thread(call: Callable[..., T], fn: Callable[..., T], *args: Any) -> T:
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_get_executor(), partial(_call, fn, *args))
+    future = loop.run_in_executor(_get_executor(), partial(call, fn, *args))
     try:
         async with asyncio.timeout(conf.DB_TIMEOUT):
             return await future

@@ -17,13 +17,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def trips(monkeypatch):  # type: ignore[no-untyped-def]
     """The trips to the database threads made from now on."""
     made: list[object] = []
-    real = db.run
+    real = db.read
 
-    async def counting(fn, *args, **options):  # type: ignore[no-untyped-def]
+    async def counting(fn, *args):  # type: ignore[no-untyped-def]
         made.append(fn)
-        return await real(fn, *args, **options)
+        return await real(fn, *args)
 
-    monkeypatch.setattr(db, "run", counting)
+    monkeypatch.setattr(db, "read", counting)
     return made
 
 

@@ -58,19 +58,25 @@ def test_the_body_is_the_documented_json():
     assert body == {"cursor": "7", "notifications": [{"id": 1}], "unread_count": 2}
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_a_woken_poll_answers_from_the_message_without_querying_again(make_user, monkeypatch, close_hubs):
-    alice = await sync_to_async(make_user)()
-    client = AsyncClient()
-    await sync_to_async(client.force_login)(alice)
-    checks = []
+@pytest.fixture
+def page_queries(monkeypatch):  # type: ignore[no-untyped-def]
+    """The inbox page queries (``streams.page_after``) made from now on."""
+    made = []
     real_page_after = streams.page_after
 
-    def counting_page_after(*args):
-        checks.append(args)
+    def counting_page_after(*args):  # type: ignore[no-untyped-def]
+        made.append(args)
         return real_page_after(*args)
 
     monkeypatch.setattr(streams, "page_after", counting_page_after)
+    return made
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_woken_poll_answers_from_the_message_without_querying_again(make_user, page_queries, close_hubs):
+    alice = await sync_to_async(make_user)()
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(alice)
     poll = asyncio.create_task(client.get("/notify/poll", {"after": "0", "timeout": "20"}))
     await asyncio.sleep(0.5)
     await notify.asend(alice, "straight from Redis", data={"x": "ü"})
@@ -82,25 +88,17 @@ async def test_a_woken_poll_answers_from_the_message_without_querying_again(make
     assert body["unread_count"] == 1 and body["cursor"] == "1"
     # No page query at all: the check before waiting found the head at the cursor
     # (so read no page), and the wake-up was answered from the message.
-    assert checks == []
+    assert page_queries == []
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_poll_that_times_out_asks_for_no_page_and_still_counts_unread(make_user, monkeypatch, close_hubs):
+async def test_a_poll_that_times_out_asks_for_no_page_and_still_counts_unread(make_user, page_queries, close_hubs):
     alice = await sync_to_async(make_user)()
     await notify.asend(alice, "unread before")
     client = AsyncClient()
     await sync_to_async(client.force_login)(alice)
-    checks = []
-    real_page_after = streams.page_after
-
-    def counting_page_after(*args):
-        checks.append(args)
-        return real_page_after(*args)
-
-    monkeypatch.setattr(streams, "page_after", counting_page_after)
     response = await client.get("/notify/poll", {"after": "1", "timeout": "0.5"})
 
     assert response.json() == {"cursor": "1", "notifications": [], "unread_count": 1}
     # Subscribed all along and nothing published: the timeout needs no second look.
-    assert checks == []
+    assert page_queries == []

@@ -25,21 +25,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def lookups(monkeypatch):  # type: ignore[no-untyped-def]
-    """The token look-ups made from now on."""
+    """The token look-ups made from now on (one at a time or batched, all go through here)."""
     made: list[str] = []
-    real = auth.user_id_for_token
-
-    def counting(raw: str, *, cached: bool = True):  # type: ignore[no-untyped-def]
-        made.append(raw)
-        return real(raw, cached=cached)
-
     real_many = auth.user_ids_for_tokens
 
-    def counting_many(raws: list[str]):  # type: ignore[no-untyped-def]
+    def counting_many(raws: list[str], *, cached: bool = True):  # type: ignore[no-untyped-def]
         made.extend(raws)
-        return real_many(raws)
+        return real_many(raws, cached=cached)
 
-    monkeypatch.setattr(auth, "user_id_for_token", counting)
     monkeypatch.setattr(auth, "user_ids_for_tokens", counting_many)
     return made
 
@@ -147,8 +140,8 @@ async def test_a_credential_verified_while_a_change_was_announced_is_not_trusted
     auth._hints.forget(("token", token))
     real = auth.user_ids_for_tokens
 
-    def announced_meanwhile(raws):  # type: ignore[no-untyped-def]
-        found = real(raws)  # read before the change commits...
+    def announced_meanwhile(raws, *, cached=True):  # type: ignore[no-untyped-def]
+        found = real(raws, cached=cached)  # read before the change commits...
         auth.credentials_changed(b"%d" % user_id)  # ...whose message is heard before the answer is kept
         return found
 
