@@ -88,8 +88,10 @@ def main() -> None:
         returned = time.perf_counter() - started
         all_received.wait(60)
         published = time.perf_counter() - started
-        print(f"run {run + 1}: send() returned after {returned:.2f} s for {sent} users; "
-              f"all {received} messages in Redis after {published:.2f} s")
+        print(
+            f"run {run + 1}: send() returned after {returned:.2f} s for {sent} users; "
+            f"all {received} messages in Redis after {published:.2f} s"
+        )
     pubsub.close()
 
 

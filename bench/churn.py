@@ -99,15 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
     info = client.info()
     redis_pid = int(info["process_id"]) if Path(f"/proc/{info['process_id']}").exists() else None
-    result: dict[str, Any] = {"vendor": connection.vendor, "n": args.n, "churn_rate": args.churn_rate,
-                              "duration": args.duration, "send_rate": args.send_rate,
-                              "command": " ".join([".venv/bin/python", "bench/churn.py", *sys.argv[1:]])}
-    log(f"churn: {connection.vendor}, N={args.n}, {args.churn_rate:g} churned polls/s for {args.duration:g} s, "
-        f"{args.send_rate:g} notifications/s")
+    result: dict[str, Any] = {
+        "vendor": connection.vendor,
+        "n": args.n,
+        "churn_rate": args.churn_rate,
+        "duration": args.duration,
+        "send_rate": args.send_rate,
+        "command": " ".join([".venv/bin/python", "bench/churn.py", *sys.argv[1:]]),
+    }
+    log(
+        f"churn: {connection.vendor}, N={args.n}, {args.churn_rate:g} churned polls/s for {args.duration:g} s, "
+        f"{args.send_rate:g} notifications/s"
+    )
     server = Server(
-        VARIANTS[PRIMARY], args.n,
-        env={"DJANGO_SETTINGS_MODULE": "project.settings", "DATABASE_URL": os.environ["DATABASE_URL"],
-             "REDIS_URL": settings.REDIS_URL, "NOTIFY_CHANNEL_PREFIX": prefix, "DJANGO_DEBUG": "0"},
+        VARIANTS[PRIMARY],
+        args.n,
+        env={
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DATABASE_URL": os.environ["DATABASE_URL"],
+            "REDIS_URL": settings.REDIS_URL,
+            "NOTIFY_CHANNEL_PREFIX": prefix,
+            "DJANGO_DEBUG": "0",
+        },
         log_path=VAR / "logs" / f"bench-churn-{args.n}.log",
     )
     loadgen = None
@@ -119,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
             before = server.sample()
             loadgen = LoadGen(
-                server.url, tokens_file, "long", timeout=args.timeout, interval=5.0, ramp_rate=args.ramp_rate,
-                ramp_concurrency=100, catch_up_seconds=args.catch_up_seconds,
+                server.url,
+                tokens_file,
+                "long",
+                timeout=args.timeout,
+                interval=5.0,
+                ramp_rate=args.ramp_rate,
+                ramp_concurrency=100,
+                catch_up_seconds=args.catch_up_seconds,
                 max_seconds=args.ramp_limit + args.duration + args.catch_up_seconds + 120,
                 log_path=VAR / "logs" / f"bench-churn-loadgen-{args.n}.log",
             )
@@ -137,8 +156,10 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(1.0)
             stats = loadgen.ask("stats")
             result["ramp"] = {"held": watcher.held(), "errors": stats["errors"], **meter.since(mark)}
-            log(f"  ramp: held {result['ramp']['held']} / {args.n} in {result['ramp']['seconds']:.1f} s, "
-                f"errors {stats['errors']}")
+            log(
+                f"  ramp: held {result['ramp']['held']} / {args.n} in {result['ramp']['seconds']:.1f} s, "
+                f"errors {stats['errors']}"
+            )
 
             # 2. churn and sends at once
             mark, requests_before = meter.mark(), stats["requests"]
@@ -157,11 +178,16 @@ def main(argv: list[str] | None = None) -> int:
                 **meter.since(mark),
             }
             after = server.sample()
-            result["rss_mb"] = {"before": before.rss_kb / 1024, "after": after.rss_kb / 1024,
-                                "peak": max((s["rss_kb"] for s in watcher.samples), default=0) / 1024}
-            log(f"  churn: {stats['churned']} polls abandoned and replaced, held {result['churn']['held_min']}"
+            result["rss_mb"] = {
+                "before": before.rss_kb / 1024,
+                "after": after.rss_kb / 1024,
+                "peak": max((s["rss_kb"] for s in watcher.samples), default=0) / 1024,
+            }
+            log(
+                f"  churn: {stats['churned']} polls abandoned and replaced, held {result['churn']['held_min']}"
                 f"–{result['churn']['held_max']}, {result['churn']['requests_per_s']:.0f} answered requests/s, "
-                f"errors {stats['errors']}, server CPU {result['churn']['server_cpu_pct']:.0f} %")
+                f"errors {stats['errors']}, server CPU {result['churn']['server_cpu_pct']:.0f} %"
+            )
 
             # 3. exactly once: what was not read during the run is read now, from each client's cursor
             receipts = {int(k): v for k, v in loadgen.ask("receipts", timeout=60)["receipts"].items()}
@@ -176,8 +202,11 @@ def main(argv: list[str] | None = None) -> int:
                 late.update(read_meanwhile(loadgen, missing, late))
                 caught_up = {user_ids[i] for i in answer["caught_up"]}
             latencies = [1000 * (receipts[pk] - t) for pk, t in sends["sent"].items() if pk in receipts]
-            result["latency_ms"] = {"p50": percentile(latencies, 0.5), "p99": percentile(latencies, 0.99),
-                                    "max": max(latencies, default=None)}
+            result["latency_ms"] = {
+                "p50": percentile(latencies, 0.5),
+                "p99": percentile(latencies, 0.99),
+                "max": max(latencies, default=None),
+            }
             result["sent"] = len(sends["sent"])
             result["late"] = len([pk for pk in missing if pk in late])
             result["lost"] = len([pk for pk in missing if pk not in late and sends["recipients"][pk] in caught_up])
@@ -211,11 +240,13 @@ def main(argv: list[str] | None = None) -> int:
     result["problems"] = problems
     out = VAR / f"bench-churn-{connection.vendor}{'-quick' if args.quick else ''}.json"
     out.write_text(json.dumps(result, indent=1, default=str))
-    log(f"  {result['sent']} sent: {result['late']} late, {result['lost']} lost, {result['unverified']} unverified, "
+    log(
+        f"  {result['sent']} sent: {result['late']} late, {result['lost']} lost, {result['unverified']} unverified, "
         f"{result['duplicates']} duplicates; latency p50 {ms(result['latency_ms']['p50'])} p99 "
         f"{ms(result['latency_ms']['p99'])} ms; subscriptions left {result['subscriptions_left']}; RSS "
         f"{result['rss_mb']['before']:.0f} -> {result['rss_mb']['after']:.0f} MB under load, "
-        f"{result['rss_mb_idle']:.0f} MB idle after")
+        f"{result['rss_mb_idle']:.0f} MB idle after"
+    )
     for problem in problems:
         log(f"FAIL {problem}")
     log("churn: OK" if not problems else "churn: FAILED")

@@ -256,8 +256,13 @@ class Load:
                 await asyncio.gather(*(read_all(i) for i in indexes))
         except TimeoutError:
             timed_out = True
-        return {"late": self.late, "timed_out": timed_out, "caught_up": caught_up,
-                "cursors": {i: self.cursors.get(i) for i in indexes}, **self.stats()}
+        return {
+            "late": self.late,
+            "timed_out": timed_out,
+            "caught_up": caught_up,
+            "cursors": {i: self.cursors.get(i) for i in indexes},
+            **self.stats(),
+        }
 
     async def stop(self) -> None:
         self.stopping = True

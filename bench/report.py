@@ -20,8 +20,21 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES_START, NOTES_END = "<!-- notes -->", "<!-- /notes -->"
-PACKAGES = ["Django", "uvicorn", "uvloop", "httptools", "h11", "granian", "hypercorn", "daphne", "gunicorn",
-            "aiohttp", "redis", "psycopg", "py-spy"]
+PACKAGES = [
+    "Django",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "h11",
+    "granian",
+    "hypercorn",
+    "daphne",
+    "gunicorn",
+    "aiohttp",
+    "redis",
+    "psycopg",
+    "py-spy",
+]
 
 # --- py-spy --------------------------------------------------------------------------------
 
@@ -71,8 +84,15 @@ def hot_spots(path: Path, top: int = 15) -> dict[str, Any]:
         "threads": share(threads),
         "self": share(own),
         # Inclusive: the project's and Django's functions only, so the list says which path costs.
-        "inclusive": share(Counter({k: v for k, v in inclusive.items()
-                                    if any(p in k for p in ("notify/", "django/", "redis/", "project/"))})),
+        "inclusive": share(
+            Counter(
+                {
+                    k: v
+                    for k, v in inclusive.items()
+                    if any(p in k for p in ("notify/", "django/", "redis/", "project/"))
+                }
+            )
+        ),
         # The poll path's own steps, for whoever optimizes it.
         "notify": share(Counter({k: v for k, v in inclusive.items() if "notify/" in k})),
         "file": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path),
@@ -134,17 +154,21 @@ def summary_row(r: dict[str, Any]) -> str:
     if "skipped" in r or "error" in r:
         return f"| {r['variant']} | {num(r['n'])} | {r.get('skipped') or 'failed: ' + r['error']} |||||||||"
     lat, b = r["latency_ms"], r["broadcast"]
-    return (f"| {r['variant']} | {num(r['n'])} | {held_text(r)} | {errors_text(r)} | "
-            f"{num(r.get('late', 0))} / {r['lost']} / {num(r.get('unverified', 0))} / {r['client']['duplicates']} | "
-            f"{num(lat['p50'])} | {num(lat['p99'])} | "
-            f"{num(b['p99_s'], 2)} | {num(r.get('kb_per_held_poll'), 1)} | {num(r['after']['threads'])} |")
+    return (
+        f"| {r['variant']} | {num(r['n'])} | {held_text(r)} | {errors_text(r)} | "
+        f"{num(r.get('late', 0))} / {r['lost']} / {num(r.get('unverified', 0))} / {r['client']['duplicates']} | "
+        f"{num(lat['p50'])} | {num(lat['p99'])} | "
+        f"{num(b['p99_s'], 2)} | {num(r.get('kb_per_held_poll'), 1)} | {num(r['after']['threads'])} |"
+    )
 
 
 def variant_table(rows: list[dict[str, Any]]) -> list[str]:
     done = [r for r in rows if "skipped" not in r and "error" not in r]
     out = []
     if done:
-        out.append(f"Server: `{done[-1]['command'].replace(str(done[-1]['n'] + 1000), '<N+1000>').replace(str(2 * done[-1]['n'] + 64), '<2N+64>').replace(str(done[-1]['n'] + 64), '<N+64>')}`")
+        out.append(
+            f"Server: `{done[-1]['command'].replace(str(done[-1]['n'] + 1000), '<N+1000>').replace(str(2 * done[-1]['n'] + 64), '<2N+64>').replace(str(done[-1]['n'] + 64), '<N+64>')}`"
+        )
         out.append("")
         names = [num(r["n"]) for r in done]
         out.append("| N | " + " | ".join(names) + " |")
@@ -156,34 +180,60 @@ def variant_table(rows: list[dict[str, Any]]) -> list[str]:
         line("held polls (server, in Redis)", [held_text(r) for r in done])
         line("ramp time, s", [num(r["ramp"]["seconds"], 1) for r in done])
         line("errors (client; server log)", [errors_text(r) for r in done])
-        line("sent / late / lost / unverified / duplicates",
-             [f"{num(r['sent_total'])} / {num(r.get('late', 0))} / {r['lost']} / {num(r.get('unverified', 0))} / "
-              f"{r['client']['duplicates']}" for r in done])
+        line(
+            "sent / late / lost / unverified / duplicates",
+            [
+                f"{num(r['sent_total'])} / {num(r.get('late', 0))} / {r['lost']} / {num(r.get('unverified', 0))} / "
+                f"{r['client']['duplicates']}"
+                for r in done
+            ],
+        )
         line("steady rate achieved, /s", [num(r["steady"]["rate"]) for r in done])
         for key in ("p50", "p95", "p99", "max"):
             line(f"latency {key}, ms", [num(r["latency_ms"][key]) for r in done])
         line("broadcast: send() returned after, s", [num(r["broadcast"]["send_seconds"], 2) for r in done])
         for key, title in (("p50_s", "50 %"), ("p99_s", "99 %"), ("p100_s", "100 %")):
             line(f"broadcast: {title} received after, s", [num(r["broadcast"][key], 2) for r in done])
-        line("server RSS before → after ramp, MB",
-             [f"{num(r['before']['rss_kb'], 0, 1 / 1024)} → {num(r['after']['rss_kb'], 0, 1 / 1024)}" for r in done])
+        line(
+            "server RSS before → after ramp, MB",
+            [f"{num(r['before']['rss_kb'], 0, 1 / 1024)} → {num(r['after']['rss_kb'], 0, 1 / 1024)}" for r in done],
+        )
         line("**RSS per held poll, KB**", [f"**{num(r.get('kb_per_held_poll'), 1)}**" for r in done])
         line("server threads before → after", [f"{r['before']['threads']} → {r['after']['threads']}" for r in done])
         line("server open files after ramp", [num(r["after"]["fds"]) for r in done])
         line("Redis pub/sub connections of the server", [num(r.get("hub_connections")) for r in done])
-        line("server CPU ramp / steady / broadcast, %",
-             [f"{num(r['ramp']['server_cpu_pct'])} / {num(r['steady']['server_cpu_pct'])} / "
-              f"{num(r['broadcast']['server_cpu_pct'])}" for r in done])
-        line("load generator CPU ramp / steady / broadcast, %",
-             [f"{num(r['ramp']['loadgen_cpu_pct'])} / {num(r['steady']['loadgen_cpu_pct'])} / "
-              f"{num(r['broadcast']['loadgen_cpu_pct'])}" for r in done])
-        line("sender (notify.send) CPU steady / broadcast, %",
-             [f"{num(r['steady']['sender_cpu_pct'])} / {num(r['broadcast']['sender_cpu_pct'])}" for r in done])
-        line("Redis CPU ramp / steady, %",
-             [f"{num(r['ramp']['redis_cpu_pct'])} / {num(r['steady']['redis_cpu_pct'])}" for r in done])
-        line("everything else on the machine ramp / steady / broadcast, %",
-             [f"{num(r['ramp']['others_cpu_pct'])} / {num(r['steady']['others_cpu_pct'])} / "
-              f"{num(r['broadcast']['others_cpu_pct'])}" for r in done])
+        line(
+            "server CPU ramp / steady / broadcast, %",
+            [
+                f"{num(r['ramp']['server_cpu_pct'])} / {num(r['steady']['server_cpu_pct'])} / "
+                f"{num(r['broadcast']['server_cpu_pct'])}"
+                for r in done
+            ],
+        )
+        line(
+            "load generator CPU ramp / steady / broadcast, %",
+            [
+                f"{num(r['ramp']['loadgen_cpu_pct'])} / {num(r['steady']['loadgen_cpu_pct'])} / "
+                f"{num(r['broadcast']['loadgen_cpu_pct'])}"
+                for r in done
+            ],
+        )
+        line(
+            "sender (notify.send) CPU steady / broadcast, %",
+            [f"{num(r['steady']['sender_cpu_pct'])} / {num(r['broadcast']['sender_cpu_pct'])}" for r in done],
+        )
+        line(
+            "Redis CPU ramp / steady, %",
+            [f"{num(r['ramp']['redis_cpu_pct'])} / {num(r['steady']['redis_cpu_pct'])}" for r in done],
+        )
+        line(
+            "everything else on the machine ramp / steady / broadcast, %",
+            [
+                f"{num(r['ramp']['others_cpu_pct'])} / {num(r['steady']['others_cpu_pct'])} / "
+                f"{num(r['broadcast']['others_cpu_pct'])}"
+                for r in done
+            ],
+        )
         line("requests answered per s, steady", [num(r["steady"]["requests_per_s"]) for r in done])
     for r in rows:
         if "skipped" in r:
@@ -199,9 +249,11 @@ def variant_table(rows: list[dict[str, Any]]) -> list[str]:
 def profile_section(results: list[dict[str, Any]]) -> list[str]:
     out = []
     for r in results:
-        for key, title in (("profile_ramp", "during the ramp (clients taking a cursor, then holding a poll)"),
-                           ("profile_steady", "during steady sends"),
-                           ("profile_broadcast", "during a broadcast")):
+        for key, title in (
+            ("profile_ramp", "during the ramp (clients taking a cursor, then holding a poll)"),
+            ("profile_steady", "during steady sends"),
+            ("profile_broadcast", "during a broadcast"),
+        ):
             spots = r.get(key)
             if not spots:
                 continue
@@ -211,8 +263,10 @@ def profile_section(results: list[dict[str, Any]]) -> list[str]:
                 out.append(f"py-spy failed: `{spots['error']}`")
                 out.append("")
                 continue
-            out.append(f"{spots['samples']} samples at 200 Hz (`{spots['file']}`). "
-                       "By thread: " + ", ".join(f"{name} {pct} %" for name, pct in spots["threads"]) + ".")
+            out.append(
+                f"{spots['samples']} samples at 200 Hz (`{spots['file']}`). "
+                "By thread: " + ", ".join(f"{name} {pct} %" for name, pct in spots["threads"]) + "."
+            )
             out.append("")
             out.append("| self (leaf) | % | | inclusive (notify, Django, redis) | % |")
             out.append("|---|---|---|---|---|")
@@ -222,8 +276,11 @@ def profile_section(results: list[dict[str, Any]]) -> list[str]:
                 out.append(f"| `{left[0]}` | {left[1]} | | `{right[0]}` | {right[1]} |")
             out.append("")
             if spots.get("notify"):
-                out.append("notify's own functions, inclusive: " + ", ".join(
-                    f"`{name.split(' (')[0]}` {pct} %" for name, pct in spots["notify"][:12]) + ".")
+                out.append(
+                    "notify's own functions, inclusive: "
+                    + ", ".join(f"`{name.split(' (')[0]}` {pct} %" for name, pct in spots["notify"][:12])
+                    + "."
+                )
                 out.append("")
     return out
 
@@ -251,19 +308,34 @@ def targets_section(results: list[dict[str, Any]]) -> list[str]:
         return "**missed**" if not ok else f"not shown: {num(held)} held"
 
     rows = [
-        ("10,000 held polls, zero errors", f"{held_text(r)} held, {errs} errors",
-         verdict(held >= 10_000 and errs == 0)),
-        ("zero loss, zero duplicates",
-         f"{r['lost']} lost, {r['client']['duplicates']} duplicates of {num(r['sent_total'])}",
-         verdict(r["lost"] == 0 and r["client"]["duplicates"] == 0)),
-        ("p99 delivery <= 50 ms at 200/s with 10,000 held", f"p99 {num(lat['p99'])} ms {at}",
-         at_scale(lat["p99"] is not None and lat["p99"] <= 50)),
-        ("broadcast to 10,000: 99 % within 1 s", f"99 % after {num(b['p99_s'], 2)} s {at}",
-         at_scale(b["p99_s"] is not None and b["p99_s"] <= 1.0)),
+        (
+            "10,000 held polls, zero errors",
+            f"{held_text(r)} held, {errs} errors",
+            verdict(held >= 10_000 and errs == 0),
+        ),
+        (
+            "zero loss, zero duplicates",
+            f"{r['lost']} lost, {r['client']['duplicates']} duplicates of {num(r['sent_total'])}",
+            verdict(r["lost"] == 0 and r["client"]["duplicates"] == 0),
+        ),
+        (
+            "p99 delivery <= 50 ms at 200/s with 10,000 held",
+            f"p99 {num(lat['p99'])} ms {at}",
+            at_scale(lat["p99"] is not None and lat["p99"] <= 50),
+        ),
+        (
+            "broadcast to 10,000: 99 % within 1 s",
+            f"99 % after {num(b['p99_s'], 2)} s {at}",
+            at_scale(b["p99_s"] is not None and b["p99_s"] <= 1.0),
+        ),
         ("<= 20 KB RSS per held poll", f"{num(kb, 1)} KB {at}", verdict(kb is not None and kb <= 20)),
     ]
-    out = [f"The default variant (uvicorn, uvloop + httptools, `project.asgi:application`) at its largest N, {n}:", "",
-           "| target | measured | |", "|---|---|---|"]
+    out = [
+        f"The default variant (uvicorn, uvloop + httptools, `project.asgi:application`) at its largest N, {n}:",
+        "",
+        "| target | measured | |",
+        "|---|---|---|",
+    ]
     out += [f"| {a} | {b_} | {c} |" for a, b_, c in rows]
     return out
 
@@ -299,8 +371,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
             points = [(r["n"], value(r)) for r in done if r["variant"] == name and value(r) is not None]
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o", color=colours[base], linestyle=styles.get(db.rstrip(")"), ":"),
-                        label=name)
+                ax.plot(xs, ys, marker="o", color=colours[base], linestyle=styles.get(db.rstrip(")"), ":"), label=name)
         if target is not None:
             ax.axhline(target, color="grey", linestyle=":", linewidth=1)
         if title.startswith("polls held"):
@@ -319,9 +390,11 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes[0][1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=4, frameon=False)
-    fig.suptitle("notify: one server worker on 2 shared cores, loopback\n"
-                 "dotted grey: the targets (held: N itself); solid: SQLite, dashed: PostgreSQL; "
-                 "no point: not reached while the run lasted")
+    fig.suptitle(
+        "notify: one server worker on 2 shared cores, loopback\n"
+        "dotted grey: the targets (held: N itself); solid: SQLite, dashed: PostgreSQL; "
+        "no point: not reached while the run lasted"
+    )
     fig.tight_layout(rect=(0, 0.1, 1, 0.95))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -359,11 +432,13 @@ def run_section(meta: dict[str, Any], everything: list[dict[str, Any]]) -> list[
         meta["command"],
         "```",
         "",
-        (f"Database: {meta['database']}. Redis: {meta['redis']}. Each run: one server worker process; N clients in "
-        "one separate process (aiohttp, one ClientSession, `TCPConnector(limit=0)`, uvloop), each taking a cursor "
-        f"and then holding one poll (`timeout={args['timeout']:g}`), asking again at once with the cursor it got; "
-        f"{args['rate']:g} notifications/s for {args['duration']:g} s to random users among the N; then one "
-        f"broadcast to all N. Held polls are counted {args['ramp_limit']:g} s after the ramp starts at the latest."),
+        (
+            f"Database: {meta['database']}. Redis: {meta['redis']}. Each run: one server worker process; N clients in "
+            "one separate process (aiohttp, one ClientSession, `TCPConnector(limit=0)`, uvloop), each taking a cursor "
+            f"and then holding one poll (`timeout={args['timeout']:g}`), asking again at once with the cursor it got; "
+            f"{args['rate']:g} notifications/s for {args['duration']:g} s to random users among the N; then one "
+            f"broadcast to all N. Held polls are counted {args['ramp_limit']:g} s after the ramp starts at the latest."
+        ),
         "",
         *code_note(results),
         "### Against the targets",
@@ -372,15 +447,19 @@ def run_section(meta: dict[str, Any], everything: list[dict[str, Any]]) -> list[
         "",
         "### All variants",
         "",
-        ("Latency: from `notify.send()` returning in the sender to the client having read the answer "
-        "(p50 / p99 in ms, steady phase). Broadcast: seconds from the `notify.send(queryset)` call until "
-        "99 % of the N users had it. Late / lost / duplicates counted by notification id over every phase: *late* "
-        "were not read while the run lasted but were by one more poll after it; *lost* not even then; "
-        "*unverified*: not read, and the catch-up ran out of time before that client was done. A – for a broadcast "
-        "share: not reached while the run lasted."),
+        (
+            "Latency: from `notify.send()` returning in the sender to the client having read the answer "
+            "(p50 / p99 in ms, steady phase). Broadcast: seconds from the `notify.send(queryset)` call until "
+            "99 % of the N users had it. Late / lost / duplicates counted by notification id over every phase: *late* "
+            "were not read while the run lasted but were by one more poll after it; *lost* not even then; "
+            "*unverified*: not read, and the catch-up ran out of time before that client was done. A – for a broadcast "
+            "share: not reached while the run lasted."
+        ),
         "",
-        ("| variant | N | held | errors | late / lost / unverified / dups | p50 ms | p99 ms | broadcast 99 %, s | KB / held poll | "
-        "threads |"),
+        (
+            "| variant | N | held | errors | late / lost / unverified / dups | p50 ms | p99 ms | broadcast 99 %, s | KB / held poll | "
+            "threads |"
+        ),
         "|---|---|---|---|---|---|---|---|---|---|",
         *[summary_row(r) for r in results],
         "",
@@ -390,12 +469,18 @@ def run_section(meta: dict[str, Any], everything: list[dict[str, Any]]) -> list[
         out += [f"#### {variant}: {rows[0]['label']}", "", *variant_table(rows), ""]
     profiles = profile_section(profiled)
     if profiles:
-        out += [f"### Where the server spends its time on {vendor} (py-spy)", "",
-                ("In a run of its own after the measured ones (py-spy takes CPU from the same two cores), "
+        out += [
+            f"### Where the server spends its time on {vendor} (py-spy)",
+            "",
+            (
+                "In a run of its own after the measured ones (py-spy takes CPU from the same two cores), "
                 "`--nonblocking` so the server is never paused, on the server's worker process. *Self*: the function "
                 "on top of the stack; *inclusive*: on the stack anywhere. Threads: MainThread runs the event loop, "
-                "notify-db the pool that runs the poll path's queries."), "",
-                *[line.replace("### ", "#### ", 1) if line.startswith("### ") else line for line in profiles]]
+                "notify-db the pool that runs the poll path's queries."
+            ),
+            "",
+            *[line.replace("### ", "#### ", 1) if line.startswith("### ") else line for line in profiles],
+        ]
     return out
 
 
@@ -410,19 +495,22 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
     for run in runs:
         for r in run["results"]:
             if not r.get("profiled"):
-                everything.append({**r, "variant": f"{r['variant']} ({run['meta']['vendor']})"}
-                                  if len(runs) > 1 else r)
+                everything.append({**r, "variant": f"{r['variant']} ({run['meta']['vendor']})"} if len(runs) > 1 else r)
     plot(everything, png_path)
     m = machine()
     out = [
         "# Benchmarks",
         "",
-        ("<!-- Written by bench/run.py (bench/report.py) from var/bench-results-*.json; only the notes section is "
-        "kept when it is rerun. -->"),
+        (
+            "<!-- Written by bench/run.py (bench/report.py) from var/bench-results-*.json; only the notes section is "
+            "kept when it is rerun. -->"
+        ),
         "",
-        (f"- Machine: {m['cpu']}, {m['memory']}, {m['os']}, Python {m['python']}. Server, load generator, sender, "
-        "Redis and the database share the two cores, and other people's test runs may too: every table gives "
-        "each one's CPU, and *everything else on the machine*."),
+        (
+            f"- Machine: {m['cpu']}, {m['memory']}, {m['os']}, Python {m['python']}. Server, load generator, sender, "
+            "Redis and the database share the two cores, and other people's test runs may too: every table gives "
+            "each one's CPU, and *everything else on the machine*."
+        ),
         f"- Packages: {m['packages']}.",
         "",
         "![p99 latency, RSS per held poll and broadcast time against N, per variant](img/benchmarks.png)",
@@ -435,19 +523,27 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
     out += [
         "## How it is measured",
         "",
-        ("- **held**: channels the server has subscribed in Redis under the run's own prefix (`PUBSUB CHANNELS`): a "
-        "poll is counted once the server really holds it, not while it waits in a socket backlog."),
-        ("- **RSS per held poll**: (VmRSS after the ramp − VmRSS before it) / held polls, summed over the server's "
-        "process tree, after one warm-up poll. **CPU**: utime + stime from /proc, in % of one core; *everything "
-        "else* is the machine's busy time (/proc/stat) less server, load generator, sender and Redis: the database, "
-        "the kernel's loopback work, and anyone else's processes."),
-        ("- **Loss and duplicates**: every id returned by `notify.send` must be read by the client exactly once. "
-        "What a client has not read when the run ends (its polls failed, or the server was too far behind) is "
-        "asked for once more by those clients, with their last cursor, after the load stops: found then, it is "
-        "*late*; not found, *lost*."),
-        ("- The steady phase and the broadcast use the real `notify.send` in the orchestrator (insert, commit, Redis "
-        "publish). Every process is bounded in time and stopped by pid; all traffic is on 127.0.0.1. Raw results: "
-        "`var/bench-results-<database>.json`; server logs: `var/logs/bench-*.log`."),
+        (
+            "- **held**: channels the server has subscribed in Redis under the run's own prefix (`PUBSUB CHANNELS`): a "
+            "poll is counted once the server really holds it, not while it waits in a socket backlog."
+        ),
+        (
+            "- **RSS per held poll**: (VmRSS after the ramp − VmRSS before it) / held polls, summed over the server's "
+            "process tree, after one warm-up poll. **CPU**: utime + stime from /proc, in % of one core; *everything "
+            "else* is the machine's busy time (/proc/stat) less server, load generator, sender and Redis: the database, "
+            "the kernel's loopback work, and anyone else's processes."
+        ),
+        (
+            "- **Loss and duplicates**: every id returned by `notify.send` must be read by the client exactly once. "
+            "What a client has not read when the run ends (its polls failed, or the server was too far behind) is "
+            "asked for once more by those clients, with their last cursor, after the load stops: found then, it is "
+            "*late*; not found, *lost*."
+        ),
+        (
+            "- The steady phase and the broadcast use the real `notify.send` in the orchestrator (insert, commit, Redis "
+            "publish). Every process is bounded in time and stopped by pid; all traffic is on 127.0.0.1. Raw results: "
+            "`var/bench-results-<database>.json`; server logs: `var/logs/bench-*.log`."
+        ),
         "",
         "Rerun:",
         "",

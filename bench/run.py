@@ -122,7 +122,9 @@ def issue_tokens(user_ids: list[int], path: Path) -> None:
     for uid in user_ids:
         key, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
         # As ApiToken.issue() stores it: the SHA-256 of the secret.
-        rows.append(ApiToken(user_id=uid, name="bench", key=key, secret_hash=hashlib.sha256(secret.encode()).hexdigest()))
+        rows.append(
+            ApiToken(user_id=uid, name="bench", key=key, secret_hash=hashlib.sha256(secret.encode()).hexdigest())
+        )
         plain.append(f"{ApiToken.PREFIX}_{key}_{secret}")
     ApiToken.objects.bulk_create(rows, batch_size=2000)
     path.write_text(json.dumps(plain))
@@ -196,8 +198,7 @@ def paced_sends(user_ids: list[int], rate: float, duration: float, title: str, s
         sent[created.pk] = time.monotonic()
         recipients[created.pk] = created.recipient_id
     elapsed = time.monotonic() - t0
-    return {"sent": sent, "recipients": recipients, "rate": count / elapsed if elapsed else 0.0,
-            "worst_lag": worst_lag}
+    return {"sent": sent, "recipients": recipients, "rate": count / elapsed if elapsed else 0.0, "worst_lag": worst_lag}
 
 
 def wait_received(loadgen: LoadGen, expected: int, timeout: float) -> dict[str, Any]:
@@ -221,9 +222,22 @@ class Spy:
         self.path = VAR / f"bench-profile-{connection.vendor}-{name}.txt"
         self.log_path = self.path.with_suffix(".log")
         self.seconds = seconds
-        command = [str(ROOT / ".venv" / "bin" / "py-spy"), "record", "--pid", str(pid), "--duration",
-                   str(int(seconds)), "--rate", "200", "--nonblocking", "--format", "raw", "--threads",
-                   "--output", str(self.path)]
+        command = [
+            str(ROOT / ".venv" / "bin" / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--duration",
+            str(int(seconds)),
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--threads",
+            "--output",
+            str(self.path),
+        ]
         with open(self.log_path, "wb") as spy_log:
             self.process = subprocess.Popen(command, stdout=spy_log, stderr=subprocess.STDOUT)
         time.sleep(0.5)  # attaching
@@ -257,22 +271,32 @@ class Meter:
 
     def mark(self) -> dict[str, float]:
         busy, _ = machine_cpu()
-        return {"t": time.monotonic(), "server": self.server.sample().cpu, "loadgen": self.loadgen.cpu(),
-                "sender": my_cpu(), "redis": cpu_of(self.redis_pid), "machine": busy}
+        return {
+            "t": time.monotonic(),
+            "server": self.server.sample().cpu,
+            "loadgen": self.loadgen.cpu(),
+            "sender": my_cpu(),
+            "redis": cpu_of(self.redis_pid),
+            "machine": busy,
+        }
 
     def since(self, start: dict[str, float]) -> dict[str, float]:
         end = self.mark()
         seconds = end["t"] - start["t"]
-        pct = {f"{k}_cpu_pct": 100.0 * (end[k] - start[k]) / seconds if seconds > 0 else 0.0
-               for k in ("server", "loadgen", "sender", "redis", "machine")}
+        pct = {
+            f"{k}_cpu_pct": 100.0 * (end[k] - start[k]) / seconds if seconds > 0 else 0.0
+            for k in ("server", "loadgen", "sender", "redis", "machine")
+        }
         pct["others_cpu_pct"] = pct["machine_cpu_pct"] - sum(
-            pct[f"{k}_cpu_pct"] for k in ("server", "loadgen", "sender", "redis"))
+            pct[f"{k}_cpu_pct"] for k in ("server", "loadgen", "sender", "redis")
+        )
         pct["seconds"] = seconds
         return pct
 
 
-def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Namespace,
-            profiled: bool = False) -> dict[str, Any]:
+def run_one(
+    variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Namespace, profiled: bool = False
+) -> dict[str, Any]:
     """One variant at one N. ``profiled``: py-spy the server in every phase (a run of its own,
     kept out of the tables, since py-spy takes CPU from the same two cores)."""
     from django.contrib.auth import get_user_model
@@ -283,8 +307,13 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
     variant = VARIANTS[variant_name]
     user_ids = ctx["user_ids"][:n]
     prefix = f"{ctx['prefix']}-{variant_name}-{n}"
-    result: dict[str, Any] = {"variant": variant_name, "label": variant.label, "n": n, "mode": variant.mode,
-                              "profiled": profiled}
+    result: dict[str, Any] = {
+        "variant": variant_name,
+        "label": variant.label,
+        "n": n,
+        "mode": variant.mode,
+        "profiled": profiled,
+    }
     tokens_file = VAR / f"bench-tokens-{n}.json"
     tokens_file.write_text(json.dumps(ctx["tokens"][:n]))
     reset_streams()
@@ -320,9 +349,15 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
             result["before"] = before.as_dict()
             result["processes"] = len(before.pids)
             loadgen = LoadGen(
-                server.url, tokens_file, variant.mode, timeout=args.timeout, interval=args.interval,
-                ramp_rate=args.ramp_rate, ramp_concurrency=args.ramp_concurrency,
-                catch_up_seconds=args.catch_up_seconds, max_seconds=args.max_run_seconds,
+                server.url,
+                tokens_file,
+                variant.mode,
+                timeout=args.timeout,
+                interval=args.interval,
+                ramp_rate=args.ramp_rate,
+                ramp_concurrency=args.ramp_concurrency,
+                catch_up_seconds=args.catch_up_seconds,
+                max_seconds=args.max_run_seconds,
                 log_path=VAR / "logs" / f"bench-loadgen-{variant_name}-{n}.log",
             )
             meter = Meter(server, loadgen, ctx["redis_pid"])
@@ -367,9 +402,11 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
             if held:
                 result["kb_per_held_poll"] = (after.rss_kb - before.rss_kb) / held
                 result["threads_per_held_poll"] = (after.threads - before.threads) / held
-            log(f"  ramp: held {held} / {n} in {ramp_seconds:.1f} s, in flight {stats['in_flight']}, "
+            log(
+                f"  ramp: held {held} / {n} in {ramp_seconds:.1f} s, in flight {stats['in_flight']}, "
                 f"RSS {before.rss_kb / 1024:.0f} -> {after.rss_kb / 1024:.0f} MB, threads {after.threads}, "
-                f"errors {stats['errors']}")
+                f"errors {stats['errors']}"
+            )
 
             # 2. steady sends
             spy = Spy(server.worker_pid(), min(args.duration, 5), "steady") if profiled else None
@@ -401,8 +438,11 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
                 sent_all[c.pk] = t_return
                 recipient_of[c.pk] = c.recipient_id
             wait_received(loadgen, len(sent_all), args.interval + 10 if not long else 10)
-            result["broadcast"] = {"recipients": len(broadcast_ids), "send_seconds": t_return - t_call,
-                                   **meter.since(mark)}
+            result["broadcast"] = {
+                "recipients": len(broadcast_ids),
+                "send_seconds": t_return - t_call,
+                **meter.since(mark),
+            }
             if spy is not None:
                 result["profile_broadcast"] = spy.hot_spots()
 
@@ -422,9 +462,12 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
                 late.update(read_meanwhile(loadgen, missing, late))
                 caught_up = {user_ids[i] for i in answer["caught_up"]}
                 cursors = {user_ids[int(i)]: c for i, c in answer["cursors"].items()}
-                result["catch_up"] = {"clients": len(clients), "caught_up": len(caught_up),
-                                      "timed_out": answer["timed_out"],
-                                      "seconds": round(time.monotonic() - catch_up_started, 1)}
+                result["catch_up"] = {
+                    "clients": len(clients),
+                    "caught_up": len(caught_up),
+                    "timed_out": answer["timed_out"],
+                    "seconds": round(time.monotonic() - catch_up_started, 1),
+                }
         finally:
             watcher.halt.set()
             final = loadgen.stop() if loadgen is not None else None
@@ -443,13 +486,21 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
     latencies = [1000 * (receipts[pk] - t) for pk, t in steady["sent"].items() if pk in receipts]
     # Each steady notification: when send() returned (s after the first) and its latency, for a closer look.
     first = min(steady["sent"].values(), default=0.0)
-    (VAR / f"bench-latencies-{variant_name}-{n}.json").write_text(json.dumps(
-        [[round(t - first, 4), None if pk not in receipts else round(1000 * (receipts[pk] - t), 2)]
-         for pk, t in steady["sent"].items()]))
+    (VAR / f"bench-latencies-{variant_name}-{n}.json").write_text(
+        json.dumps(
+            [
+                [round(t - first, 4), None if pk not in receipts else round(1000 * (receipts[pk] - t), 2)]
+                for pk, t in steady["sent"].items()
+            ]
+        )
+    )
     result["latency_ms"] = {
-        "p50": percentile(latencies, 0.50), "p95": percentile(latencies, 0.95),
-        "p99": percentile(latencies, 0.99), "max": max(latencies, default=None),
-        "min": min(latencies, default=None), "count": len(latencies),
+        "p50": percentile(latencies, 0.50),
+        "p95": percentile(latencies, 0.95),
+        "p99": percentile(latencies, 0.99),
+        "max": max(latencies, default=None),
+        "min": min(latencies, default=None),
+        "count": len(latencies),
     }
     arrivals = sorted(receipts[pk] - t_call for pk in broadcast_ids if pk in receipts)
     bn = len(broadcast_ids)
@@ -458,8 +509,9 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
         need = math.ceil(fraction * bn)
         return arrivals[need - 1] if bn and len(arrivals) >= need else None
 
-    result["broadcast"].update({"received": len(arrivals), "p50_s": reached(0.5), "p99_s": reached(0.99),
-                                "p100_s": reached(1.0)})
+    result["broadcast"].update(
+        {"received": len(arrivals), "p50_s": reached(0.5), "p99_s": reached(0.99), "p100_s": reached(1.0)}
+    )
     result["sent_total"] = len(sent_all)
     result["late"] = len([pk for pk in missing if pk in late])
     # Lost: its user's client read everything past its cursor after the run, and it was not there.
@@ -472,8 +524,13 @@ def run_one(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
 
         rows = Notification.objects.filter(pk__in=lost[:20]).values_list("pk", "recipient_id", "seq")
         result["lost_detail"] = [
-            {"id": pk, "user": uid, "seq": seq, "client_cursor": cursors.get(uid),
-             "why": why_lost(cursors.get(uid), seq)}
+            {
+                "id": pk,
+                "user": uid,
+                "seq": seq,
+                "client_cursor": cursors.get(uid),
+                "why": why_lost(cursors.get(uid), seq),
+            }
             for pk, uid, seq in rows
         ]
     result["unexpected"] = len([pk for pk in {**receipts, **late} if pk not in sent_all])
@@ -552,8 +609,10 @@ def skip_reason(variant_name: str, n: int, elapsed: float, args: argparse.Namesp
         clients = redis_client.info("clients")
         room = int(clients["maxclients"]) - int(clients["connected_clients"]) - 1000
         if n > room:
-            return (f"not run: under WSGI every held poll opens a Redis connection of its own; {n:,} would exhaust "
-                    f"the shared Redis (maxclients {clients['maxclients']}, {clients['connected_clients']} connected)")
+            return (
+                f"not run: under WSGI every held poll opens a Redis connection of its own; {n:,} would exhaust "
+                f"the shared Redis (maxclients {clients['maxclients']}, {clients['connected_clients']} connected)"
+            )
     return None
 
 
@@ -562,8 +621,9 @@ def skipped(variant_name: str, n: int, reason: str) -> dict[str, Any]:
     return {"variant": variant_name, "n": n, "label": VARIANTS[variant_name].label, "skipped": reason}
 
 
-def attempt(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Namespace,
-            profiled: bool = False) -> dict[str, Any]:
+def attempt(
+    variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Namespace, profiled: bool = False
+) -> dict[str, Any]:
     """run_one, logged; a failure becomes a result that says what failed."""
     if not profiled:
         log(f"{variant_name} N={n}")
@@ -571,31 +631,43 @@ def attempt(variant_name: str, n: int, ctx: dict[str, Any], args: argparse.Names
         result = run_one(variant_name, n, ctx, args, profiled)
     except Exception as error:  # noqa: BLE001 - reported, and the next run goes on
         log(f"  failed: {error!r}")
-        return {"variant": variant_name, "n": n, "label": VARIANTS[variant_name].label, "profiled": profiled,
-                "error": f"{type(error).__name__}: {error}"[:600]}
+        return {
+            "variant": variant_name,
+            "n": n,
+            "label": VARIANTS[variant_name].label,
+            "profiled": profiled,
+            "error": f"{type(error).__name__}: {error}"[:600],
+        }
     lat, b = result["latency_ms"], result["broadcast"]
 
     def ms(value: float | None, scale: float = 1.0) -> str:
         return "-" if value is None else f"{value * scale:.0f}"
 
-    log(f"  latency p50 {ms(lat['p50'])} p99 {ms(lat['p99'])} max {ms(lat['max'])} ms; broadcast 99% "
+    log(
+        f"  latency p50 {ms(lat['p50'])} p99 {ms(lat['p99'])} max {ms(lat['max'])} ms; broadcast 99% "
         f"{ms(b['p99_s'], 1000)} ms 100% {ms(b['p100_s'], 1000)} ms; of {result['sent_total']} sent "
         f"{result['late']} late, {result['lost']} lost, {result['unverified']} unverified, "
         f"dups {result['client']['duplicates']}, client errors {result['client']['errors']}, server log problems "
-        f"{result['server_log_errors']}")
+        f"{result['server_log_errors']}"
+    )
     return result
 
 
 # --- main ---
 
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,5000,10000", help="numbers of users, comma-separated")
-    parser.add_argument("--other-sizes", default="1000,5000",
-                        help="the sizes (among --sizes) at which variants other than uvicorn run")
+    parser.add_argument(
+        "--other-sizes", default="1000,5000", help="the sizes (among --sizes) at which variants other than uvicorn run"
+    )
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
-    parser.add_argument("--quick", action="store_true", help="smoke test: N=200, uvicorn, a few seconds; exit 1 on "
-                        "any loss, duplicate or error")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: N=200, uvicorn, a few seconds; exit 1 on any loss, duplicate or error",
+    )
     parser.add_argument("--rate", type=float, default=200.0, help="notifications a second in the steady phase")
     # 30 s: long enough to take in the first wave of re-polls (every poll of the ramp
     # times out 25 s after it began), which a shorter window can miss.
@@ -603,18 +675,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=25.0, help="long poll timeout the clients ask for")
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between short polls")
     parser.add_argument("--ramp-rate", type=float, default=2000.0, help="clients started a second")
-    parser.add_argument("--ramp-concurrency", type=int, default=100,
-                        help="clients taking their first cursor at once during the ramp")
-    parser.add_argument("--ramp-limit", type=float, default=45.0,
-                        help="seconds the ramp may take; held polls are counted then")
-    parser.add_argument("--catch-up-seconds", type=float, default=30.0,
-                        help="after a run, time allowed to read what was not read during it")
-    parser.add_argument("--budget", type=float, default=2400.0, help="seconds for the whole run; runs that would "
-                        "not fit are skipped and reported so")
+    parser.add_argument(
+        "--ramp-concurrency", type=int, default=100, help="clients taking their first cursor at once during the ramp"
+    )
+    parser.add_argument(
+        "--ramp-limit", type=float, default=45.0, help="seconds the ramp may take; held polls are counted then"
+    )
+    parser.add_argument(
+        "--catch-up-seconds",
+        type=float,
+        default=30.0,
+        help="after a run, time allowed to read what was not read during it",
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=2400.0,
+        help="seconds for the whole run; runs that would not fit are skipped and reported so",
+    )
     parser.add_argument("--max-run-seconds", type=float, default=240.0, help="a load generator stops by itself after")
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip py-spy")
-    parser.add_argument("--no-write", dest="write", action="store_false",
-                        help="do not write docs/benchmarks.md and docs/img/benchmarks.png")
+    parser.add_argument(
+        "--no-write",
+        dest="write",
+        action="store_false",
+        help="do not write docs/benchmarks.md and docs/img/benchmarks.png",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.variants, args.duration, args.profile, args.write = "200", PRIMARY, 3.0, False, False
@@ -630,6 +716,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def code_version() -> str:
     """The commit measured, and whether notify/ or project/ differed from it (others work in this tree)."""
+
     def git(*args: str) -> str:
         try:
             done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False)
@@ -650,8 +737,10 @@ def setup_environment() -> str:
     if url.startswith("postgres"):
         name = database_name(url)
         if name == "test" or name.startswith("test_"):
-            sys.exit(f"bench: refusing DATABASE_URL naming database {name!r}: that is the test suite's. "
-                     "Use e.g. postgres://postgres@127.0.0.1:5432/notify_bench")
+            sys.exit(
+                f"bench: refusing DATABASE_URL naming database {name!r}: that is the test suite's. "
+                "Use e.g. postgres://postgres@127.0.0.1:5432/notify_bench"
+            )
         ensure_postgres_database(url)
     os.environ["DATABASE_URL"] = url
     os.environ["DJANGO_SETTINGS_MODULE"] = "project.settings"
@@ -714,8 +803,9 @@ def main(argv: list[str] | None = None) -> int:
     plan += [("profile", 0)] if args.profile and PRIMARY in args.variants else []
     # At larger N, the other ASGI servers first: the thread-per-poll variants and short polling
     # have shown their costs at the smallest N already.
-    tail = sorted(others, key=lambda v: (VARIANTS[v].mode != "long" or VARIANTS[v].kind == "wsgi"
-                                         or v == "uvicorn-django"))
+    tail = sorted(
+        others, key=lambda v: VARIANTS[v].mode != "long" or VARIANTS[v].kind == "wsgi" or v == "uvicorn-django"
+    )
     plan += [(v, n) for n in other_sizes[1:] for v in tail]
     # The default's twin with CPython's stock garbage collector: at every N, where its
     # pauses show (the largest), last so that it never crowds out the rest.
@@ -723,8 +813,11 @@ def main(argv: list[str] | None = None) -> int:
     for variant_name, n in plan:
         if variant_name == "profile":
             # py-spy in every phase, in a run of its own: at the largest N the default variant held.
-            held = [r["n"] for r in results if r["variant"] == PRIMARY and "ramp" in r
-                    and (r["ramp"]["held"] or 0) >= 0.99 * r["n"]]
+            held = [
+                r["n"]
+                for r in results
+                if r["variant"] == PRIMARY and "ramp" in r and (r["ramp"]["held"] or 0) >= 0.99 * r["n"]
+            ]
             n = max(held, default=min(args.sizes))
             reason = skip_reason(PRIMARY, n, time.monotonic() - started, args, client)
             if reason is None:
@@ -746,8 +839,11 @@ def main(argv: list[str] | None = None) -> int:
     results.sort(key=lambda r: (r.get("profiled", False), args.sizes.index(r["n"]), args.variants.index(r["variant"])))
     meta["seconds"] = round(time.monotonic() - started)
     # Only a run that writes the docs replaces the saved results the docs are made from.
-    name = "bench-quick.json" if args.quick else (f"bench-results-{connection.vendor}.json" if args.write
-                                                  else "bench-last.json")
+    name = (
+        "bench-quick.json"
+        if args.quick
+        else (f"bench-results-{connection.vendor}.json" if args.write else "bench-last.json")
+    )
     out = VAR / name
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     log(f"results in {out.relative_to(ROOT)} ({meta['seconds']} s)")

@@ -141,8 +141,17 @@ class Variant:
     def command(self, port: int, n: int) -> list[str]:
         py = str(BIN / "python")
         host = ["--host", "127.0.0.1", "--port", str(port)]
-        uvicorn = [py, "-m", "uvicorn", *host, "--no-access-log", "--backlog", "4096",
-                   "--timeout-graceful-shutdown", "5"]
+        uvicorn = [
+            py,
+            "-m",
+            "uvicorn",
+            *host,
+            "--no-access-log",
+            "--backlog",
+            "4096",
+            "--timeout-graceful-shutdown",
+            "5",
+        ]
         fast = ["--loop", "uvloop", "--http", "httptools"]
         if self.name in ("uvicorn", "uvicorn-stock-gc"):
             return [*uvicorn, *fast, "project.asgi:application"]
@@ -158,23 +167,76 @@ class Variant:
             # Keep connections between polls 5 s apart (uvicorn's default keep-alive is 5 s).
             return [*uvicorn, *fast, "--timeout-keep-alive", "30", "project.asgi:application"]
         if self.name == "granian":
-            return [str(BIN / "granian"), "--interface", "asgi", *host, "--workers", "1",
-                    "--loop", "uvloop", "--backlog", "4096", "--backpressure", str(n + 1000),
-                    "--no-ws", "--log-level", "warning", "--workers-kill-timeout", "5",
-                    "project.asgi:application"]
+            return [
+                str(BIN / "granian"),
+                "--interface",
+                "asgi",
+                *host,
+                "--workers",
+                "1",
+                "--loop",
+                "uvloop",
+                "--backlog",
+                "4096",
+                "--backpressure",
+                str(n + 1000),
+                "--no-ws",
+                "--log-level",
+                "warning",
+                "--workers-kill-timeout",
+                "5",
+                "project.asgi:application",
+            ]
         if self.name == "hypercorn":
-            return [str(BIN / "hypercorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                    "--worker-class", "uvloop", "--backlog", "4096", "--graceful-timeout", "5",
-                    "project.asgi:application"]
+            return [
+                str(BIN / "hypercorn"),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--worker-class",
+                "uvloop",
+                "--backlog",
+                "4096",
+                "--graceful-timeout",
+                "5",
+                "project.asgi:application",
+            ]
         if self.name == "daphne":
-            return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "1",
-                    "--access-log", "/dev/null", "project.asgi:application"]
+            return [
+                str(BIN / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "-v",
+                "1",
+                "--access-log",
+                "/dev/null",
+                "project.asgi:application",
+            ]
         if self.name == "gunicorn-gthread":
-            return [str(BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1",
-                    "--worker-class", "gthread", "--threads", str(n + 64),
-                    # Room for keep-alive connections beyond the busy threads, or gthread closes each.
-                    "--worker-connections", str(2 * n + 64), "--backlog", "4096",
-                    "--timeout", "60", "--graceful-timeout", "5", "project.wsgi:application"]
+            return [
+                str(BIN / "gunicorn"),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "1",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                str(n + 64),
+                # Room for keep-alive connections beyond the busy threads, or gthread closes each.
+                "--worker-connections",
+                str(2 * n + 64),
+                "--backlog",
+                "4096",
+                "--timeout",
+                "60",
+                "--graceful-timeout",
+                "5",
+                "project.wsgi:application",
+            ]
         raise ValueError(f"Unknown variant {self.name!r}, must be one of: {', '.join(VARIANTS)}")
 
 
@@ -182,8 +244,13 @@ VARIANTS = {
     v.name: v
     for v in [
         Variant("uvicorn", "uvicorn, uvloop + httptools, LongPollRouter", "long", "asgi"),
-        Variant("uvicorn-stock-gc", "uvicorn as above, CPython's default garbage collector settings", "long",
-                "asgi", (("NOTIFY_STOCK_GC", "1"),)),
+        Variant(
+            "uvicorn-stock-gc",
+            "uvicorn as above, CPython's default garbage collector settings",
+            "long",
+            "asgi",
+            (("NOTIFY_STOCK_GC", "1"),),
+        ),
         Variant("short-poll", "short polling every 5 s, uvicorn uvloop + httptools", "short", "asgi"),
         Variant("gunicorn-gthread", "gunicorn gthread, WSGI, a thread per poll", "long", "wsgi"),
         Variant("uvicorn-django", "uvicorn, plain Django ASGI handler (no LongPollRouter)", "long", "asgi"),
@@ -215,7 +282,10 @@ class Server:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                as_child(self.variant.command(self.port, self.n)), cwd=ROOT, env=env, stdout=log,
+                as_child(self.variant.command(self.port, self.n)),
+                cwd=ROOT,
+                env=env,
+                stdout=log,
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + wait
@@ -291,18 +361,50 @@ PROBLEM = re.compile(r"error|exception|traceback|took over|warning|critical|time
 class LoadGen:
     """bench/loadgen.py in a process of its own, driven one JSON line at a time."""
 
-    def __init__(self, url: str, tokens_file: Path, mode: str, *, timeout: float, interval: float,
-                 ramp_rate: float, ramp_concurrency: int, catch_up_seconds: float, max_seconds: float,
-                 log_path: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        tokens_file: Path,
+        mode: str,
+        *,
+        timeout: float,
+        interval: float,
+        ramp_rate: float,
+        ramp_concurrency: int,
+        catch_up_seconds: float,
+        max_seconds: float,
+        log_path: Path,
+    ) -> None:
         command = [
-            str(BIN / "python"), str(ROOT / "bench" / "loadgen.py"), "--url", url, "--tokens", str(tokens_file),
-            "--mode", mode, "--timeout", str(timeout), "--interval", str(interval),
-            "--ramp-rate", str(ramp_rate), "--ramp-concurrency", str(ramp_concurrency),
-            "--catch-up-seconds", str(catch_up_seconds), "--max-seconds", str(max_seconds), "--uvloop",
+            str(BIN / "python"),
+            str(ROOT / "bench" / "loadgen.py"),
+            "--url",
+            url,
+            "--tokens",
+            str(tokens_file),
+            "--mode",
+            mode,
+            "--timeout",
+            str(timeout),
+            "--interval",
+            str(interval),
+            "--ramp-rate",
+            str(ramp_rate),
+            "--ramp-concurrency",
+            str(ramp_concurrency),
+            "--catch-up-seconds",
+            str(catch_up_seconds),
+            "--max-seconds",
+            str(max_seconds),
+            "--uvloop",
         ]
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
-            as_child(command), cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
+            as_child(command),
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
         )
         self._lines: queue.Queue[bytes] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

@@ -131,8 +131,9 @@ def send_notification(model_admin: admin.ModelAdmin, request: HttpRequest, query
     form = NotificationForm(request.POST if "apply" in request.POST else None)
     if form.is_valid():
         sent = send(queryset, **form.cleaned_data)
-        model_admin.message_user(request, f"Sent “{form.cleaned_data['title']}” to {len(sent)} user(s).",
-                                 messages.SUCCESS)
+        model_admin.message_user(
+            request, f"Sent “{form.cleaned_data['title']}” to {len(sent)} user(s).", messages.SUCCESS
+        )
         return None  # back to the list
     context = {
         **model_admin.admin_site.each_context(request),

@@ -131,8 +131,9 @@ async def cancel_when_gone(receive: Receive, task: asyncio.Task[Any]) -> None:
 
 async def send_response(send: Send, response: HttpResponse) -> None:
     headers = [(b"content-type", response["Content-Type"].encode())]
-    headers += [(name.lower().encode(), value.encode()) for name, value in response.items()
-                if name.lower() != "content-type"]
+    headers += [
+        (name.lower().encode(), value.encode()) for name, value in response.items() if name.lower() != "content-type"
+    ]
     headers.append((b"x-content-type-options", b"nosniff"))
     headers.append((b"content-length", str(len(response.content)).encode()))
     await send({"type": "http.response.start", "status": response.status_code, "headers": headers})

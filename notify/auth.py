@@ -62,8 +62,9 @@ def user_ids_for_tokens(raws: list[str], *, cached: bool = True) -> dict[str, in
         except Exception:  # a cache outage must not lock users out
             logger.warning("notify: token cache unavailable", exc_info=True)
         else:
-            entries = {key: cached_entries[token_cache_key(key)] for key in secrets
-                       if token_cache_key(key) in cached_entries}
+            entries = {
+                key: cached_entries[token_cache_key(key)] for key in secrets if token_cache_key(key) in cached_entries
+            }
     missing = [key for key in secrets if key not in entries]
     if missing:
         rows = (
@@ -75,8 +76,7 @@ def user_ids_for_tokens(raws: list[str], *, cached: bool = True) -> dict[str, in
         entries.update(found)
         if cache is not None and found:
             try:
-                cache.set_many({token_cache_key(key): entry for key, entry in found.items()},
-                               conf.TOKEN_CACHE_SECONDS)
+                cache.set_many({token_cache_key(key): entry for key, entry in found.items()}, conf.TOKEN_CACHE_SECONDS)
             except Exception:
                 logger.warning("notify: token cache unavailable", exc_info=True)
     users: dict[str, int] = {}
@@ -98,8 +98,9 @@ def forget_token(key: str) -> None:
         try:
             cache.delete(token_cache_key(key))
         except Exception:
-            logger.warning("notify: token cache unavailable; a revoked token may work "
-                           "until its cache entry expires", exc_info=True)
+            logger.warning(
+                "notify: token cache unavailable; a revoked token may work until its cache entry expires", exc_info=True
+            )
 
 
 Credential = tuple[str, str]  # ("token", raw token) or ("session", session key)
@@ -232,8 +233,9 @@ def credentials_changed(message: bytes) -> None:
     try:
         user_id = int(message)
     except ValueError:
-        logger.warning("notify: unexpected message on the auth channel: %r; verifying every credential again",
-                       message[:100])
+        logger.warning(
+            "notify: unexpected message on the auth channel: %r; verifying every credential again", message[:100]
+        )
         _hints.clear()
     else:
         _hints.forget_user(user_id)

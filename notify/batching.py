@@ -80,7 +80,9 @@ class Batch(Generic[K, V]):
         return values
 
 
-_heads = CompiledQuery("notify.Inbox", lambda ids: Inbox.objects.filter(user_id__in=ids).values_list("user_id", "last_seq"))
+_heads = CompiledQuery(
+    "notify.Inbox", lambda ids: Inbox.objects.filter(user_id__in=ids).values_list("user_id", "last_seq")
+)
 
 
 def heads(user_ids: list[int]) -> dict[int, int]:

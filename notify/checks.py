@@ -30,7 +30,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     if conf.BROKER not in ("redis", "memory"):
         problems.append(Error(f"NOTIFY['BROKER'] must be 'redis' or 'memory', not {conf.BROKER!r}.", id="notify.E003"))
     elif conf.BROKER == "redis" and urlsplit(str(conf.REDIS_URL)).scheme not in (
-        "redis", "rediss", "unix", "redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"
+        "redis",
+        "rediss",
+        "unix",
+        "redis+cluster",
+        "rediss+cluster",
+        "redis+sentinel",
+        "rediss+sentinel",
     ):
         problems.append(
             Error(
@@ -45,22 +51,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     for name in numbers:
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            problems.append(Error(f"NOTIFY['{name}'] must be a positive number of seconds, not {value!r}.", id="notify.E005"))
+            problems.append(
+                Error(f"NOTIFY['{name}'] must be a positive number of seconds, not {value!r}.", id="notify.E005")
+            )
     for name in ("UNSUBSCRIBE_DELAY", "CREDENTIAL_TRUST_SECONDS"):
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-            problems.append(Error(f"NOTIFY['{name}'] must be a number of seconds, 0 or more, not {value!r}.",
-                                  id="notify.E005"))
+            problems.append(
+                Error(f"NOTIFY['{name}'] must be a number of seconds, 0 or more, not {value!r}.", id="notify.E005")
+            )
     integers = ("DEFAULT_LIMIT", "MAX_LIMIT", "MAX_POLLS_PER_USER", "DB_THREADS", "PUBLISH_BATCH_SIZE")
     for name in integers:
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            problems.append(Error(f"NOTIFY['{name}'] must be a whole number of at least 1, not {value!r}.", id="notify.E006"))
+            problems.append(
+                Error(f"NOTIFY['{name}'] must be a whole number of at least 1, not {value!r}.", id="notify.E006")
+            )
     held = user.get("MAX_HELD_POLLS")
     if held is not None and (isinstance(held, bool) or not isinstance(held, int) or held < 1):
         problems.append(
-            Error(f"NOTIFY['MAX_HELD_POLLS'] must be None or a whole number of at least 1, not {held!r}.",
-                  id="notify.E006")
+            Error(
+                f"NOTIFY['MAX_HELD_POLLS'] must be None or a whole number of at least 1, not {held!r}.",
+                id="notify.E006",
+            )
         )
     if not problems:
         if conf.DEFAULT_TIMEOUT > conf.MAX_TIMEOUT:
@@ -110,45 +123,69 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
 
 
 def check_topic_retention(rules: Any) -> list[Error | Warning]:
-    example = "For example {'*': {'keep_last': 1000, 'keep_seconds': None}, 'room:*': {'keep_last': None, " \
-              "'keep_seconds': 86400}}."
+    example = (
+        "For example {'*': {'keep_last': 1000, 'keep_seconds': None}, 'room:*': {'keep_last': None, "
+        "'keep_seconds': 86400}}."
+    )
     if not isinstance(rules, dict) or not all(isinstance(pattern, str) and pattern for pattern in rules):
-        return [Error("NOTIFY['TOPIC_RETENTION'] must be a dict from topic name patterns (fnmatch) to rules.",
-                      hint=example, id="notify.E010")]
+        return [
+            Error(
+                "NOTIFY['TOPIC_RETENTION'] must be a dict from topic name patterns (fnmatch) to rules.",
+                hint=example,
+                id="notify.E010",
+            )
+        ]
     problems: list[Error | Warning] = []
     for pattern, rule in rules.items():
         if not isinstance(rule, dict) or not set(rule) <= {"keep_last", "keep_seconds"}:
-            problems.append(Error(
-                f"NOTIFY['TOPIC_RETENTION'][{pattern!r}] must be a dict with the keys 'keep_last' and "
-                f"'keep_seconds' only, not {rule!r}.", hint=example, id="notify.E010"))
+            problems.append(
+                Error(
+                    f"NOTIFY['TOPIC_RETENTION'][{pattern!r}] must be a dict with the keys 'keep_last' and "
+                    f"'keep_seconds' only, not {rule!r}.",
+                    hint=example,
+                    id="notify.E010",
+                )
+            )
             continue
         keep_last, keep_seconds = rule.get("keep_last"), rule.get("keep_seconds")
         if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
-            problems.append(Error(
-                f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_last'] must be None or a whole number of at least 1, "
-                f"not {keep_last!r}.", id="notify.E010"))
+            problems.append(
+                Error(
+                    f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_last'] must be None or a whole number of at least 1, "
+                    f"not {keep_last!r}.",
+                    id="notify.E010",
+                )
+            )
         if keep_seconds is not None and (
             isinstance(keep_seconds, bool) or not isinstance(keep_seconds, (int, float)) or not keep_seconds > 0
         ):
-            problems.append(Error(
-                f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_seconds'] must be None or a positive number of "
-                f"seconds, not {keep_seconds!r}.", id="notify.E010"))
+            problems.append(
+                Error(
+                    f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_seconds'] must be None or a positive number of "
+                    f"seconds, not {keep_seconds!r}.",
+                    id="notify.E010",
+                )
+            )
     return problems
 
 
 def check_topic_permission(path: Any) -> list[Error | Warning]:
     if path is None:
         return []
-    hint = ("Give the dotted path of a function (user, topic, action) -> bool, e.g. 'myapp.topics.can_use', "
-            "or None to close every topic.")
+    hint = (
+        "Give the dotted path of a function (user, topic, action) -> bool, e.g. 'myapp.topics.can_use', "
+        "or None to close every topic."
+    )
     if not isinstance(path, str):
-        return [Error(f"NOTIFY['TOPIC_PERMISSION'] must be a dotted path or None, not {path!r}.", hint=hint,
-                      id="notify.E011")]
+        return [
+            Error(
+                f"NOTIFY['TOPIC_PERMISSION'] must be a dotted path or None, not {path!r}.", hint=hint, id="notify.E011"
+            )
+        ]
     try:
         hook = import_string(path)
     except Exception as error:  # ImportError, or whatever importing its module raised
-        return [Error(f"NOTIFY['TOPIC_PERMISSION'] {path!r} cannot be imported: {error}.", hint=hint,
-                      id="notify.E011")]
+        return [Error(f"NOTIFY['TOPIC_PERMISSION'] {path!r} cannot be imported: {error}.", hint=hint, id="notify.E011")]
     if not callable(hook):
         return [Error(f"NOTIFY['TOPIC_PERMISSION'] {path!r} is not callable.", hint=hint, id="notify.E011")]
     return []
@@ -159,16 +196,31 @@ def check_cluster_url(url: str) -> list[Error | Warning]:
     from notify.broker.sentinel import is_sentinel_url, parse_sentinel_url
 
     if is_cluster_url(url):
-        parse, hint = parse_cluster_url, ("For example 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000' (one or more "
-                                          "nodes of the cluster, database 0 only; rediss+cluster:// for TLS).")
+        parse, hint = (
+            parse_cluster_url,
+            (
+                "For example 'redis+cluster://10.0.0.1:7000,10.0.0.2:7000' (one or more "
+                "nodes of the cluster, database 0 only; rediss+cluster:// for TLS)."
+            ),
+        )
     elif is_sentinel_url(url):
-        parse, hint = parse_sentinel_url, ("For example 'redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster' "
-                                           "(the sentinels, then the service name and optionally /<db>).")
+        parse, hint = (
+            parse_sentinel_url,
+            (
+                "For example 'redis+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster' "
+                "(the sentinels, then the service name and optionally /<db>)."
+            ),
+        )
     else:
         return []
     try:
         parse(url)  # type: ignore[operator]
     except ValueError as error:
-        return [Error(f"NOTIFY['REDIS_URL'] is not a usable Redis Cluster or Sentinel URL: {error}.", hint=hint,
-                      id="notify.E012")]
+        return [
+            Error(
+                f"NOTIFY['REDIS_URL'] is not a usable Redis Cluster or Sentinel URL: {error}.",
+                hint=hint,
+                id="notify.E012",
+            )
+        ]
     return []

@@ -23,7 +23,6 @@ def encode(seq: int) -> str:
 def decode(raw: str) -> int:
     if not _CURSOR.fullmatch(raw):
         raise InvalidCursor(
-            f"'after' must be a cursor returned by an earlier poll (a string of up to 18 "
-            f"digits), got {raw[:40]!r}."
+            f"'after' must be a cursor returned by an earlier poll (a string of up to 18 digits), got {raw[:40]!r}."
         )
     return int(raw)

@@ -263,8 +263,9 @@ class Broadcast(models.Model):
         if self.sent_at is not None:
             raise ValueError(f"Broadcast {self.pk} was already sent at {self.sent_at}.")
         with transaction.atomic():
-            sent = send(self.recipients(), self.title, self.body, level=self.level, url=self.url,
-                        data={"broadcast": self.pk})
+            sent = send(
+                self.recipients(), self.title, self.body, level=self.level, url=self.url, data={"broadcast": self.pk}
+            )
             self.sent_at = timezone.now()
             self.recipient_count = len(sent)
             self.save(update_fields=["sent_at", "recipient_count"])

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
-
 from notify import db, lifecycle, streams, topics
 from notify.auth import (
     Credential,
@@ -200,8 +199,9 @@ async def hold(
     return results
 
 
-def _look(user_id: int, wanted: list[tuple[str, int | None]], limit: int, **options: object
-          ) -> Callable[[], dict[str, Result] | None]:
+def _look(
+    user_id: int, wanted: list[tuple[str, int | None]], limit: int, **options: object
+) -> Callable[[], dict[str, Result] | None]:
     """``look`` with these arguments, for db.run (which takes positional ones only)."""
     return partial(look, user_id, wanted, limit, **options)  # type: ignore[arg-type]
 

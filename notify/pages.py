@@ -68,9 +68,7 @@ def topic_page_from_messages(messages: Iterable[bytes | str], after: int, limit:
     return TopicPage(cursor=picked[-1][0], messages=[body for _, _, body in picked])
 
 
-def run_from_messages(
-    messages: Iterable[bytes | str], after: int, limit: int
-) -> list[tuple[int, int | None, bytes]]:
+def run_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> list[tuple[int, int | None, bytes]]:
     """``(seq, unread, body)`` of the messages that continue ``after`` without a gap, at most ``limit``.
 
     Empty if the first is missing or any message is garbled: the caller asks the database.

@@ -110,8 +110,7 @@ def _timeout(raw: str | None) -> float:
     if not _NUMBER.fullmatch(raw):
         raise BadRequest(
             "invalid_timeout",
-            f"'timeout' must be a number of seconds such as 25 or 2.5 (at most {maximum:g} "
-            f"is used), got {raw[:40]!r}.",
+            f"'timeout' must be a number of seconds such as 25 or 2.5 (at most {maximum:g} is used), got {raw[:40]!r}.",
         )
     value = float(raw)
     if value < 0:
@@ -124,9 +123,7 @@ def _limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return min(conf.DEFAULT_LIMIT, maximum)
     if not _INTEGER.fullmatch(raw) or not 1 <= int(raw) <= maximum:
-        raise BadRequest(
-            "invalid_limit", f"'limit' must be a whole number from 1 to {maximum}, got {raw[:40]!r}."
-        )
+        raise BadRequest("invalid_limit", f"'limit' must be a whole number from 1 to {maximum}, got {raw[:40]!r}.")
     return int(raw)
 
 

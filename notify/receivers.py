@@ -44,8 +44,9 @@ def forget_deleted_token(sender: type, instance: ApiToken, using: str, **kwargs:
 
 
 @receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="notify_deactivated_user")
-def stop_tokens_of_deactivated_user(sender: type, instance: Any, using: str, update_fields: Any = None,
-                                    **kwargs: Any) -> None:
+def stop_tokens_of_deactivated_user(
+    sender: type, instance: Any, using: str, update_fields: Any = None, **kwargs: Any
+) -> None:
     # The token cache holds "token -> user" for a minute; a user made inactive
     # must lose access at once, and polls already held must be answered 401.
     if getattr(instance, "is_active", True) or (update_fields is not None and "is_active" not in update_fields):

@@ -31,9 +31,7 @@ __all__ = ["cancel", "check_deliver_at", "dispatch_due", "next_due", "reschedule
 def check_deliver_at(deliver_at: Any) -> datetime.datetime:
     """Refuse, with a clear error, what cannot be a delivery time."""
     if not isinstance(deliver_at, datetime.datetime):
-        raise TypeError(
-            f"deliver_at must be a timezone-aware datetime, got {type(deliver_at).__name__} {deliver_at!r}"
-        )
+        raise TypeError(f"deliver_at must be a timezone-aware datetime, got {type(deliver_at).__name__} {deliver_at!r}")
     if timezone.is_naive(deliver_at):
         raise ValueError(
             f"deliver_at must be timezone-aware, got the naive datetime {deliver_at.isoformat()}: "

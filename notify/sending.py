@@ -50,19 +50,14 @@ def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
         chunk = user_ids[start : start + CHUNK]
         inboxes.bulk_create([Inbox(user_id=uid) for uid in chunk], ignore_conflicts=True)
         heads.update(
-            inboxes.select_for_update()
-            .filter(user_id__in=chunk)
-            .order_by("user_id")
-            .values_list("user_id", "last_seq")
+            inboxes.select_for_update().filter(user_id__in=chunk).order_by("user_id").values_list("user_id", "last_seq")
         )
     by_count: dict[int, list[int]] = defaultdict(list)
     for uid, count in counts.items():
         by_count[count].append(uid)
     for count, uids in by_count.items():
         for start in range(0, len(uids), CHUNK):
-            inboxes.filter(user_id__in=uids[start : start + CHUNK]).update(
-                last_seq=F("last_seq") + count
-            )
+            inboxes.filter(user_id__in=uids[start : start + CHUNK]).update(last_seq=F("last_seq") + count)
     for notification in notifications:
         heads[notification.recipient_id] += 1
         notification.seq = heads[notification.recipient_id]
@@ -71,8 +66,9 @@ def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
 def _unread_query(ids: list[int]) -> QuerySet[Any]:
     from notify.models import Notification
 
-    return Notification.objects.filter(recipient_id__in=ids).unread().values_list("recipient_id").annotate(
-        n=Count("pk"))
+    return (
+        Notification.objects.filter(recipient_id__in=ids).unread().values_list("recipient_id").annotate(n=Count("pk"))
+    )
 
 
 _unread_counts = CompiledQuery("notify.Notification", _unread_query)
@@ -118,8 +114,7 @@ def publish(notifications: Sequence[Notification]) -> None:
         get_broker().publish_many(messages)
     except Exception:
         logger.exception(
-            "notify: could not publish %d notification(s); they are saved and will be "
-            "delivered by the next poll",
+            "notify: could not publish %d notification(s); they are saved and will be delivered by the next poll",
             len(messages),
         )
 
@@ -264,10 +259,12 @@ def publish_auth_changed(user_id: int, *, using: str = "default") -> None:
             # The auth channel first: a worker that hears it stops trusting the
             # user's credentials before a later SUBSCRIBE of theirs is confirmed
             # (notify.auth); the user's channel wakes their polls held already.
-            get_broker().publish_many([
-                (conf.AUTH_CHANNEL, b"%d" % user_id),
-                (conf.channel_for_user(user_id), pages.AUTH_CHANGED),
-            ])
+            get_broker().publish_many(
+                [
+                    (conf.AUTH_CHANNEL, b"%d" % user_id),
+                    (conf.channel_for_user(user_id), pages.AUTH_CHANGED),
+                ]
+            )
         except Exception:
             logger.exception("notify: could not tell held polls of user %s that their credentials changed", user_id)
 

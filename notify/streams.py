@@ -30,9 +30,7 @@ def unread_snapshot(user_id: int, limit: int) -> tuple[int, list[dict[str, Any]]
 
 def newest_unread(user_id: int, head: int, limit: int) -> list[dict[str, Any]]:
     """The newest ``limit`` unread notifications up to ``head``, oldest first."""
-    newest = list(
-        Notification.objects.filter(recipient_id=user_id, seq__lte=head).unread().order_by("-seq")[:limit]
-    )
+    newest = list(Notification.objects.filter(recipient_id=user_id, seq__lte=head).unread().order_by("-seq")[:limit])
     return [n.as_dict() for n in reversed(newest)]
 
 

@@ -190,8 +190,9 @@ def _publish(topic: str, payload: bytes) -> None:
     try:
         get_broker().publish_many([(conf.channel_for_topic(topic), payload)])
     except Exception:
-        logger.exception("notify: could not publish to topic %r; the message is saved and the next poll "
-                         "delivers it", topic)
+        logger.exception(
+            "notify: could not publish to topic %r; the message is saved and the next poll delivers it", topic
+        )
 
 
 # --- permission ----------------------------------------------------------------------

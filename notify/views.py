@@ -222,8 +222,9 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
                 # Timed out, listening all along: nothing was published since the
                 # check before waiting, so there is nothing new to look for.
                 break
-            if AUTH_CHANGED in subscription.messages and not await still_authenticated(credential, user_id,
-                                                                                        cached=False):
+            if AUTH_CHANGED in subscription.messages and not await still_authenticated(
+                credential, user_id, cached=False
+            ):
                 raise NotAuthenticated("The token was revoked or the session ended while this poll was held.")
             page = page_from_messages(subscription.messages, after, limit)
             if page is not None:
@@ -392,9 +393,7 @@ async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
         return error(413, "too_large", "The body is too large; send a smaller message.")
     except ANSWERED as problem:
         return answer_error(problem)
-    return JsonResponse(
-        {"message": message, "cursor": str(seq)}, status=201, headers={"Cache-Control": "no-store"}
-    )
+    return JsonResponse({"message": message, "cursor": str(seq)}, status=201, headers={"Cache-Control": "no-store"})
 
 
 def _publish_as(user_id: int, name: str, data: dict[str, Any]) -> tuple[dict[str, Any], int]:

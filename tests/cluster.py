@@ -59,12 +59,29 @@ class Node:
     def start(self) -> None:
         log = open(ROOT / "var" / "logs" / f"redis-cluster-{self.port}.log", "ab")
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{self.port}.conf",
-             # A short node timeout: a killed master is marked failed (and, back, ok)
-             # within a second instead of fifteen.
-             "--cluster-node-timeout", "1000", "--dir", str(self.dir)],
-            stdout=log, stderr=subprocess.STDOUT,
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                f"nodes-{self.port}.conf",
+                # A short node timeout: a killed master is marked failed (and, back, ok)
+                # within a second instead of fifteen.
+                "--cluster-node-timeout",
+                "1000",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         client = self.client(socket_connect_timeout=0.2)
@@ -111,9 +128,20 @@ class OwnCluster:
         try:
             for node in self.nodes:
                 node.start()
-            subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in self.nodes),
-                            "--cluster-replicas", "0", "--cluster-yes"],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                [
+                    "redis-cli",
+                    "--cluster",
+                    "create",
+                    *(f"127.0.0.1:{n.port}" for n in self.nodes),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
             self.wait_ok()
         except BaseException:
             self.stop()
@@ -184,13 +212,30 @@ class OwnSentinel:
 
     def start(self) -> OwnSentinel:
         self.master_port, self.replica_port, self.sentinel_port = free_port(), free_port(), free_port()
-        plain = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-                 # Sync a replica at once, not after the default 5 s wait for others to join it.
-                 "--repl-diskless-sync-delay", "0"]
+        plain = [
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+            # Sync a replica at once, not after the default 5 s wait for others to join it.
+            "--repl-diskless-sync-delay",
+            "0",
+        ]
         try:
             self._spawn(self.master_port, "--port", str(self.master_port), *plain)
-            self._spawn(self.replica_port, "--port", str(self.replica_port), *plain,
-                        "--replicaof", "127.0.0.1", str(self.master_port))
+            self._spawn(
+                self.replica_port,
+                "--port",
+                str(self.replica_port),
+                *plain,
+                "--replicaof",
+                "127.0.0.1",
+                str(self.master_port),
+            )
             config = self.dir / "sentinel.conf"  # a sentinel rewrites its file: it must be its own
             config.write_text(
                 f"port {self.sentinel_port}\nbind 127.0.0.1\ndir {self.dir}\n"
@@ -205,8 +250,10 @@ class OwnSentinel:
             sentinel = redis.Redis(port=self.sentinel_port)
             deadline = time.monotonic() + 20
             replica = redis.Redis(port=self.replica_port)
-            while not sentinel.sentinel_slaves(self.service) or replica.info("replication").get(
-                    "master_link_status") != "up":
+            while (
+                not sentinel.sentinel_slaves(self.service)
+                or replica.info("replication").get("master_link_status") != "up"
+            ):
                 if time.monotonic() > deadline:
                     raise RuntimeError("the test sentinel did not see the replica in sync")
                 time.sleep(0.1)

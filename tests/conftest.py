@@ -26,8 +26,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if not _answers(url.get("host", "127.0.0.1"), url.get("port", 6379)):
         pytest.exit(f"Redis does not answer at {settings.REDIS_URL}: start it (see README).", returncode=3)
     database = settings.DATABASES["default"]
-    if database["ENGINE"].endswith("postgresql") and not _answers(database["HOST"] or "127.0.0.1",
-                                                                  int(database["PORT"] or 5432)):
+    if database["ENGINE"].endswith("postgresql") and not _answers(
+        database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)
+    ):
         pytest.exit(f"PostgreSQL does not answer at {database['HOST']}:{database['PORT']}.", returncode=3)
 
 

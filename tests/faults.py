@@ -29,7 +29,8 @@ class OwnRedis:
         log = open(ROOT / "var" / "logs" / f"redis-{self.port}.log", "ab")
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
@@ -89,8 +90,11 @@ class Followers:
         headers = {"Authorization": f"Bearer {self.tokens[index]}"}
         while not self._stop.is_set():
             try:
-                async with session.get(f"{self.base_url}/notify/poll", headers=headers,
-                                       params={"after": cursor, "timeout": str(self.timeout)}) as reply:
+                async with session.get(
+                    f"{self.base_url}/notify/poll",
+                    headers=headers,
+                    params={"after": cursor, "timeout": str(self.timeout)},
+                ) as reply:
                     self.statuses.append(reply.status)
                     if reply.status != 200:
                         await asyncio.sleep(0.5)
@@ -121,10 +125,11 @@ class OwnPostgres:
         return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
 
     def _pg_ctl(self, *args: str) -> None:
-        command = (f"{self.BIN}/pg_ctl -D {self.dir}/data -l {self.dir}/pg.log -w "
-                   f"-o '-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off' {' '.join(args)}")
-        subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", command], check=True, capture_output=True,
-                       timeout=60)
+        command = (
+            f"{self.BIN}/pg_ctl -D {self.dir}/data -l {self.dir}/pg.log -w "
+            f"-o '-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off' {' '.join(args)}"
+        )
+        subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c", command], check=True, capture_output=True, timeout=60)
 
     def start(self) -> OwnPostgres:
         import os
@@ -132,9 +137,12 @@ class OwnPostgres:
 
         os.chmod(self.dir, 0o755)
         shutil.chown(self.dir, "postgres")
-        subprocess.run(["su", "postgres", "-s", "/bin/sh", "-c",
-                        f"{self.BIN}/initdb -D {self.dir}/data -A trust -U postgres"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            ["su", "postgres", "-s", "/bin/sh", "-c", f"{self.BIN}/initdb -D {self.dir}/data -A trust -U postgres"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         self._pg_ctl("start")
         return self
 

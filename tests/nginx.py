@@ -37,8 +37,9 @@ class Nginx:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Nginx:
-        self.process = subprocess.Popen(["nginx", "-c", str(self.config), "-g", "daemon off;"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            ["nginx", "-c", str(self.config), "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
         import socket
 
         deadline = time.monotonic() + 10

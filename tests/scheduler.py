@@ -41,7 +41,10 @@ class Scheduler:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "manage.py", "notify_scheduler", *self.args],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + wait
         while "notify_scheduler: started" not in self.log()[offset:]:

@@ -72,8 +72,18 @@ class Server:
         log_dir = ROOT / "var" / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"uvicorn-{self.port}.log"
-        command = [sys.executable, "-m", "uvicorn", "project.asgi:application",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log", *self.args]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "project.asgi:application",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            *self.args,
+        ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + wait
@@ -121,8 +131,9 @@ class Server:
         finally:
             conn.close()
 
-    def poll(self, token: str | None = None, *, cookies: str | None = None, http_timeout: float = 70.0,
-             **params: Any) -> Response:
+    def poll(
+        self, token: str | None = None, *, cookies: str | None = None, http_timeout: float = 70.0, **params: Any
+    ) -> Response:
         """GET /notify/poll; keyword arguments other than these become the query string."""
         headers = {}
         if token:

@@ -40,8 +40,9 @@ def test_send_action_shows_a_form_then_notifies_the_selected_users(admin_client,
     assert form.status_code == 200
     assert b'id="notify-send-form"' in form.content
 
-    done = choose_action(admin_client, [alice, bob], apply="1", title="Maintenance", body="at 22:00",
-                         level="warning", url="/status")
+    done = choose_action(
+        admin_client, [alice, bob], apply="1", title="Maintenance", body="at 22:00", level="warning", url="/status"
+    )
     assert done.status_code == 302
     sent = Notification.objects.filter(title="Maintenance")
     assert sorted(sent.values_list("recipient_id", flat=True)) == sorted([alice.pk, bob.pk])
@@ -74,15 +75,19 @@ def test_a_broadcast_reaches_held_polls_live_and_records_how_many(server, admin_
     cursors = [server.poll(token).json()["cursor"] for token in tokens]
     answers: list[list[str]] = []
     pollers = [
-        threading.Thread(target=lambda t=t, c=c: answers.append(
-            [n["title"] for n in server.poll(t, after=c, timeout=20).json()["notifications"]]))
+        threading.Thread(
+            target=lambda t=t, c=c: answers.append(
+                [n["title"] for n in server.poll(t, after=c, timeout=20).json()["notifications"]]
+            )
+        )
         for t, c in zip(tokens, cursors)
     ]
     for poller in pollers:
         poller.start()
 
-    reply = admin_client.post("/admin/notify/broadcast/add/", {"title": "Release 2.0", "body": "", "level": "info",
-                                                                "url": ""})
+    reply = admin_client.post(
+        "/admin/notify/broadcast/add/", {"title": "Release 2.0", "body": "", "level": "info", "url": ""}
+    )
     for poller in pollers:
         poller.join(10)
 
@@ -97,8 +102,9 @@ def test_a_broadcast_to_groups_reaches_only_their_members(admin_client, make_use
     team = Group.objects.create(name="team")
     alice, bob, outsider = make_user(), make_user(), make_user()
     team.user_set.add(alice, bob)
-    reply = admin_client.post("/admin/notify/broadcast/add/",
-                              {"title": "Team lunch", "level": "info", "groups": [team.pk]})
+    reply = admin_client.post(
+        "/admin/notify/broadcast/add/", {"title": "Team lunch", "level": "info", "groups": [team.pk]}
+    )
     assert reply.status_code == 302
     assert sorted(Notification.objects.values_list("recipient_id", flat=True)) == sorted([alice.pk, bob.pk])
     assert Broadcast.objects.get().recipient_count == 2

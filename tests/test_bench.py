@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -18,7 +17,11 @@ def run_quick(script: str) -> subprocess.CompletedProcess[str]:
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return subprocess.run(
         [sys.executable, str(ROOT / "bench" / script), "--quick"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=170,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=170,
     )
 
 

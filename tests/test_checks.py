@@ -84,4 +84,4 @@ def test_max_held_polls_defaults_below_the_open_file_limit():
 
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     with override_settings(NOTIFY={}):
-        assert conf.MAX_HELD_POLLS == max(16, soft - 256)
+        assert max(16, soft - 256) == conf.MAX_HELD_POLLS

@@ -49,8 +49,14 @@ def cluster() -> Iterator[OwnCluster]:
 def cluster_server(cluster: OwnCluster, django_db_setup: Any, django_db_blocker: Any) -> Iterator[Server]:
     """A uvicorn whose notify pub/sub is the cluster (its cache stays on the plain Redis)."""
     with django_db_blocker.unblock():
-        live = Server(env={"DJANGO_SETTINGS_MODULE": "tests.pubsub_settings", "NOTIFY_PUBSUB_URL": cluster.url,
-                           "NOTIFY_RECHECK_INTERVAL": "1", "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}).start()
+        live = Server(
+            env={
+                "DJANGO_SETTINGS_MODULE": "tests.pubsub_settings",
+                "NOTIFY_PUBSUB_URL": cluster.url,
+                "NOTIFY_RECHECK_INTERVAL": "1",
+                "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5",
+            }
+        ).start()
     yield live
     live.stop()
     log = live.log_path.read_text(errors="replace")
@@ -93,8 +99,9 @@ def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
 
     def routed() -> bool:
         # Each channel is SSUBSCRIBEd on the master that owns its slot, and nowhere else.
-        return all(node.shard_channels() == {ch for ch, owner in owners.items() if owner is node}
-                   for node in cluster.nodes)
+        return all(
+            node.shard_channels() == {ch for ch, owner in owners.items() if owner is node} for node in cluster.nodes
+        )
 
     assert eventually(routed), {node.port: node.shard_channels() for node in cluster.nodes}
     for node in cluster.nodes:
@@ -119,10 +126,9 @@ def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
     assert eventually(lambda: all(not node.shard_channels() for node in cluster.nodes))
 
 
-
-
-def test_a_multi_stream_poll_waits_on_channels_of_several_shards(cluster, cluster_server, on_cluster, make_user,
-                                                                 token_for):
+def test_a_multi_stream_poll_waits_on_channels_of_several_shards(
+    cluster, cluster_server, on_cluster, make_user, token_for
+):
     user = make_user()
     token = token_for(user)
     inbox_node = cluster.node_for(channel(user))
@@ -131,12 +137,16 @@ def test_a_multi_stream_poll_waits_on_channels_of_several_shards(cluster, cluste
     room_node = cluster.node_for(f"{prefix}:topic:{room}")
     first = cluster_server.poll(token, streams=f"inbox,{room}").json()
     answer: list[Any] = []
-    held = threading.Thread(target=lambda: answer.append(
-        cluster_server.poll(token, streams=f"inbox,{room}", after=first["cursor"], timeout=15)))
+    held = threading.Thread(
+        target=lambda: answer.append(
+            cluster_server.poll(token, streams=f"inbox,{room}", after=first["cursor"], timeout=15)
+        )
+    )
     held.start()
     # One poll, two channels, two masters.
-    assert eventually(lambda: channel(user) in inbox_node.shard_channels()
-                      and f"{prefix}:topic:{room}" in room_node.shard_channels())
+    assert eventually(
+        lambda: channel(user) in inbox_node.shard_channels() and f"{prefix}:topic:{room}" in room_node.shard_channels()
+    )
     started = time.monotonic()
     notify.publish(room, {"text": "hello"}, sender=user)
     held.join(30)
@@ -186,8 +196,7 @@ def test_no_notification_lost_across_a_shard_restart(cluster, cluster_server, on
     assert "Redis pub/sub connection lost" in cluster_server.log_path.read_text()
 
 
-def test_a_migrated_slot_moves_its_channel_to_the_new_master(cluster, cluster_server, on_cluster, make_user,
-                                                             token_for):
+def test_a_migrated_slot_moves_its_channel_to_the_new_master(cluster, cluster_server, on_cluster, make_user, token_for):
     user = make_user()
     token = token_for(user)
     name = channel(user)
@@ -217,7 +226,6 @@ def test_a_migrated_slot_moves_its_channel_to_the_new_master(cluster, cluster_se
     held.join(30)
     assert [n["title"] for n in answer[0].json()["notifications"]] == ["after the move"]
     assert time.monotonic() - started < 5  # woken by the new master, not by the poll's timeout
-
 
 
 @pytest.fixture
@@ -251,8 +259,14 @@ def test_sentinel_failover_costs_latency_never_a_notification(sentinel, make_use
     User.objects.bulk_create([User(username=f"failover-{i}") for i in range(20)])
     users = list(User.objects.filter(username__startswith="failover-").order_by("pk"))
     tokens = [ApiToken.issue(user)[1] for user in users]
-    server = Server(env={"DJANGO_SETTINGS_MODULE": "tests.pubsub_settings", "NOTIFY_PUBSUB_URL": sentinel.url,
-                         "NOTIFY_RECHECK_INTERVAL": "1", "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}).start()
+    server = Server(
+        env={
+            "DJANGO_SETTINGS_MODULE": "tests.pubsub_settings",
+            "NOTIFY_PUBSUB_URL": sentinel.url,
+            "NOTIFY_RECHECK_INTERVAL": "1",
+            "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5",
+        }
+    ).start()
     followers = None
 
     try:
@@ -290,12 +304,16 @@ def test_sentinel_failover_costs_latency_never_a_notification(sentinel, make_use
     assert "Redis pub/sub connection lost" in log and "Traceback" not in log
 
 
-
 def test_sentinel_manual_failover_moves_the_hub_at_once(sentinel, make_user, token_for):
     users = [make_user() for _ in range(5)]
     tokens = [token_for(user) for user in users]
-    server = Server(env={"DJANGO_SETTINGS_MODULE": "tests.pubsub_settings", "NOTIFY_PUBSUB_URL": sentinel.url,
-                         "NOTIFY_RECHECK_INTERVAL": "30"}).start()
+    server = Server(
+        env={
+            "DJANGO_SETTINGS_MODULE": "tests.pubsub_settings",
+            "NOTIFY_PUBSUB_URL": sentinel.url,
+            "NOTIFY_RECHECK_INTERVAL": "30",
+        }
+    ).start()
     followers = None
     try:
         cursors = [server.poll(token).json()["cursor"] for token in tokens]
@@ -345,9 +363,17 @@ def test_credentials_tls_and_options_of_a_cluster_url_apply_to_every_node():
     assert node_url(pattern, ("::1", 7001)) == "rediss://u:p@[::1]:7001/0?ssl_cert_reqs=none"
 
 
-@pytest.mark.parametrize("url", ["redis+cluster://127.0.0.1", "redis+cluster://127.0.0.1:7000,:7001",
-                                 "redis+cluster://127.0.0.1:7000/3", "redis+sentinel://127.0.0.1:26379",
-                                 "redis+sentinel://127.0.0.1:26379/mymaster/x", "redis+sentinel://:26379/m"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://127.0.0.1",
+        "redis+cluster://127.0.0.1:7000,:7001",
+        "redis+cluster://127.0.0.1:7000/3",
+        "redis+sentinel://127.0.0.1:26379",
+        "redis+sentinel://127.0.0.1:26379/mymaster/x",
+        "redis+sentinel://:26379/m",
+    ],
+)
 def test_e012_unusable_cluster_url(url):
     assert check_ids(url) == ["notify.E012"]
 

@@ -25,13 +25,18 @@ def test_notify_send_answers_a_held_poll(server, make_user, token_for):
     result = []
     poller = threading.Thread(target=lambda: result.append(server.poll(token, after=cursor, timeout=20).json()))
     poller.start()
-    output = run("notify_send", "alice", "Deploy finished", "--body", "v2 is live", "--level", "success",
-                 "--url", "/deploys/2")
+    output = run(
+        "notify_send", "alice", "Deploy finished", "--body", "v2 is live", "--level", "success", "--url", "/deploys/2"
+    )
     poller.join(10)
     assert "Sent notification" in output
     [got] = result[0]["notifications"]
-    assert (got["title"], got["body"], got["level"], got["url"]) == ("Deploy finished", "v2 is live", "success",
-                                                                    "/deploys/2")
+    assert (got["title"], got["body"], got["level"], got["url"]) == (
+        "Deploy finished",
+        "v2 is live",
+        "success",
+        "/deploys/2",
+    )
 
 
 def test_notify_send_refuses_an_unknown_user(transactional_db):

@@ -13,8 +13,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def unread_query(ids):  # type: ignore[no-untyped-def]
-    return Notification.objects.filter(recipient_id__in=ids).unread().values_list("recipient_id").annotate(
-        n=Count("pk"))
+    return (
+        Notification.objects.filter(recipient_id__in=ids).unread().values_list("recipient_id").annotate(n=Count("pk"))
+    )
 
 
 @pytest.mark.parametrize("how_many", [1, 2, 3, 5, 8, 33])

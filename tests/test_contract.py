@@ -258,8 +258,18 @@ def test_read_cannot_touch_another_users_notifications(server, make_user, token_
 
 @pytest.mark.parametrize(
     "body",
-    [b"not json", b"[1, 2]", b'{"ids": "1"}', b'{"ids": [1, "2"]}', b'{"ids": [true]}', b'{"all": false}',
-     b'{"ids": [1], "all": true}', b"{}", b'{"ids": [-3]}', b"\xff\xfe"],
+    [
+        b"not json",
+        b"[1, 2]",
+        b'{"ids": "1"}',
+        b'{"ids": [1, "2"]}',
+        b'{"ids": [true]}',
+        b'{"all": false}',
+        b'{"ids": [1], "all": true}',
+        b"{}",
+        b'{"ids": [-3]}',
+        b"\xff\xfe",
+    ],
 )
 def test_malformed_read_bodies_get_400(server, token, body):
     reply = post_read(server, body, token=token)
@@ -278,8 +288,9 @@ def test_read_with_a_session_needs_the_csrf_token(server, alice, session_cookie)
     assert alice.notifications.unread().count() == 1
 
     secret = _get_new_csrf_string()
-    accepted = post_read(server, {"all": True}, cookies=f"{cookies}; csrftoken={secret}",
-                         csrf=_mask_cipher_secret(secret))
+    accepted = post_read(
+        server, {"all": True}, cookies=f"{cookies}; csrftoken={secret}", csrf=_mask_cipher_secret(secret)
+    )
     assert accepted.status == 200
     assert alice.notifications.unread().count() == 0
 

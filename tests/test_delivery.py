@@ -38,8 +38,7 @@ def test_notification_committed_between_two_polls_comes_with_the_next(server, ma
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_notification_committed_between_the_check_and_the_wait_wakes_the_poll(monkeypatch, make_user,
-                                                                                   close_hubs):
+async def test_notification_committed_between_the_check_and_the_wait_wakes_the_poll(monkeypatch, make_user, close_hubs):
     """The subscribe/check race: a send that lands right after the database check.
 
     The poll is subscribed (and Redis has confirmed it) before it checks, so the

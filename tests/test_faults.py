@@ -31,8 +31,9 @@ def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
     User.objects.bulk_create([User(username=f"outage-{i}") for i in range(500)])
     users = list(User.objects.filter(username__startswith="outage-").order_by("pk"))
     tokens = [ApiToken.issue(user)[1] for user in users]
-    server = Server(env={"REDIS_URL": own_redis.url, "NOTIFY_RECHECK_INTERVAL": "1",
-                         "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}).start()
+    server = Server(
+        env={"REDIS_URL": own_redis.url, "NOTIFY_RECHECK_INTERVAL": "1", "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}
+    ).start()
     followers = None
     try:
         cursors = [server.poll(token).json()["cursor"] for token in tokens]
@@ -116,8 +117,9 @@ def test_thousands_of_clients_going_away_leave_nothing_behind(server, make_user,
 
     # Every per-user slot was given back: each user may hold ten polls again.
     asyncio.run(open_and_drop_polls(server.port, requests[:10]))
-    assert eventually(lambda: {server.poll(token, after=cursor, timeout=0).status
-                               for token, cursor in zip(tokens, cursors)} == {200})
+    assert eventually(
+        lambda: {server.poll(token, after=cursor, timeout=0).status for token, cursor in zip(tokens, cursors)} == {200}
+    )
     grown = rss_kb(server.process.pid) - baseline
     print(f"server RSS after 2,000 abandoned polls: {grown:+d} KB from {baseline} KB")
     assert grown < 20_000  # no per-poll leak: 2,000 leaked polls would be far more
@@ -161,8 +163,15 @@ def test_postgresql_restarted_under_held_polls_the_worker_survives(transactional
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "DATABASE_URL": database.url}
 
         def manage(*args: str) -> str:
-            return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, check=True,
-                                  capture_output=True, text=True, timeout=120).stdout
+            return subprocess.run(
+                [sys.executable, "manage.py", *args],
+                cwd=ROOT,
+                env=env,
+                check=True,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            ).stdout
 
         manage("migrate", "--verbosity", "0")
         manage("demo_seed")

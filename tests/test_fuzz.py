@@ -23,8 +23,7 @@ values = st.one_of(
     st.integers(min_value=-(10**20), max_value=10**20).map(str),
     st.sampled_from(["", "nan", "inf", "-0", "1e9", "0x10", "٣", "１", "9" * 400, "\x00", "%", "%ZZ", "25"]),
 )
-params = st.dictionaries(st.sampled_from(["after", "timeout", "limit", "x", "after[]", "Timeout"]), values,
-                         max_size=4)
+params = st.dictionaries(st.sampled_from(["after", "timeout", "limit", "x", "after[]", "Timeout"]), values, max_size=4)
 headers_values = st.one_of(
     st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
     st.sampled_from(["Bearer", "Bearer  ", "bearer ntf_", "Bearer ntf_0123456789abcdef_x", "Token abc"]),
@@ -108,16 +107,20 @@ def test_any_authorization_header_gets_401_or_the_callers_own(fuzz_server, two_u
         st.binary(max_size=200),
         st.recursive(
             st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-            lambda children: st.lists(children, max_size=5) | st.dictionaries(st.sampled_from(["ids", "all", "x"]),
-                                                                              children, max_size=3),
+            lambda children: (
+                st.lists(children, max_size=5)
+                | st.dictionaries(st.sampled_from(["ids", "all", "x"]), children, max_size=3)
+            ),
             max_leaves=10,
         ).map(lambda value: json.dumps(value).encode()),
     ),
-    content_type=st.sampled_from(["application/json", "text/plain", "application/x-www-form-urlencoded",
-                                  "multipart/form-data; boundary=x", ""]),
+    content_type=st.sampled_from(
+        ["application/json", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""]
+    ),
 )
-def test_any_read_body_gets_a_clean_answer_and_touches_only_the_callers_rows(fuzz_server, two_users, body,
-                                                                             content_type):
+def test_any_read_body_gets_a_clean_answer_and_touches_only_the_callers_rows(
+    fuzz_server, two_users, body, content_type
+):
     token, bobs_ids = two_users
     headers = {"Authorization": f"Bearer {token}"}
     if content_type:
@@ -129,8 +132,10 @@ def test_any_read_body_gets_a_clean_answer_and_touches_only_the_callers_rows(fuz
 
 
 @FUZZ
-@given(method=st.sampled_from(["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"]),
-       path=st.sampled_from(["/notify/poll", "/notify/read"]))
+@given(
+    method=st.sampled_from(["PUT", "DELETE", "PATCH", "OPTIONS", "HEAD", "TRACE"]),
+    path=st.sampled_from(["/notify/poll", "/notify/read"]),
+)
 def test_other_methods_get_405(fuzz_server, two_users, method, path):
     # (A method name HTTP does not know never reaches the app: uvicorn's parser answers 400.)
     token, bobs_ids = two_users
@@ -147,8 +152,9 @@ def test_other_methods_get_405(fuzz_server, two_users, method, path):
     by_session=st.booleans(),
     limit=st.integers(1, 5),
 )
-def test_a_poll_only_ever_returns_the_callers_own_notifications(fuzz_server, make_user, token_for, session_cookie,
-                                                               sends, poller, by_session, limit):
+def test_a_poll_only_ever_returns_the_callers_own_notifications(
+    fuzz_server, make_user, token_for, session_cookie, sends, poller, by_session, limit
+):
     """User isolation as a property: random users, random sends, a poll by session or by token."""
     users = [make_user() for _ in range(4)]
     for index, title in sends:
@@ -177,8 +183,9 @@ def test_a_poll_only_ever_returns_the_callers_own_notifications(fuzz_server, mak
 
 # --- topics and multi-stream polls ------------------------------------------------------------------------------------
 
-stream_names = st.sampled_from(["inbox", "room:fuzz", "room:fuzz:2", "lobby", "", "bad name", "inbox:1", "a" * 101,
-                                "room:é", "room:fuzz,", ","])
+stream_names = st.sampled_from(
+    ["inbox", "room:fuzz", "room:fuzz:2", "lobby", "", "bad name", "inbox:1", "a" * 101, "room:é", "room:fuzz,", ","]
+)
 cursors = st.one_of(st.sampled_from(["0", "1", "-1", "x", "", "9" * 30]), st.text(max_size=8))
 
 
@@ -199,7 +206,11 @@ def test_any_multi_stream_query_gets_a_clean_answer(fuzz_server, two_users, stre
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     data=st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10)
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=10)
         | st.sampled_from(["\x00", "\ud800", "ü"]),
         lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children, max_size=3),
         max_leaves=8,
@@ -215,6 +226,10 @@ def test_any_topic_publish_body_gets_a_clean_answer(fuzz_server, two_users, data
     if status == 201:
         # What was stored is what a poll gives back.
         message = json.loads(reply)["message"]
-        page = fuzz_server.request("GET", "/notify/topics/room:fuzz/poll", headers=headers,
-                                   params={"after": str(int(json.loads(reply)["cursor"]) - 1), "timeout": "0"}).json()
+        page = fuzz_server.request(
+            "GET",
+            "/notify/topics/room:fuzz/poll",
+            headers=headers,
+            params={"after": str(int(json.loads(reply)["cursor"]) - 1), "timeout": "0"},
+        ).json()
         assert page["messages"] == [message]

@@ -113,8 +113,10 @@ def test_held_polls_cost_no_thread_each(server, make_user, token_for):
     tokens = [token_for(user) for user in users]
     cursors = [server.poll(token).json()["cursor"] for token in tokens]
     before = server_threads(server)
-    threads = [threading.Thread(target=server.poll, args=(token,), kwargs={"after": cursor, "timeout": 3})
-               for token, cursor in zip(tokens, cursors)]
+    threads = [
+        threading.Thread(target=server.poll, args=(token,), kwargs={"after": cursor, "timeout": 3})
+        for token, cursor in zip(tokens, cursors)
+    ]
     for thread in threads:
         thread.start()
     time.sleep(1.5)

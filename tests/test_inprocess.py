@@ -52,8 +52,12 @@ async def test_memory_broker_wakes_a_held_poll_in_the_same_process(make_user):
 async def test_a_poll_for_a_user_whose_redis_is_unreachable_falls_back_to_rechecking(make_user, close_hubs):
     """No Redis confirms the subscription: the poll re-checks the database every RECHECK_INTERVAL."""
     user, client = await logged_in_client(make_user)
-    unreachable = {**settings.NOTIFY, "REDIS_URL": "redis://127.0.0.1:1/0", "SUBSCRIBE_TIMEOUT": 0.5,
-                   "RECHECK_INTERVAL": 0.5}
+    unreachable = {
+        **settings.NOTIFY,
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "SUBSCRIBE_TIMEOUT": 0.5,
+        "RECHECK_INTERVAL": 0.5,
+    }
     with override_settings(NOTIFY=unreachable):
         poll = asyncio.create_task(client.get("/notify/poll", {"after": "0", "timeout": "20"}))
         await asyncio.sleep(0.2)

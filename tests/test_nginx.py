@@ -40,9 +40,7 @@ def get(url: str, path: str, headers: dict[str, str], timeout: float = 40) -> tu
         conn.close()
 
 
-def test_a_notification_sent_through_any_instance_reaches_polls_held_by_every_other(
-    make_user, token_for, redis_client
-):
+def test_a_notification_sent_through_any_instance_reaches_polls_held_by_every_other(make_user, token_for, redis_client):
     from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
     from django.test import Client
 
@@ -52,9 +50,14 @@ def test_a_notification_sent_through_any_instance_reaches_polls_held_by_every_ot
     proxy = Nginx([f"127.0.0.1:{instance.port}" for instance in instances]).start()
     try:
         held: list[tuple[int, dict]] = []
-        pollers = [threads.start(lambda t=t: held.append(get(proxy.url, "/notify/poll?after=0&timeout=20",
-                                                             {"Authorization": f"Bearer {t}"})))
-                   for t in tokens]
+        pollers = [
+            threads.start(
+                lambda t=t: held.append(
+                    get(proxy.url, "/notify/poll?after=0&timeout=20", {"Authorization": f"Bearer {t}"})
+                )
+            )
+            for t in tokens
+        ]
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             busy = [hub for hub in hub_clients(redis_client) if poll_channels(hub) > 0]
@@ -71,9 +74,16 @@ def test_a_notification_sent_through_any_instance_reaches_polls_held_by_every_ot
         cookies = f"sessionid={client.cookies['sessionid'].value}; csrftoken={secret}"
         host, port = proxy.url.removeprefix("http://").split(":")
         conn = http.client.HTTPConnection(host, int(port), timeout=20)
-        conn.request("POST", "/admin/notify/broadcast/add/", body="title=Everyone&level=info",
-                     headers={"Cookie": cookies, "X-CSRFToken": _mask_cipher_secret(secret),
-                              "Content-Type": "application/x-www-form-urlencoded"})
+        conn.request(
+            "POST",
+            "/admin/notify/broadcast/add/",
+            body="title=Everyone&level=info",
+            headers={
+                "Cookie": cookies,
+                "X-CSRFToken": _mask_cipher_secret(secret),
+                "Content-Type": "application/x-www-form-urlencoded",
+            },
+        )
         assert conn.getresponse().status == 302
         conn.close()
         for poller in pollers:
@@ -83,8 +93,7 @@ def test_a_notification_sent_through_any_instance_reaches_polls_held_by_every_ot
         for instance in instances:
             instance.stop()
     assert len(held) == 16
-    assert all(status == 200 and [n["title"] for n in page["notifications"]] == ["Everyone"]
-               for status, page in held)
+    assert all(status == 200 and [n["title"] for n in page["notifications"]] == ["Everyone"] for status, page in held)
 
 
 async def test_the_python_client_keeps_delivering_behind_a_proxy_that_cuts_polls(server, make_user, token_for):
@@ -96,6 +105,7 @@ async def test_the_python_client_keeps_delivering_behind_a_proxy_that_cuts_polls
     received: list[dict] = []
     try:
         async with NotifyClient(proxy.url, token, timeout=25, backoff_base=0.2) as client:
+
             async def follow() -> None:
                 async for notification in client:
                     received.append(notification)

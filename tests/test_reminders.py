@@ -151,9 +151,7 @@ def test_reschedule_to_now_delivers_at_once(server, make_user, token_for):
     assert ids(server.poll(token, after=cursor, timeout=5)) == [reminder.pk]
 
 
-def test_a_reminder_due_while_no_scheduler_runs_is_delivered_when_one_starts(
-    server, scheduler, make_user, token_for
-):
+def test_a_reminder_due_while_no_scheduler_runs_is_delivered_when_one_starts(server, scheduler, make_user, token_for):
     user = make_user()
     token = token_for(user)
     assert scheduler.stop() == 0  # SIGTERM: a clean exit
@@ -172,9 +170,7 @@ def test_a_reminder_due_while_no_scheduler_runs_is_delivered_when_one_starts(
     assert ids(answers[0]) == [reminder.pk]
 
 
-def test_two_schedulers_at_once_deliver_each_reminder_exactly_once(
-    server, scheduler, make_user, redis_client
-):
+def test_two_schedulers_at_once_deliver_each_reminder_exactly_once(server, scheduler, make_user, redis_client):
     users = [make_user() for _ in range(4)]
     assert scheduler.stop() == 0
     pair = [Scheduler(args=["--batch", "20"]).start() for _ in range(2)]
@@ -234,8 +230,10 @@ def test_notify_send_at_schedules_a_reminder(make_user):
     assert all(n.seq is None for n in by_title.values())
     expected = timezone.now() + datetime.timedelta(seconds=90)
     assert abs((by_title["in 90 s"].deliver_at - expected).total_seconds()) < 5
-    assert by_title["new year"].deliver_at == by_title["zulu"].deliver_at == datetime.datetime(
-        2030, 1, 1, 8, tzinfo=datetime.UTC
+    assert (
+        by_title["new year"].deliver_at
+        == by_title["zulu"].deliver_at
+        == datetime.datetime(2030, 1, 1, 8, tzinfo=datetime.UTC)
     )
 
 

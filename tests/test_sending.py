@@ -48,7 +48,10 @@ def test_send_accepts_a_user_an_id_an_iterable_and_a_queryset(make_user):
     assert len(notify.send([a, c.pk], "iterable")) == 2
     assert len(notify.send(get_user_model().objects.filter(pk__in=[a.pk, b.pk]), "queryset")) == 2
     assert sorted(Notification.objects.filter(recipient=a).values_list("title", flat=True)) == [
-        "iterable", "queryset", "user"]
+        "iterable",
+        "queryset",
+        "user",
+    ]
 
 
 def test_a_recipient_listed_twice_is_notified_once(make_user):
@@ -110,7 +113,10 @@ def test_each_users_stream_is_numbered_from_one_in_send_order(make_user):
     alice, bob = make_user(), make_user()
     notify.send(alice, "a1"), notify.send([alice, bob], "both"), notify.send(alice, "a3")
     assert list(Notification.objects.filter(recipient=alice).order_by("seq").values_list("seq", "title")) == [
-        (1, "a1"), (2, "both"), (3, "a3")]
+        (1, "a1"),
+        (2, "both"),
+        (3, "a3"),
+    ]
     assert list(Notification.objects.filter(recipient=bob).values_list("seq", flat=True)) == [1]
 
 
@@ -205,7 +211,9 @@ def test_a_projects_own_model_signal_becomes_a_notification(make_user, listen):
         raise RuntimeError
 
     assert list(Notification.objects.filter(recipient=alice).values_list("title", flat=True)) == [
-        "Task assigned: Write docs"]
+        "Task assigned: Write docs"
+    ]
     assert list(Notification.objects.filter(recipient=bob).values_list("title", flat=True)) == [
-        "Task assigned: Write docs"]
+        "Task assigned: Write docs"
+    ]
     assert len(listen(wait=2, expect=2)) == 2

@@ -27,7 +27,6 @@ from tests import threads
 from tests.server import ROOT
 from tests.server import test_database_url as database_url
 
-
 _rooms = iter(range(10**6))
 
 
@@ -211,8 +210,13 @@ def test_post_with_a_session_needs_the_csrf_token(server, alice, session_cookie,
     assert not TopicMessage.objects.filter(topic_id=room).exists()
 
     secret = _get_new_csrf_string()
-    accepted = post(server, room, {"data": {"text": "x"}}, cookies=f"{cookies}; csrftoken={secret}",
-                    csrf=_mask_cipher_secret(secret))
+    accepted = post(
+        server,
+        room,
+        {"data": {"text": "x"}},
+        cookies=f"{cookies}; csrftoken={secret}",
+        csrf=_mask_cipher_secret(secret),
+    )
     assert accepted.status == 201
     # And the session reads the topic too.
     assert texts(topic_poll(server, None, room, cookies=cookies).json()) == ["x"]
@@ -251,8 +255,11 @@ def test_an_oversized_post_gets_413(server, token, room):
 
 def test_the_hook_decides_who_reads_and_posts(server, token):
     # project/demo/topics.py: only "room:*" topics are open.
-    for reply in (topic_poll(server, token, "lobby"), topic_poll(server, token, "lobby", after="0", timeout=1),
-                  post(server, "lobby", {"data": {}}, token=token)):
+    for reply in (
+        topic_poll(server, token, "lobby"),
+        topic_poll(server, token, "lobby", after="0", timeout=1),
+        post(server, "lobby", {"data": {}}, token=token),
+    ):
         assert reply.status == 403
         assert reply.json()["error"] == "forbidden"
         assert "lobby" in reply.json()["detail"]
@@ -270,8 +277,9 @@ async def test_no_hook_denies_everything_and_a_read_only_hook_denies_posts(make_
     # AsyncClient skips the CSRF check unless asked: the hook is what answers here.
     with override_settings(NOTIFY={"TOPIC_PERMISSION": None}):
         assert (await client.get(f"/notify/topics/{room}/poll")).status_code == 403
-        assert (await client.post(f"/notify/topics/{room}/publish", {"data": {}},
-                                  content_type="application/json")).status_code == 403
+        assert (
+            await client.post(f"/notify/topics/{room}/publish", {"data": {}}, content_type="application/json")
+        ).status_code == 403
     with override_settings(NOTIFY={"TOPIC_PERMISSION": "tests.test_topics.denies_posting"}):
         assert (await client.get(f"/notify/topics/{room}/poll")).status_code == 200
         refused = await client.post(f"/notify/topics/{room}/publish", {"data": {}}, content_type="application/json")
@@ -326,8 +334,11 @@ def test_wrong_methods_on_topic_urls_get_405(server, token, room):
 
 
 def test_the_most_specific_retention_pattern_wins():
-    rules = {"*": {"keep_last": 10, "keep_seconds": None}, "room:*": {"keep_last": 5, "keep_seconds": 60},
-             "room:vip:*": {"keep_last": None, "keep_seconds": None}}
+    rules = {
+        "*": {"keep_last": 10, "keep_seconds": None},
+        "room:*": {"keep_last": 5, "keep_seconds": 60},
+        "room:vip:*": {"keep_last": None, "keep_seconds": None},
+    }
     with override_settings(NOTIFY={"TOPIC_RETENTION": rules}):
         assert retention_for("lobby") == (10, None)
         assert retention_for("room:1") == (5, 60)
@@ -390,8 +401,11 @@ def test_one_held_poll_follows_the_inbox_and_two_topics_woken_by_any(server, ali
         },
     }
     cursor = first["cursor"]
-    for wake in (lambda: notify.publish(other, {"text": "b"}), lambda: notify.send(alice, "note"),
-                 lambda: notify.publish(room, {"text": "a"})):
+    for wake in (
+        lambda: notify.publish(other, {"text": "b"}),
+        lambda: notify.send(alice, "note"),
+        lambda: notify.publish(room, {"text": "a"}),
+    ):
         threads.start(wake, delay=0.4)
         started = time.monotonic()
         page = streams_poll(server, token, streams=names, after=cursor, timeout=20).json()
@@ -408,8 +422,7 @@ def test_one_held_poll_follows_the_inbox_and_two_topics_woken_by_any(server, ali
     }
 
 
-def test_a_stream_with_data_answers_at_once_and_a_stream_without_a_cursor_gets_its_snapshot(server, alice, token,
-                                                                                           room):
+def test_a_stream_with_data_answers_at_once_and_a_stream_without_a_cursor_gets_its_snapshot(server, alice, token, room):
     notify.publish(room, {"text": "old"})
     notify.send(alice, "unread")
     page = streams_poll(server, token, streams=f"{room},inbox", after=f"{room}:0", timeout=20).json()
@@ -429,8 +442,7 @@ def test_the_compound_cursor_round_trips_with_colons_in_topic_names(server, toke
 
 
 def test_a_stream_that_refuses_fails_the_whole_poll_saying_which(server, token, room):
-    forbidden = streams_poll(server, token, streams=f"inbox,{room},lobby", after=f"inbox:0,{room}:0,lobby:0",
-                             timeout=1)
+    forbidden = streams_poll(server, token, streams=f"inbox,{room},lobby", after=f"inbox:0,{room}:0,lobby:0", timeout=1)
     assert forbidden.status == 403
     assert forbidden.json()["stream"] == "lobby" and forbidden.json()["error"] == "forbidden"
 
@@ -472,10 +484,16 @@ def test_ten_streams_are_accepted(server, token, room):
 def test_held_multi_stream_polls_count_against_the_users_poll_limit(server, token, room):
     after = f"inbox:0,{room}:0"
     results: list[int] = []
-    held = [threads.start(lambda: results.append(streams_poll(server, token, streams=f"inbox,{room}", after=after,
-                                                              timeout=3).status)) for _ in range(5)]
-    held += [threads.start(lambda: results.append(topic_poll(server, token, room, after="0", timeout=3).status))
-             for _ in range(5)]
+    held = [
+        threads.start(
+            lambda: results.append(streams_poll(server, token, streams=f"inbox,{room}", after=after, timeout=3).status)
+        )
+        for _ in range(5)
+    ]
+    held += [
+        threads.start(lambda: results.append(topic_poll(server, token, room, after="0", timeout=3).status))
+        for _ in range(5)
+    ]
     time.sleep(1.5)
     refused = topic_poll(server, token, room, after="0", timeout=1)
     for thread in held:
@@ -505,8 +523,9 @@ def test_the_users_notifications_do_not_answer_a_topic_only_poll(server, alice, 
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_a_woken_topic_poll_answers_from_the_message_without_querying_again(make_user, room, monkeypatch,
-                                                                                   close_hubs):
+async def test_a_woken_topic_poll_answers_from_the_message_without_querying_again(
+    make_user, room, monkeypatch, close_hubs
+):
     from notify import streams
 
     alice = await sync_to_async(make_user)()
@@ -541,8 +560,9 @@ def test_sigterm_answers_held_topic_and_multi_stream_polls_at_once(make_user, to
         replies: list = []
         pollers = [
             threads.start(lambda: replies.append(topic_poll(own, token, room, after="0", timeout=30))),
-            threads.start(lambda: replies.append(own.poll(token, streams=f"inbox,{room}", after=f"inbox:0,{room}:0",
-                                                          timeout=30))),
+            threads.start(
+                lambda: replies.append(own.poll(token, streams=f"inbox,{room}", after=f"inbox:0,{room}:0", timeout=30))
+            ),
         ]
         time.sleep(1.5)
         import signal
@@ -568,8 +588,10 @@ def test_held_topic_and_multi_stream_polls_cost_no_thread_each(server, make_user
     topic_poll(server, tokens[0], room)  # the database threads are started by now
     before = server_threads(server)
     pollers = [threads.start(topic_poll, server, token, room, after="0", timeout=2.5) for token in tokens[:10]]
-    pollers += [threads.start(server.poll, token, streams=f"inbox,{room}", after=f"inbox:0,{room}:0", timeout=2.5)
-                for token in tokens[10:]]
+    pollers += [
+        threads.start(server.poll, token, streams=f"inbox,{room}", after=f"inbox:0,{room}:0", timeout=2.5)
+        for token in tokens[10:]
+    ]
     time.sleep(1.5)
     during = server_threads(server)
     for poller in pollers:

@@ -14,8 +14,13 @@ def ids(**notify) -> list[str]:
 
 
 def test_topic_defaults_and_a_valid_hook_pass():
-    assert ids(TOPIC_PERMISSION="project.demo.topics.can_use",
-               TOPIC_RETENTION={"*": {"keep_last": 10}, "room:*": {"keep_last": None, "keep_seconds": 3600}}) == []
+    assert (
+        ids(
+            TOPIC_PERMISSION="project.demo.topics.can_use",
+            TOPIC_RETENTION={"*": {"keep_last": 10}, "room:*": {"keep_last": None, "keep_seconds": 3600}},
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize(

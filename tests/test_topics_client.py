@@ -63,8 +63,9 @@ async def test_one_client_follows_the_inbox_and_two_topics_in_order_and_once(ser
 
 async def test_a_saved_compound_cursor_resumes_every_stream(server, alice, token, room):
     saved: list[str] = []
-    async with following(server.url, token, streams=["inbox", room, f"{room}:gone"], timeout=5,
-                         on_cursor=saved.append) as (
+    async with following(
+        server.url, token, streams=["inbox", room, f"{room}:gone"], timeout=5, on_cursor=saved.append
+    ) as (
         client,
         got,
     ):
@@ -129,8 +130,9 @@ def test_without_streams_the_client_is_unchanged_and_bad_streams_are_refused():
 
 
 def test_cli_follows_several_streams_as_json_lines(server, alice, token, room):
-    process, lines = start_cli("--url", server.url, "--timeout", "5", "--stream", "inbox", "--stream", room,
-                               token=token)
+    process, lines = start_cli(
+        "--url", server.url, "--timeout", "5", "--stream", "inbox", "--stream", room, token=token
+    )
     try:
         notify.send(alice, "to the inbox")
         first = json_line(lines.get(timeout=15))

@@ -38,8 +38,9 @@ def lookups(monkeypatch):  # type: ignore[no-untyped-def]
 
 
 async def held_poll(client: AsyncClient, token: str, cursor: str, timeout: float = 0.2) -> int:
-    response = await client.get("/notify/poll", {"after": cursor, "timeout": str(timeout)},
-                                headers={"Authorization": f"Bearer {token}"})
+    response = await client.get(
+        "/notify/poll", {"after": cursor, "timeout": str(timeout)}, headers={"Authorization": f"Bearer {token}"}
+    )
     return response.status_code
 
 
@@ -59,7 +60,8 @@ async def trusted_token(make_user, token_for, lookups, client: AsyncClient) -> t
 
 
 async def test_held_polls_of_a_verified_token_need_no_look_up_while_the_auth_channel_is_heard(
-        make_user, token_for, lookups, close_hubs):
+    make_user, token_for, lookups, close_hubs
+):
     client = AsyncClient()
     token, cursor = await trusted_token(make_user, token_for, lookups, client)
     before = len(lookups)
@@ -95,8 +97,11 @@ async def test_a_lost_pubsub_connection_ends_the_trust(make_user, token_for, loo
     # Revocations published while the connection is down would go unheard.
     killer = redis.Redis.from_url(conf.REDIS_URL)
     try:
-        own = [c for c in killer.client_list() if c.get("name") == f"{conf.CHANNEL_PREFIX}:hub"
-               and int(c.get("sub", 0)) >= 1]
+        own = [
+            c
+            for c in killer.client_list()
+            if c.get("name") == f"{conf.CHANNEL_PREFIX}:hub" and int(c.get("sub", 0)) >= 1
+        ]
         for client_info in own:
             killer.client_kill_filter(_id=client_info["id"])
     finally:
@@ -122,7 +127,8 @@ async def test_trust_can_be_turned_off(make_user, token_for, lookups, close_hubs
 
 
 async def test_a_revoked_token_is_refused_by_the_next_held_poll_though_it_was_trusted(
-        make_user, token_for, lookups, close_hubs):
+    make_user, token_for, lookups, close_hubs
+):
     from notify.models import ApiToken
 
     client = AsyncClient()
@@ -133,7 +139,8 @@ async def test_a_revoked_token_is_refused_by_the_next_held_poll_though_it_was_tr
 
 
 async def test_a_credential_verified_while_a_change_was_announced_is_not_trusted(
-        make_user, token_for, lookups, monkeypatch, close_hubs):
+    make_user, token_for, lookups, monkeypatch, close_hubs
+):
     client = AsyncClient()
     token, cursor = await trusted_token(make_user, token_for, lookups, client)
     user_id = auth._hints.user_id(("token", token))

@@ -71,8 +71,10 @@ def parse_cluster_url(url: str) -> tuple[list[Address], tuple[str, str]]:
         seeds.append((host, int(port)))
     if parts.path.strip("/") not in ("", "0"):
         raise ValueError(f"{url!r}: a Redis Cluster has database 0 only")
-    return seeds, (f"{SCHEMES[parts.scheme]}://{auth + '@' if auth else ''}",
-                   f"/0{'?' + parts.query if parts.query else ''}")
+    return seeds, (
+        f"{SCHEMES[parts.scheme]}://{auth + '@' if auth else ''}",
+        f"/0{'?' + parts.query if parts.query else ''}",
+    )
 
 
 def node_url(pattern: tuple[str, str], address: Address) -> str:
@@ -123,8 +125,9 @@ class ShardHub(RedisHub):
         self._replies_due.pop(channel, None)
         return self._waiters.pop(channel, set())
 
-    async def _send(self, connection: redis.asyncio.Connection, to_unsubscribe: list[str],
-                    to_subscribe: list[str]) -> None:
+    async def _send(
+        self, connection: redis.asyncio.Connection, to_unsubscribe: list[str], to_subscribe: list[str]
+    ) -> None:
         # A sharded (un)subscribe may name channels of one slot only, and per-user
         # channels hardly ever share one: one command per channel, written together.
         self._unsubscribes_due.update(to_unsubscribe)
@@ -166,8 +169,9 @@ class ShardHub(RedisHub):
 class ClusterHub(Hub):
     """The sharded pub/sub of one event loop: a slot map and a ShardHub per master."""
 
-    def __init__(self, url: str, *, client_name: str | None = None, unsubscribe_delay: float = 0.0,
-                 max_backoff: float = 5.0) -> None:
+    def __init__(
+        self, url: str, *, client_name: str | None = None, unsubscribe_delay: float = 0.0, max_backoff: float = 5.0
+    ) -> None:
         self.url = url
         self.seeds, self._node = parse_cluster_url(url)
         self.client_name = client_name
@@ -214,8 +218,11 @@ class ClusterHub(Hub):
         hub = self._shards.get(address)
         if hub is None and create:
             hub = self._shards[address] = ShardHub(
-                self, address, node_url(self._node, address),
-                client_name=self.client_name, unsubscribe_delay=self.unsubscribe_delay,
+                self,
+                address,
+                node_url(self._node, address),
+                client_name=self.client_name,
+                unsubscribe_delay=self.unsubscribe_delay,
             )
         return hub
 
@@ -284,7 +291,10 @@ class ClusterHub(Hub):
         error: Exception = redis.ConnectionError("no node to ask")
         for address in candidates:
             client = redis.asyncio.Redis.from_url(
-                node_url(self._node, address), socket_connect_timeout=1.0, socket_timeout=1.0, protocol=2,
+                node_url(self._node, address),
+                socket_connect_timeout=1.0,
+                socket_timeout=1.0,
+                protocol=2,
                 retry=Retry(NoBackoff(), 0),
             )
             try:
@@ -342,8 +352,9 @@ def hub_for_running_loop(url: str, client_name: str | None = None, unsubscribe_d
 class ClusterBroker:
     """Publishes with SPUBLISH, one pipeline per master per batch; subscribes through ClusterHub."""
 
-    def __init__(self, url: str, *, batch_size: int = 1000, client_name: str | None = None,
-                 unsubscribe_delay: float = 0.0) -> None:
+    def __init__(
+        self, url: str, *, batch_size: int = 1000, client_name: str | None = None, unsubscribe_delay: float = 0.0
+    ) -> None:
         self.url = url
         self.seeds, self._node = parse_cluster_url(url)
         self.batch_size = batch_size
@@ -370,8 +381,9 @@ class ClusterBroker:
             failed += self._publish_batch(messages[start : start + self.batch_size])
         if failed:
             # The senders log this; the polls find the rows in the database.
-            raise redis.ConnectionError(f"SPUBLISH failed for {len(failed)} of {len(messages)} message(s): "
-                                        f"{'; '.join(sorted(set(failed))[:3])}")
+            raise redis.ConnectionError(
+                f"SPUBLISH failed for {len(failed)} of {len(messages)} message(s): {'; '.join(sorted(set(failed))[:3])}"
+            )
 
     def _publish_batch(self, batch: list[tuple[str, bytes]]) -> list[str]:
         """SPUBLISH ``batch``, grouped by master; return why each failure failed.

@@ -184,8 +184,12 @@ class RedisHub(Hub):
                 while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
                     error = error.exceptions[0]
                 where = getattr(connection, "path", None) or f"{connection.host}:{connection.port}"
-                logger.warning("notify: Redis pub/sub connection lost (%s: %s: %s); reconnecting",
-                               where, type(error).__name__, error)
+                logger.warning(
+                    "notify: Redis pub/sub connection lost (%s: %s: %s); reconnecting",
+                    where,
+                    type(error).__name__,
+                    error,
+                )
             finally:
                 self._end_connection()
                 await connection.disconnect(nowait=True)
@@ -273,8 +277,9 @@ class RedisHub(Hub):
                 self._replies_due.setdefault(channel, deque()).append(pending)
             await self._send(connection, to_unsubscribe, to_subscribe)
 
-    async def _send(self, connection: redis.asyncio.Connection, to_unsubscribe: list[str],
-                    to_subscribe: list[str]) -> None:
+    async def _send(
+        self, connection: redis.asyncio.Connection, to_unsubscribe: list[str], to_subscribe: list[str]
+    ) -> None:
         for start in range(0, len(to_unsubscribe), COMMAND_BATCH):
             await connection.send_command(self.UNSUBSCRIBE, *to_unsubscribe[start : start + COMMAND_BATCH])
         for start in range(0, len(to_subscribe), COMMAND_BATCH):

@@ -92,8 +92,14 @@ class SentinelHub(RedisHub):
         while True:
             for host, port in self._sentinels:
                 # No socket timeout: a sentinel's pub/sub is silent until a switch.
-                client = redis.asyncio.Redis(host=host, port=port, socket_connect_timeout=1.0, socket_keepalive=True,
-                                             protocol=2, retry=Retry(NoBackoff(), 0))
+                client = redis.asyncio.Redis(
+                    host=host,
+                    port=port,
+                    socket_connect_timeout=1.0,
+                    socket_keepalive=True,
+                    protocol=2,
+                    retry=Retry(NoBackoff(), 0),
+                )
                 try:
                     async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                         await pubsub.subscribe("+switch-master")
@@ -146,6 +152,8 @@ class SentinelBroker(RedisBroker):
                     elif key not in ("host", "port"):
                         options[key] = value
                 self._client = redis.sentinel.Sentinel(
-                    sentinels, socket_timeout=1.0, socket_connect_timeout=1.0,
+                    sentinels,
+                    socket_timeout=1.0,
+                    socket_connect_timeout=1.0,
                 ).master_for(service, **options)
             return self._client

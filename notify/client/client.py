@@ -16,9 +16,7 @@ import aiohttp
 from notify.client.backoff import Backoff
 from notify.client.errors import CursorExpiredError, InvalidCursorError, TransientError
 from notify.client.responses import (
-    Notification,
     Page,
-    StreamItem,
     StreamsPage,
     message_of,
     page_of,
@@ -119,8 +117,9 @@ class NotifyClient:
         self.streams = _check_streams(streams) if streams is not None else None
         if self.streams is not None and cursor:
             # A saved compound cursor may name streams no longer followed: the server would refuse them.
-            cursor = join_cursor({name: c for name, c in split_cursor(cursor).items() if name in self.streams},
-                                 self.streams)
+            cursor = join_cursor(
+                {name: c for name, c in split_cursor(cursor).items() if name in self.streams}, self.streams
+            )
         self.cursor = cursor or None
         self.unread_count: int | None = None
         self.timeout = timeout
@@ -237,8 +236,11 @@ class NotifyClient:
                 if self.cursor is None:
                     raise  # not about a cursor we sent: starting again would loop
                 if self.streams is not None and error.stream in split_cursor(self.cursor):
-                    logger.warning("cursor of stream %r is unusable, starting that stream again from its newest: %s",
-                                   error.stream, error)
+                    logger.warning(
+                        "cursor of stream %r is unusable, starting that stream again from its newest: %s",
+                        error.stream,
+                        error,
+                    )
                     self._set_stream_cursor(error.stream, None)  # type: ignore[arg-type]
                     continue
                 logger.warning(
@@ -252,7 +254,9 @@ class NotifyClient:
                     raise
                 logger.warning(
                     "topic %r no longer keeps the messages after cursor %r (messages were missed); "
-                    "resuming from the oldest it keeps, %r", stream, split_cursor(self.cursor).get(stream),
+                    "resuming from the oldest it keeps, %r",
+                    stream,
+                    split_cursor(self.cursor).get(stream),
                     error.oldest_cursor,
                 )
                 self._set_stream_cursor(stream, error.oldest_cursor)

@@ -7,63 +7,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('notify', '0002_broadcast'),
+        ("notify", "0002_broadcast"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Topic',
+            name="Topic",
             fields=[
-                ('name', models.CharField(max_length=100, primary_key=True, serialize=False)),
-                ('last_seq', models.PositiveBigIntegerField(default=0)),
-                ('pruned_seq', models.PositiveBigIntegerField(default=0)),
+                ("name", models.CharField(max_length=100, primary_key=True, serialize=False)),
+                ("last_seq", models.PositiveBigIntegerField(default=0)),
+                ("pruned_seq", models.PositiveBigIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='TopicMessage',
+            name="TopicMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveBigIntegerField(editable=False)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seq", models.PositiveBigIntegerField(editable=False)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['topic', 'seq'],
+                "ordering": ["topic", "seq"],
             },
         ),
         migrations.AddField(
-            model_name='notification',
-            name='deliver_at',
+            model_name="notification",
+            name="deliver_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AlterField(
-            model_name='notification',
-            name='seq',
+            model_name="notification",
+            name="seq",
             field=models.PositiveBigIntegerField(editable=False, null=True),
         ),
         migrations.AddIndex(
-            model_name='notification',
-            index=models.Index(condition=models.Q(('seq__isnull', True)), fields=['deliver_at'], name='notify_due'),
+            model_name="notification",
+            index=models.Index(condition=models.Q(("seq__isnull", True)), fields=["deliver_at"], name="notify_due"),
         ),
         migrations.AddField(
-            model_name='topicmessage',
-            name='sender',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL),
+            model_name="topicmessage",
+            name="sender",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="+",
+                to=settings.AUTH_USER_MODEL,
+            ),
         ),
         migrations.AddField(
-            model_name='topicmessage',
-            name='topic',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='notify.topic'),
+            model_name="topicmessage",
+            name="topic",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="messages", to="notify.topic"
+            ),
         ),
         migrations.AddIndex(
-            model_name='topicmessage',
-            index=models.Index(fields=['topic', 'created_at'], name='notify_topic_age'),
+            model_name="topicmessage",
+            index=models.Index(fields=["topic", "created_at"], name="notify_topic_age"),
         ),
         migrations.AddConstraint(
-            model_name='topicmessage',
-            constraint=models.UniqueConstraint(fields=('topic', 'seq'), name='notify_topic_seq'),
+            model_name="topicmessage",
+            constraint=models.UniqueConstraint(fields=("topic", "seq"), name="notify_topic_seq"),
         ),
     ]

@@ -15,7 +15,9 @@ from project.demo.models import Task
 
 @receiver(pre_save, sender=Task, dispatch_uid="demo_task_remember_assignee")
 def remember_assignee(sender: type, instance: Task, **kwargs: Any) -> None:
-    previous = Task.objects.filter(pk=instance.pk).values_list("assignee_id", flat=True).first() if instance.pk else None
+    previous = (
+        Task.objects.filter(pk=instance.pk).values_list("assignee_id", flat=True).first() if instance.pk else None
+    )
     instance._previous_assignee_id = previous  # type: ignore[attr-defined]
 
 

@@ -102,12 +102,16 @@ class Browser:
         client.force_login(user)
         context = self.chromium.new_context(viewport={"width": 900, "height": 700}, **options)
         context.set_default_timeout(10_000)
-        context.add_cookies([{
-            "name": settings.SESSION_COOKIE_NAME,
-            "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-            "domain": "127.0.0.1",
-            "path": "/",
-        }])
+        context.add_cookies(
+            [
+                {
+                    "name": settings.SESSION_COOKIE_NAME,
+                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                    "domain": "127.0.0.1",
+                    "path": "/",
+                }
+            ]
+        )
         context.add_init_script(RECORDER + init_script)
         context.on("page", self._watch)
         self.contexts.append(context)
@@ -187,8 +191,12 @@ class PollWatch:
         self.most_in_flight = 0
         self.answers: list[tuple[Any, int]] = []  # (request, status), as responses arrive
         context.on("request", self._started)
-        context.on("response", lambda response: self.answers.append((response.request, response.status))
-                   if "/notify/poll" in response.url else None)
+        context.on(
+            "response",
+            lambda response: (
+                self.answers.append((response.request, response.status)) if "/notify/poll" in response.url else None
+            ),
+        )
         context.on("requestfinished", self._ended)
         context.on("requestfailed", self._ended)
 

@@ -39,4 +39,3 @@ def test_a_notification_sent_from_the_admin_appears_in_an_open_inbox_within_a_se
     assert "1 user" in admin.locator(".messagelist").inner_text()
     (notification,) = Notification.objects.filter(recipient=alice)
     assert (notification.title, notification.level) == ("Maintenance tonight", "warning")
-

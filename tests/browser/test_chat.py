@@ -63,8 +63,10 @@ class Polls(PollWatch):
     def __init__(self, context: Any) -> None:
         super().__init__(context)
         self.spans: dict[Any, list[float]] = {}
-        context.on("request", lambda r: self.spans.setdefault(r, [time.monotonic(), float("inf")])
-                   if "/notify/poll" in r.url else None)
+        context.on(
+            "request",
+            lambda r: self.spans.setdefault(r, [time.monotonic(), float("inf")]) if "/notify/poll" in r.url else None,
+        )
         context.on("requestfinished", self._end)
         context.on("requestfailed", self._end)
 
@@ -98,9 +100,11 @@ def test_a_message_from_one_browser_appears_in_the_other_within_a_second(server,
     page_a, page_b = (open_chat(contexts[user], server.url, room) for user in (alice, bob))
 
     delays = []
-    for sender, receiver, text in [(page_a, page_b, "Hi Bob, the build is green"),
-                                   (page_b, page_a, "Great, deploying now"),
-                                   (page_a, page_b, "Ping me when it's out")]:
+    for sender, receiver, text in [
+        (page_a, page_b, "Hi Bob, the build is green"),
+        (page_b, page_a, "Great, deploying now"),
+        (page_a, page_b, "Ping me when it's out"),
+    ]:
         started = time.monotonic()
         say(sender, text)
         receiver.locator("#messages .chat-message", has_text=text).wait_for(timeout=5000)

@@ -95,8 +95,9 @@ def test_send_page_notifies_the_chosen_user(client, make_user):
     client.force_login(staff)
     assert client.get("/send/").status_code == 200
 
-    reply = client.post("/send/", {"recipient": alice.username, "title": "Hi", "body": "there",
-                                   "level": "warning", "url": "/inbox/"})
+    reply = client.post(
+        "/send/", {"recipient": alice.username, "title": "Hi", "body": "there", "level": "warning", "url": "/inbox/"}
+    )
 
     assert reply.status_code == 302
     sent = Notification.objects.get(recipient=alice)

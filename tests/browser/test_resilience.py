@@ -161,8 +161,11 @@ def test_retry_after_is_honoured(server, browser, user):
     def busy_once(route) -> None:  # type: ignore[no-untyped-def]
         if not refused:
             refused.append(time.monotonic())
-            route.fulfill(status=503, headers={"Retry-After": "1", "Content-Type": "application/json"},
-                          body='{"error": "unavailable", "detail": "busy"}')
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body='{"error": "unavailable", "detail": "busy"}',
+            )
         else:
             retried.append(time.monotonic())
             route.continue_()

@@ -56,14 +56,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
-            "--interval", type=positive_float, default=0.5,
+            "--interval",
+            type=positive_float,
+            default=0.5,
             help="Most seconds between two looks at the database (default 0.5): a reminder created by "
-                 "another process is seen within this time, and delivered at its time if that is later.",
+            "another process is seen within this time, and delivered at its time if that is later.",
         )
-        parser.add_argument("--batch", type=positive_int, default=500,
-                            help="Reminders numbered in one transaction (default 500).")
-        parser.add_argument("--once", action="store_true",
-                            help="Deliver what is due now, then exit.")
+        parser.add_argument(
+            "--batch", type=positive_int, default=500, help="Reminders numbered in one transaction (default 500)."
+        )
+        parser.add_argument("--once", action="store_true", help="Deliver what is due now, then exit.")
         parser.add_argument("--database", default="default", help="The database alias (default 'default').")
 
     def handle(self, *args: Any, **options: Any) -> None:

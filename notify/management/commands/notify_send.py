@@ -51,8 +51,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--at",
             help="Deliver it later, as a reminder: an ISO 8601 time with its offset "
-                 "(2026-11-24T18:30:00+01:00) or a delay from now (+90s, +5m, +2h, +1d). "
-                 "Needs a running `manage.py notify_scheduler`.",
+            "(2026-11-24T18:30:00+01:00) or a delay from now (+90s, +5m, +2h, +1d). "
+            "Needs a running `manage.py notify_scheduler`.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -63,7 +63,11 @@ class Command(BaseCommand):
         except User.DoesNotExist:
             raise CommandError(f"No user with {User.USERNAME_FIELD} {options['username']!r}.") from None
         [notification] = send(
-            user, options["title"], options["body"], level=options["level"], url=options["url"],
+            user,
+            options["title"],
+            options["body"],
+            level=options["level"],
+            url=options["url"],
             deliver_at=deliver_at,
         )
         if notification.seq is None:
