@@ -70,17 +70,18 @@ def main() -> None:
 
     print(f"{connection.vendor}, {active} active users, Redis {settings.REDIS_URL}")
     for run in range(args.repeat):
-        received = 0
+        # This run's tally and signal, handed to its thread: a closure would read
+        # whatever the names hold when it runs, the next run's if this one timed out.
+        received = [0]
         all_received = threading.Event()
 
-        def count() -> None:
-            nonlocal received
-            while received < active:
+        def count(received: list[int], all_received: threading.Event) -> None:
+            while received[0] < active:
                 if pubsub.get_message(timeout=1) is not None:
-                    received += 1
+                    received[0] += 1
             all_received.set()
 
-        counter = threading.Thread(target=count, daemon=True)
+        counter = threading.Thread(target=count, args=(received, all_received), daemon=True)
         counter.start()
         broadcast = Broadcast.objects.create(title=f"Bench {run}")
         started = time.perf_counter()
@@ -90,7 +91,7 @@ def main() -> None:
         published = time.perf_counter() - started
         print(
             f"run {run + 1}: send() returned after {returned:.2f} s for {sent} users; "
-            f"all {received} messages in Redis after {published:.2f} s"
+            f"all {received[0]} messages in Redis after {published:.2f} s"
         )
     pubsub.close()
 

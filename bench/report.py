@@ -166,9 +166,10 @@ def variant_table(rows: list[dict[str, Any]]) -> list[str]:
     done = [r for r in rows if "skipped" not in r and "error" not in r]
     out = []
     if done:
-        out.append(
-            f"Server: `{done[-1]['command'].replace(str(done[-1]['n'] + 1000), '<N+1000>').replace(str(2 * done[-1]['n'] + 64), '<2N+64>').replace(str(done[-1]['n'] + 64), '<N+64>')}`"
-        )
+        n = done[-1]["n"]
+        command = done[-1]["command"].replace(str(n + 1000), "<N+1000>")
+        command = command.replace(str(2 * n + 64), "<2N+64>").replace(str(n + 64), "<N+64>")
+        out.append(f"Server: `{command}`")
         out.append("")
         names = [num(r["n"]) for r in done]
         out.append("| N | " + " | ".join(names) + " |")
@@ -457,8 +458,8 @@ def run_section(meta: dict[str, Any], everything: list[dict[str, Any]]) -> list[
         ),
         "",
         (
-            "| variant | N | held | errors | late / lost / unverified / dups | p50 ms | p99 ms | broadcast 99 %, s | KB / held poll | "
-            "threads |"
+            "| variant | N | held | errors | late / lost / unverified / dups | p50 ms | p99 ms | broadcast 99 %, s | "
+            "KB / held poll | threads |"
         ),
         "|---|---|---|---|---|---|---|---|---|---|",
         *[summary_row(r) for r in results],
@@ -530,8 +531,8 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
         (
             "- **RSS per held poll**: (VmRSS after the ramp − VmRSS before it) / held polls, summed over the server's "
             "process tree, after one warm-up poll. **CPU**: utime + stime from /proc, in % of one core; *everything "
-            "else* is the machine's busy time (/proc/stat) less server, load generator, sender and Redis: the database, "
-            "the kernel's loopback work, and anyone else's processes."
+            "else* is the machine's busy time (/proc/stat) less server, load generator, sender and Redis: the "
+            "database, the kernel's loopback work, and anyone else's processes."
         ),
         (
             "- **Loss and duplicates**: every id returned by `notify.send` must be read by the client exactly once. "
@@ -540,9 +541,9 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
             "*late*; not found, *lost*."
         ),
         (
-            "- The steady phase and the broadcast use the real `notify.send` in the orchestrator (insert, commit, Redis "
-            "publish). Every process is bounded in time and stopped by pid; all traffic is on 127.0.0.1. Raw results: "
-            "`var/bench-results-<database>.json`; server logs: `var/logs/bench-*.log`."
+            "- The steady phase and the broadcast use the real `notify.send` in the orchestrator (insert, commit, "
+            "Redis publish). Every process is bounded in time and stopped by pid; all traffic is on 127.0.0.1. Raw "
+            "results: `var/bench-results-<database>.json`; server logs: `var/logs/bench-*.log`."
         ),
         "",
         "Rerun:",

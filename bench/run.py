@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stack import BIN, VARIANTS, LoadGen, Server, cpu_of, machine_cpu, raise_fd_limit
+from stack import BIN, VARIANTS, LoadGen, Server, cpu_of, machine_cpu, raise_fd_limit  # noqa: E402 - needs the path above
 
 VAR = ROOT / "var"
 DEFAULT_DATABASE_URL = f"sqlite:///{VAR / 'bench-run.sqlite3'}"
@@ -781,13 +781,14 @@ def main(argv: list[str] | None = None) -> int:
         "redis_pid": int(info["process_id"]) if Path(f"/proc/{info['process_id']}").exists() else None,
         "notify_settings": dict(settings.NOTIFY),
     }
+    maxclients = client.config_get("maxclients")["maxclients"]
     meta = {
         "vendor": connection.vendor,
         "code": code_version(),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([".venv/bin/python", "bench/run.py", *(sys.argv[1:] if argv is None else argv)]),
         "database": f"{connection.vendor} ({Path(str(connection.settings_dict['NAME'])).name})",
-        "redis": f"{info['redis_version']} at {settings.REDIS_URL}, maxclients {client.config_get('maxclients')['maxclients']}",
+        "redis": f"{info['redis_version']} at {settings.REDIS_URL}, maxclients {maxclients}",
         "args": {k: v for k, v in vars(args).items()},
     }
     log(f"bench: {meta['database']}, Redis {meta['redis']}, sizes {args.sizes}, variants {args.variants}")

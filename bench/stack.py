@@ -8,6 +8,7 @@ is by the pids we recorded, never by name.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -331,10 +332,8 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         for pid in self.known_pids - {self.process.pid}:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)  # a worker its master left behind
-            except ProcessLookupError:
-                pass
         return self.process.returncode
 
     def log_tail(self, chars: int = 3000) -> str:

@@ -151,8 +151,8 @@ def check_topic_retention(rules: Any) -> list[Error | Warning]:
         if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
             problems.append(
                 Error(
-                    f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_last'] must be None or a whole number of at least 1, "
-                    f"not {keep_last!r}.",
+                    f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_last'] must be None or a whole number "
+                    f"of at least 1, not {keep_last!r}.",
                     id="notify.E010",
                 )
             )

@@ -118,15 +118,6 @@ class Notification(models.Model):
     def __str__(self) -> str:
         return self.title
 
-    @property
-    def read(self) -> bool:
-        return self.read_at is not None
-
-    @property
-    def is_scheduled(self) -> bool:
-        """A reminder waiting for its time: stored, not numbered, invisible to polls."""
-        return self.seq is None and self.deliver_at is not None and self.deliver_at > timezone.now()
-
     def save(self, *args: Any, **kwargs: Any) -> None:
         # Only a new row is numbered here. An undelivered reminder that is edited
         # (say in the admin) keeps seq None even when it is already due: numbering
@@ -142,6 +133,15 @@ class Notification(models.Model):
         with transaction.atomic(using=using, savepoint=False):
             assign_seqs([self], using=using)
             super().save(*args, **kwargs)
+
+    @property
+    def read(self) -> bool:
+        return self.read_at is not None
+
+    @property
+    def is_scheduled(self) -> bool:
+        """A reminder waiting for its time: stored, not numbered, invisible to polls."""
+        return self.seq is None and self.deliver_at is not None and self.deliver_at > timezone.now()
 
     def as_dict(self) -> dict[str, Any]:
         return {

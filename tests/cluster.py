@@ -57,33 +57,32 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = open(ROOT / "var" / "logs" / f"redis-cluster-{self.port}.log", "ab")
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                f"nodes-{self.port}.conf",
-                # A short node timeout: a killed master is marked failed (and, back, ok)
-                # within a second instead of fifteen.
-                "--cluster-node-timeout",
-                "1000",
-                "--dir",
-                str(self.dir),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
+        with open(ROOT / "var" / "logs" / f"redis-cluster-{self.port}.log", "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.port),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    f"nodes-{self.port}.conf",
+                    # A short node timeout: a killed master is marked failed (and, back, ok)
+                    # within a second instead of fifteen.
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--dir",
+                    str(self.dir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         client = self.client(socket_connect_timeout=0.2)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

@@ -80,7 +80,7 @@ def test_a_broadcast_reaches_held_polls_live_and_records_how_many(server, admin_
                 [n["title"] for n in server.poll(t, after=c, timeout=20).json()["notifications"]]
             )
         )
-        for t, c in zip(tokens, cursors)
+        for t, c in zip(tokens, cursors, strict=True)
     ]
     for poller in pollers:
         poller.start()

@@ -81,5 +81,5 @@ async def test_many_tokens_are_verified_in_one_trip_and_each_gets_its_own_user(m
     assert len(trips) == 1
     # Cached now, and the revoked, forged and malformed ones are refused alike.
     assert await sync_to_async(user_ids_for_tokens)([*tokens, revoked, forged, "junk"]) == {
-        token: user.pk for token, user in zip(tokens, users)
+        token: user.pk for token, user in zip(tokens, users, strict=True)
     }

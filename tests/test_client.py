@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import queue
@@ -159,7 +160,7 @@ async def test_each_answer_is_followed_at_once_by_a_poll_with_its_cursor():
     assert [poll.query.get("after") for poll in fake.polls] == [None, "5", "6", "6", "7"]
     assert all(poll.query["timeout"] == "25" and poll.query["limit"] == "10" for poll in fake.polls)
     assert all(poll.authorization == "Bearer ntf_token" for poll in fake.polls)
-    gaps = [later.started - earlier.started for earlier, later in zip(fake.polls, fake.polls[1:])]
+    gaps = [later.started - earlier.started for earlier, later in itertools.pairwise(fake.polls)]
     assert max(gaps) < 1  # generous: the classic loop sleeps 5 s here
 
 
@@ -249,7 +250,7 @@ def test_retry_after_is_read_as_seconds_or_an_http_date():
     assert parse_retry_after(None) is None
 
 
-# --- the command line --------------------------------------------------------------------------------------------------
+# --- the command line -------------------------------------------------------------------------------------------------
 
 
 def start_cli(*args: str, token: str) -> tuple[subprocess.Popen[bytes], queue.Queue[bytes]]:

@@ -93,7 +93,7 @@ def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
         page = cluster_server.poll(token, after=cursor, timeout=15).json()
         answers.append([n["title"] for n in page["notifications"]])
 
-    threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors)]
+    threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors, strict=True)]
     for thread in threads:
         thread.start()
 
@@ -188,7 +188,7 @@ def test_no_notification_lost_across_a_shard_restart(cluster, cluster_server, on
     finally:
         followers.stop()
 
-    for user, got in zip(users, followers.received):
+    for user, got in zip(users, followers.received, strict=True):
         expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
         assert len(expected) == 3
         assert got == expected  # each exactly once, in order
@@ -295,7 +295,7 @@ def test_sentinel_failover_costs_latency_never_a_notification(sentinel, make_use
             followers.stop()
         server.stop()
 
-    for user, got in zip(users, followers.received):
+    for user, got in zip(users, followers.received, strict=True):
         expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
         assert len(expected) == 3
         assert got == expected  # each exactly once, in order

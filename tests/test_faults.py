@@ -62,7 +62,7 @@ def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
             followers.stop()
         server.stop()
 
-    for user, got in zip(users, followers.received):
+    for user, got in zip(users, followers.received, strict=True):
         expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
         assert got == expected  # each exactly once, in order
     assert set(followers.statuses) == {200}  # no 5xx, no refused poll, for 500 followers
@@ -72,9 +72,10 @@ def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
 
 
 def rss_kb(pid: int) -> int:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
     raise RuntimeError("no VmRSS")
 
 
@@ -103,7 +104,7 @@ def test_thousands_of_clients_going_away_leave_nothing_behind(server, make_user,
     requests = [
         f"GET /notify/poll?after={cursor}&timeout=30 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
         f"Authorization: Bearer {token}\r\n\r\n".encode()
-        for token, cursor in zip(tokens, cursors)
+        for token, cursor in zip(tokens, cursors, strict=True)
         for _ in range(10)  # each user's maximum
     ]
     asyncio.run(open_and_drop_polls(server.port, requests))  # warm up
@@ -118,7 +119,10 @@ def test_thousands_of_clients_going_away_leave_nothing_behind(server, make_user,
     # Every per-user slot was given back: each user may hold ten polls again.
     asyncio.run(open_and_drop_polls(server.port, requests[:10]))
     assert eventually(
-        lambda: {server.poll(token, after=cursor, timeout=0).status for token, cursor in zip(tokens, cursors)} == {200}
+        lambda: (
+            {server.poll(token, after=cursor, timeout=0).status for token, cursor in zip(tokens, cursors, strict=True)}
+            == {200}
+        )
     )
     grown = rss_kb(server.process.pid) - baseline
     print(f"server RSS after 2,000 abandoned polls: {grown:+d} KB from {baseline} KB")

@@ -35,7 +35,7 @@ def test_one_pubsub_connection_serves_every_held_poll(server, make_user, token_f
         page = server.poll(token, after=cursor, timeout=15).json()
         answers.append([n["title"] for n in page["notifications"]])
 
-    threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors)]
+    threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors, strict=True)]
     for thread in threads:
         thread.start()
     assert eventually(lambda: subscribed_channels(redis_client) == 30)
@@ -115,7 +115,7 @@ def test_held_polls_cost_no_thread_each(server, make_user, token_for):
     before = server_threads(server)
     threads = [
         threading.Thread(target=server.poll, args=(token,), kwargs={"after": cursor, "timeout": 3})
-        for token, cursor in zip(tokens, cursors)
+        for token, cursor in zip(tokens, cursors, strict=True)
     ]
     for thread in threads:
         thread.start()

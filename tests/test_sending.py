@@ -177,9 +177,12 @@ def test_a_failed_publish_keeps_the_notification_and_does_not_fail_the_sender(ma
     token = token_for(alice)
     cursor = server.poll(token).json()["cursor"]
     # A real refused connection: nothing listens on port 1.
-    with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": "redis://127.0.0.1:1/0"}):
-        with caplog.at_level(logging.ERROR, logger="notify"), transaction.atomic():
-            [sent] = notify.send(alice, "saved despite Redis")
+    with (
+        override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": "redis://127.0.0.1:1/0"}),
+        caplog.at_level(logging.ERROR, logger="notify"),
+        transaction.atomic(),
+    ):
+        [sent] = notify.send(alice, "saved despite Redis")
     assert "could not publish" in caplog.text
     assert Notification.objects.filter(pk=sent.pk).exists()
     # The next poll finds it in the database.

@@ -20,7 +20,7 @@ def test_sigterm_answers_held_polls_with_the_same_cursor_within_2_seconds(make_u
         def hold(token: str, cursor: str) -> None:
             replies.append((cursor, own.poll(token, after=cursor, timeout=30)))
 
-        threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors)]
+        threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors, strict=True)]
         for thread in threads:
             thread.start()
         time.sleep(1.5)  # all held

@@ -23,6 +23,7 @@ topology change costs latency, never a notification.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -249,10 +250,8 @@ class ClusterHub(Hub):
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         for hub in self._shards.values():
             await hub.aclose()
@@ -416,7 +415,7 @@ class ClusterBroker:
                     retry += items
                     reasons += [f"{where}: {error}"] * len(items)
                     continue
-                for item, result in zip(items, results):
+                for item, result in zip(items, results, strict=True):  # one result per command
                     if isinstance(result, (redis.exceptions.MovedError, redis.exceptions.AskError)):
                         retry.append(item)
                         reasons.append(f"{where}: {result}")

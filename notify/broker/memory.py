@@ -9,6 +9,7 @@ timeout).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,10 +27,8 @@ class MemoryBroker:
             with self._lock:
                 targets = list(self._waiters.get(channel, ()))
             for loop, subscription in targets:
-                try:
+                with contextlib.suppress(RuntimeError):  # that loop has closed: nobody is waiting there
                     loop.call_soon_threadsafe(subscription.wake, payload)
-                except RuntimeError:  # that loop has closed: nobody is waiting there
-                    pass
 
     @asynccontextmanager
     async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
@@ -60,8 +59,6 @@ class MemoryBroker:
         with self._lock:
             targets = [entry for waiters in self._waiters.values() for entry in waiters]
         for loop, subscription in targets:
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(subscription.wake)
-            except RuntimeError:
-                pass
         return len(targets)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -97,10 +98,9 @@ async def follow(client: NotifyClient, out: TextIO) -> int:
     async with client:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
-            try:
+            # Windows: Ctrl-C arrives as KeyboardInterrupt
+            with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, client.stop)
-            except (NotImplementedError, RuntimeError):  # Windows: Ctrl-C arrives as KeyboardInterrupt
-                pass
         try:
             async for item in client:
                 line = {"stream": item.stream, "item": item.item} if client.streams is not None else item
@@ -114,10 +114,8 @@ async def follow(client: NotifyClient, out: TextIO) -> int:
             return 0
         finally:
             for signum in (signal.SIGINT, signal.SIGTERM):
-                try:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(signum)
-                except (NotImplementedError, RuntimeError):
-                    pass
     return 0
 
 
