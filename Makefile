@@ -1,4 +1,5 @@
 # Two commands: `make run` (the demo at http://127.0.0.1:8000) and `make test`.
+SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,14 +9,22 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_URL ?= redis://127.0.0.1:6379/0
 export REDIS_URL
 
-.PHONY: run test test-sqlite test-postgres install system-deps check clean bench bench-quick
+.PHONY: run test test-sqlite test-postgres test-matrix lint docs install system-deps check clean bench bench-quick
+
+# Supported: Python 3.11-3.13 with Django 5.2 LTS, 6.0 and 6.1 (Django 6 needs Python 3.12+).
+# The primary pair, Python 3.11 + Django 5.2 (requirements.txt's pins), runs the whole suite on
+# SQLite and PostgreSQL; each pair below (python:django) runs MATRIX_TESTS on SQLite in a venv
+# of its own, with requirements.txt's other pins.
+MATRIX ?= 3.12:6.0.10 3.13:6.1.3 3.13:5.2.19
+MATRIX_TESTS ?= tests/test_contract.py tests/test_delivery.py tests/test_trust.py tests/test_topics.py tests/test_reminders.py
+PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt | $(BIN)/python
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-test.txt requirements-dev.txt requirements-docs.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt -r requirements-docs.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -50,11 +59,37 @@ run: install
 	fi; \
 	$(BIN)/python manage.py notify_scheduler & scheduler=$$!; \
 	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler' EXIT; \
-	trap 'exit 130' INT TERM; \
+	trap 'exit 0' INT TERM; \
 	$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT)
 
-# The suite runs twice: on SQLite, then on PostgreSQL (browser tests once, on SQLite).
-test: install system-deps test-sqlite test-postgres
+# The gates first (they answer in seconds), then the suite twice: on SQLite, then on PostgreSQL
+# (browser tests once, on SQLite), then the other supported Python/Django pairs.
+test: install system-deps lint docs test-sqlite test-postgres test-matrix
+
+# ruff (rules in pyproject.toml), the formatter, and mypy with django-stubs on the app.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy notify
+
+# The docs site (mkdocs.yml), strict: a broken link or anchor fails.
+docs: install
+	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
+
+test-matrix:
+	@set -e; for pair in $(MATRIX); do \
+		py=$${pair%%:*}; django=$${pair#*:}; venv=.venv-py$$py-django$$django; \
+		interpreter=$$(ls -d $(PYENV_ROOT)/versions/$$py.*/bin/python 2>/dev/null | sort -V | tail -1); \
+		[ -n "$$interpreter" ] || interpreter=$$(command -v python$$py) || { echo "No Python $$py found"; exit 1; }; \
+		if [ ! -f $$venv/.installed ] || [ requirements.txt -nt $$venv/.installed ] || [ requirements-test.txt -nt $$venv/.installed ]; then \
+			echo "Creating $$venv ($$interpreter, Django $$django)"; \
+			rm -rf $$venv; $$interpreter -m venv $$venv; \
+			$$venv/bin/pip install --quiet -r requirements-test.txt -r <(grep -iv '^django==' requirements.txt) "Django==$$django"; \
+			touch $$venv/.installed; \
+		fi; \
+		echo "Python $$py + Django $$django: $(MATRIX_TESTS)"; \
+		DATABASE_URL=sqlite:///$(CURDIR)/var/unused.sqlite3 $$venv/bin/python -m pytest -q $(MATRIX_TESTS); \
+	done
 
 test-sqlite: install
 	DATABASE_URL=sqlite:///$(CURDIR)/var/unused.sqlite3 $(BIN)/pytest
@@ -71,7 +106,7 @@ check: install
 	$(BIN)/python manage.py check
 
 clean:
-	rm -rf $(VENV) var db.sqlite3
+	rm -rf $(VENV) .venv-py* var db.sqlite3
 
 # The benchmark (docs/benchmarks.md): every variant at N = 1,000 / 5,000 / 10,000, about
 # 22 minutes; rewrites docs/benchmarks.md and docs/img/benchmarks.png. Loopback only.
