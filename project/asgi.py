@@ -9,7 +9,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 django_application = get_asgi_application()
 
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
 from notify.asgi import LongPollRouter  # noqa: E402 - needs the app registry ready
+
+if settings.DEBUG:
+    # Static files for the demo under uvicorn, as runserver serves them: Django's ASGI
+    # handler for them reads files without the "StreamingHttpResponse must consume
+    # synchronous iterators" warning that serving them through a URL pattern logs for
+    # every file. A deployment (DEBUG off) serves static files in front of the app.
+    django_application = ASGIStaticFilesHandler(django_application)
 
 # Held polls are served without a thread each; everything else by Django as usual.
 application = LongPollRouter(django_application)
