@@ -13,6 +13,14 @@
 
   const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
 
+  // Local time on a 24-hour clock, "2026-11-24 19:58" (a locale's own format would be
+  // "11/24/2026" here and "7:58 PM" there).
+  function formatDateTime(date) {
+    const pad = (n) => String(n).padStart(2, "0");
+    const day = `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+    return `${day} ${pad(date.getHours())}:${pad(date.getMinutes())}`;
+  }
+
   function formatTime(iso) {
     const date = new Date(iso);
     if (Number.isNaN(date.getTime())) return "";
@@ -22,7 +30,7 @@
     if (Math.abs(minutes) < 60) return relative.format(minutes, "minute");
     const hours = Math.round(minutes / 60);
     if (Math.abs(hours) < 24) return relative.format(hours, "hour");
-    return date.toLocaleDateString();
+    return formatDateTime(date);
   }
 
   class Bell {
@@ -148,6 +156,8 @@
       time.className = "notify-item__time";
       time.dateTime = n.created_at;
       time.textContent = formatTime(n.created_at);
+      const date = new Date(n.created_at);
+      if (!Number.isNaN(date.getTime())) time.title = formatDateTime(date);
       main.append(time);
       const mark = document.createElement("button");
       mark.type = "button";
