@@ -250,6 +250,16 @@ def test_documented_session_runs_as_written(page: Path, demo: Demo, redis_client
             run_step(demo, step, tmp_path / f"session{number}-step{index}.log", redis_client)
 
 
+def test_readme_links_lead_to_files_that_exist() -> None:
+    """The README is read on GitHub, outside the docs build that checks the pages' links."""
+    readme = (ROOT / "README.md").read_text()
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [target for target in targets if "://" not in target]
+    assert local, "the README links into docs/"
+    missing = [target for target in local if not (ROOT / target).exists()]
+    assert not missing, missing
+
+
 def test_make_run_takes_host_and_port() -> None:
     """README: `make run PORT=8001` (and HOST=...) serves there."""
     printed = subprocess.run(
