@@ -8,9 +8,10 @@ from datetime import timedelta
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.decorators import login_required, permission_required
-from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -20,6 +21,20 @@ from notify.models import Level, TopicMessage
 
 # Notifications the inbox renders; newer ones are added live by notify.js.
 INBOX_SIZE = 50
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """``/favicon.ico``: browsers ask for it whatever a page links to (the admin, JSON answers,
+    a typed-in URL); send them to the icon base.html links rather than answer 404."""
+    return HttpResponsePermanentRedirect(static("demo/favicon.svg"))
+
+
+def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
+    """The site's 403 page (templates/403.html), as Django's handler403 renders it for PermissionDenied.
+
+    The demo's own refusals answer with it directly: raising PermissionDenied would log a
+    traceback for an ordinary refusal."""
+    return render(request, "403.html", {"exception": reason}, status=403)
 
 
 @login_required
@@ -38,13 +53,16 @@ class SendForm(forms.Form):
     title = forms.CharField(max_length=200)
     body = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False)
     level = forms.ChoiceField(choices=Level.choices, initial=Level.INFO)
-    url = forms.CharField(max_length=500, required=False, help_text="Where the notification leads, e.g. /inbox/")
+    url = forms.CharField(
+        label="Link", max_length=500, required=False, help_text="Where the notification leads, e.g. /inbox/"
+    )
 
 
 @login_required
-@permission_required("notify.add_notification", raise_exception=True)
 def send(request: HttpRequest) -> HttpResponse:
     """Send one notification to one user (staff with ``notify.add_notification``; 403 for others)."""
+    if not request.user.has_perm("notify.add_notification"):
+        return forbidden(request, "Sending notifications needs the permission to add them.")
     form = SendForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         recipient = form.cleaned_data["recipient"]
@@ -60,14 +78,15 @@ def send(request: HttpRequest) -> HttpResponse:
     return render(request, "demo/send.html", {"form": form})
 
 
-# The "Remind me" choices, in seconds.
+# The "Remind me" choices, in seconds. The default is the first, 10 s: README's quick start
+# says "Remind me in 10 seconds".
 REMINDER_DELAYS = {10: "in 10 seconds", 60: "in 1 minute", 3600: "in 1 hour"}
 
 
 class RemindForm(forms.Form):
     """The inbox's "Remind me" form: a reminder to oneself, delivered later by notify_scheduler."""
 
-    delay = forms.TypedChoiceField(choices=list(REMINDER_DELAYS.items()), coerce=int, initial=60)
+    delay = forms.TypedChoiceField(choices=list(REMINDER_DELAYS.items()), coerce=int, initial=10)
     title = forms.CharField(max_length=200, required=False, empty_value="Reminder")
 
 
@@ -77,11 +96,14 @@ def remind(request: HttpRequest) -> HttpResponse:
     form = RemindForm(request.POST)
     if form.is_valid():
         delay = form.cleaned_data["delay"]
-        now = timezone.now()
-        deliver_at = now + timedelta(seconds=delay)
-        asked = f"You asked at {timezone.localtime(now):%H:%M:%S} to be reminded {REMINDER_DELAYS[delay]}."
-        notify.send(request.user, form.cleaned_data["title"], asked, deliver_at=deliver_at)
-        messages.success(request, f"Reminder set: it will appear here {REMINDER_DELAYS[delay]}.")
+        deliver_at = timezone.now() + timedelta(seconds=delay)
+        # No clock time in the text: the page shows times in the browser's time zone, and
+        # the notification's own time is when it was asked for.
+        asked = f"You asked to be reminded {REMINDER_DELAYS[delay]}."
+        (reminder,) = notify.send(request.user, form.cleaned_data["title"], asked, deliver_at=deliver_at)
+        # Tagged with the reminder: the inbox clears this notice when that reminder arrives.
+        text = f"Reminder set: it will appear here {REMINDER_DELAYS[delay]}."
+        messages.success(request, text, extra_tags=f"reminder:{reminder.pk}")
     else:
         messages.error(request, "Choose when to be reminded: " + ", ".join(REMINDER_DELAYS.values()) + ".")
     return redirect("inbox")
@@ -118,8 +140,7 @@ def chat(request: HttpRequest, room: str) -> HttpResponse:
     except topics.InvalidTopic:
         return redirect("chat", room=DEFAULT_ROOM)  # a name too long for a topic
     if not topics.permitted(request.user.pk, topic, "read"):
-        # An answer, not PermissionDenied: that would log a traceback for an ordinary refusal.
-        return HttpResponseForbidden(f"You may not read {topic}.", content_type="text/plain; charset=utf-8")
+        return forbidden(request, f"You may not read the room #{room}.")
     newest = TopicMessage.objects.filter(topic_id=topic).select_related("sender").order_by("-seq")[:CHAT_HISTORY]
     context = {"room": room, "topic": topic, "chat_messages": list(reversed(newest)), "room_pattern": ROOM_PATTERN}
     return render(request, "demo/chat.html", context)

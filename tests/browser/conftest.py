@@ -96,22 +96,18 @@ class Browser:
         self.pages = 0
 
     def context(self, user: Any, *, init_script: str = "", **options: Any) -> Any:
+        """A browser profile logged in as ``user``, or logged out with ``user=None``."""
         from django.test import Client
 
-        client = Client()
-        client.force_login(user)
         context = self.chromium.new_context(viewport={"width": 900, "height": 700}, **options)
         context.set_default_timeout(10_000)
-        context.add_cookies(
-            [
-                {
-                    "name": settings.SESSION_COOKIE_NAME,
-                    "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
-                    "domain": "127.0.0.1",
-                    "path": "/",
-                }
-            ]
-        )
+        if user is not None:
+            client = Client()
+            client.force_login(user)
+            session = client.cookies[settings.SESSION_COOKIE_NAME].value
+            context.add_cookies(
+                [{"name": settings.SESSION_COOKIE_NAME, "value": session, "domain": "127.0.0.1", "path": "/"}]
+            )
         context.add_init_script(RECORDER + init_script)
         context.on("page", self._watch)
         self.contexts.append(context)

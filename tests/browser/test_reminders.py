@@ -32,6 +32,8 @@ def test_remind_me_form_schedules_a_reminder_that_appears_live(server, scheduler
     page.goto(f"{server.url}/inbox/")
     page.wait_for_selector('#connection[data-status="connected"]')
 
+    # README's quick start: "Remind me in 10 seconds" is what the form offers first.
+    assert page.input_value("#remind select[name=delay]") == "10"
     page.fill("#remind-title", "Take the tea out")
     page.select_option("#remind select[name=delay]", label="in 1 minute")
     asked = timezone.now()
@@ -42,11 +44,13 @@ def test_remind_me_form_schedules_a_reminder_that_appears_live(server, scheduler
     reminder = Notification.objects.get(recipient=user)
     assert reminder.title == "Take the tea out" and reminder.seq is None
     assert 55 <= (reminder.deliver_at - asked).total_seconds() <= 65
-    assert "Reminder set: it will appear here in 1 minute" in page.locator(".messages").inner_text()
+    notice = page.locator(f'.notice[data-tags~="reminder:{reminder.pk}"]')
+    assert "Reminder set: it will appear here in 1 minute" in notice.inner_text()
     assert "Take the tea out" in page.locator(f'#reminders [data-id="{reminder.pk}"]').inner_text()
     assert page.locator("#inbox .inbox-item").count() == 0
     browser.screenshot(page, "reminder-pending")
 
+    assert notice.count() == 1  # still there (success notices clear themselves only after 12 s)
     # A minute of real time is too long for a test: move it to a second from now.
     deliver_at = timezone.now() + datetime.timedelta(seconds=1)
     assert notify.reschedule(reminder, deliver_at) is True
@@ -59,5 +63,6 @@ def test_remind_me_form_schedules_a_reminder_that_appears_live(server, scheduler
     assert "to be reminded in 1 minute" in item.locator(".inbox-item-body").inner_text()
     page.wait_for_function("document.getElementById('unread-count').textContent === '1'", timeout=1000)
     assert page.locator(f'#reminders [data-id="{reminder.pk}"]').count() == 0  # no longer pending
+    assert notice.count() == 0  # "it will appear here" no longer holds: the notice went with it
     browser.screenshot(page, "reminder-delivered")
     wait_until(lambda: Notification.objects.get(pk=reminder.pk).seq is not None)
