@@ -49,7 +49,7 @@ TOKEN = re.compile(r"ntf_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")  # notify_token prints
 DURATION = re.compile(r"^(real|user|sys)\s+\d+m\d+(?:\.\d+)?s$")
 COMMAND_TIMEOUT = 40.0  # longer than any documented poll (25 s)
 
-pytestmark = pytest.mark.skipif(
+on_sqlite_leg = pytest.mark.skipif(
     settings.DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3",
     reason="the docs' sessions run on a SQLite database of their own, as `make run` does: the SQLite leg runs them",
 )
@@ -243,6 +243,7 @@ def check_step(step: Step, process: subprocess.Popen[bytes], log: Path) -> None:
     assert normalise(printed.splitlines()) == normalise(step.output), f"{step.where} printed:\n{printed}"
 
 
+@on_sqlite_leg
 @pytest.mark.parametrize("page", PAGES_WITH_SESSIONS, ids=lambda page: page.relative_to(ROOT).as_posix())
 def test_documented_session_runs_as_written(page: Path, demo: Demo, redis_client: redis.Redis, tmp_path: Path) -> None:
     for number, session in enumerate(sessions(page)):
