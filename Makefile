@@ -74,7 +74,7 @@ lint: install
 
 # The docs site (mkdocs.yml), strict: a broken link or anchor fails.
 docs: install
-	$(BIN)/mkdocs build --strict --quiet --site-dir var/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir var/site
 
 test-matrix:
 	@set -e; for pair in $(MATRIX); do \
