@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
+
+import pytest
+import redis
 
 import notify
 from tests.conftest import hub_clients, poll_channels
@@ -135,3 +140,56 @@ def test_a_session_whose_password_changed_no_longer_authenticates(server, make_u
     alice.set_password("a new one")
     alice.save()
     assert server.poll(cookies=cookie).status == 401
+
+
+async def test_asyncio_redis_clients_clean_up_after_a_failed_connect_and_do_not_retry(monkeypatch, caplog):
+    """The pub/sub hubs, the cluster's slot-map look-up and the sentinel watch use redis-py's asyncio
+    clients with "no retry: reconnecting is notify's job". redis-py runs that policy with ``await``; the
+    synchronous ``redis.retry.Retry`` ran the connect outside its own ``try``, so redis-py's clean-up after
+    a failure (disconnect, with the error) was skipped. Against a real refused connection (port 1)."""
+    from redis.asyncio.connection import Connection
+
+    from notify.broker.cluster import ClusterHub
+    from notify.broker.redis import RedisHub
+    from notify.broker.sentinel import SentinelHub
+
+    attempts: list[int] = []
+    cleanups: list[type[BaseException]] = []
+    real_connect, real_disconnect = Connection._connect, Connection.disconnect
+
+    async def connect(self: Connection) -> None:
+        attempts.append(self.port)
+        await real_connect(self)
+
+    async def disconnect(self: Connection, *args: object, **kwargs: object) -> None:
+        if kwargs.get("error") is not None:
+            cleanups.append(type(kwargs["error"]))
+        await real_disconnect(self, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "_connect", connect)
+    monkeypatch.setattr(Connection, "disconnect", disconnect)
+
+    hub = RedisHub("redis://127.0.0.1:1/0")
+    with pytest.raises(redis.ConnectionError):
+        await hub._connect(hub._pool.make_connection())
+    await hub.aclose()
+    assert (attempts, cleanups) == ([1], [redis.ConnectionError])
+
+    attempts.clear(), cleanups.clear()
+    with pytest.raises(redis.ConnectionError):
+        await ClusterHub("redis+cluster://127.0.0.1:1")._fetch_slot_map()
+    assert (attempts, cleanups) == ([1], [redis.ConnectionError])
+
+    attempts.clear(), cleanups.clear()
+    sentinel = SentinelHub("redis+sentinel://127.0.0.1:1/mymaster")
+    watch = asyncio.create_task(sentinel._follow_switches(sentinel._pool.make_connection()))
+    try:
+        with caplog.at_level(logging.INFO, logger="notify"):
+            async with asyncio.timeout(5):
+                while "trying the next one" not in caplog.text:  # then it waits a second and asks again
+                    await asyncio.sleep(0.01)
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+        await sentinel.aclose()
+    assert (attempts, cleanups) == ([1], [redis.ConnectionError])

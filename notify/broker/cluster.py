@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
@@ -294,7 +295,7 @@ class ClusterHub(Hub):
                 socket_connect_timeout=1.0,
                 socket_timeout=1.0,
                 protocol=2,
-                retry=Retry(NoBackoff(), 0),
+                retry=AsyncRetry(NoBackoff(), 0),
             )
             try:
                 return slot_map(await client.execute_command("CLUSTER", "SLOTS"), address)
@@ -319,11 +320,11 @@ class ClusterHub(Hub):
             subscription.wake()
         pending, self._unrouted = [*self._unrouted, *moved], set()
         for subscription in pending:
-            hub = self._hub_for(subscription.channel)
-            if hub is None:
+            target = self._hub_for(subscription.channel)
+            if target is None:
                 self._unrouted.add(subscription)
             else:
-                hub._add(subscription)
+                target._add(subscription)
         masters = set(owners)
         for address, hub in list(self._shards.items()):
             if address not in masters and not hub.channels():
@@ -363,7 +364,7 @@ class ClusterBroker:
         self._clients: dict[Address, redis.Redis] = {}
         self._lock = threading.Lock()
 
-    def subscribe(self, channel: str):  # type: ignore[no-untyped-def]
+    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
         return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay).subscribe(channel)
 
     def wake_everyone(self) -> int:

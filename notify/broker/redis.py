@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import redis
 import redis.asyncio
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -73,8 +74,10 @@ class RedisHub(Hub):
             # default) they are push frames that read_response() passes by.
             protocol=2,
             # Reconnecting is this class's job: redis-py must not retry (and so
-            # resubscribe) behind our back, or we would not know to re-check.
-            retry=Retry(NoBackoff(), 0),
+            # resubscribe) behind our back, or we would not know to re-check. The
+            # asyncio Retry: redis-py awaits the connect inside it (a sync one
+            # returns the coroutine unawaited and skips redis-py's clean-up).
+            retry=AsyncRetry(NoBackoff(), 0),
         )
         # Held polls by channel. A channel is subscribed while it has one.
         self._waiters: dict[str, set[Subscription]] = {}
@@ -362,7 +365,7 @@ class RedisBroker:
     def hub(self) -> RedisHub:
         return hub_for_running_loop(self.url, self.hub_class, **self.hub_options)
 
-    def subscribe(self, channel: str):  # type: ignore[no-untyped-def]
+    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
         return self.hub().subscribe(channel)
 
     def auth_epoch(self) -> object | None:

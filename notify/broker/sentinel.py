@@ -23,6 +23,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -98,7 +99,7 @@ class SentinelHub(RedisHub):
                     socket_connect_timeout=1.0,
                     socket_keepalive=True,
                     protocol=2,
-                    retry=Retry(NoBackoff(), 0),
+                    retry=AsyncRetry(NoBackoff(), 0),
                 )
                 try:
                     async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
