@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 
 from notify.forms import NotificationForm
-from notify.models import ApiToken, Broadcast, Notification
+from notify.models import ApiToken, ApiTokenQuerySet, Broadcast, Notification, NotificationQuerySet
 from notify.sending import send
 
 SEND_PERMISSION = "notify.add_notification"
@@ -61,7 +61,7 @@ class NotificationAdmin(admin.ModelAdmin):
         return [*fields, "deliver_at"] if obj is not None else fields
 
     @admin.action(description="Mark selected notifications as read", permissions=["change"])
-    def mark_read(self, request: HttpRequest, queryset: QuerySet[Notification]) -> None:
+    def mark_read(self, request: HttpRequest, queryset: NotificationQuerySet) -> None:
         self.message_user(request, f"Marked {queryset.mark_read()} notification(s) as read.")
 
 
@@ -87,6 +87,7 @@ class BroadcastAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Broadcast, form: Any, change: bool) -> None:
         if not change:
+            assert request.user.is_authenticated  # the admin lets in signed-in staff only
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
 
@@ -112,7 +113,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
         return False  # tokens are issued by `manage.py notify_token`, which shows the secret once
 
     @admin.action(description="Revoke selected tokens", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+    def revoke(self, request: HttpRequest, queryset: ApiTokenQuerySet) -> None:
         tokens = list(queryset.active())
         for token in tokens:  # one by one: each leaves the token cache
             token.revoke()

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.contrib.auth import get_user
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.http import HttpRequest
 
 from notify import batching, db
@@ -35,7 +35,7 @@ def token_cache_key(key: str) -> str:
     return f"notify:token:{key}"
 
 
-def _cache():  # type: ignore[no-untyped-def]
+def _cache() -> BaseCache | None:
     alias = conf.CACHE_ALIAS
     return caches[alias] if alias else None
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from notify import db
@@ -39,7 +39,7 @@ class Batch(Generic[K, V]):
     next. A key ``fetch`` leaves out gets ``default``.
     """
 
-    def __init__(self, fetch: Callable[[list[K]], dict[K, V]], default: V) -> None:
+    def __init__(self, fetch: Callable[[list[K]], Mapping[K, V]], default: V) -> None:
         self.fetch = fetch
         self.default = default
         self._asked: dict[K, list[asyncio.Future[V]]] = {}
@@ -87,13 +87,13 @@ _heads = CompiledQuery(
 
 def heads(user_ids: list[int]) -> dict[int, int]:
     """The head of each user's stream (users without an inbox are left out: 0). Synchronous."""
-    return dict(_heads(user_ids))  # type: ignore[arg-type]
+    return dict(_heads(user_ids))
 
 
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batch]] = weakref.WeakKeyDictionary()
 
 
-def batch(name: str, fetch: Callable[[list[K]], dict[K, V]], default: V) -> Batch[K, V]:
+def batch(name: str, fetch: Callable[[list[K]], Mapping[K, V]], default: V) -> Batch[K, V]:
     """The running loop's batch called ``name`` (futures belong to one loop: under
     WSGI, a loop per request, and so no coalescing there)."""
     per_loop = _batches.setdefault(asyncio.get_running_loop(), {})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -195,6 +196,7 @@ def check_cluster_url(url: str) -> list[Error | Warning]:
     from notify.broker.cluster import is_cluster_url, parse_cluster_url
     from notify.broker.sentinel import is_sentinel_url, parse_sentinel_url
 
+    parse: Callable[[str], object]
     if is_cluster_url(url):
         parse, hint = (
             parse_cluster_url,
@@ -214,7 +216,7 @@ def check_cluster_url(url: str) -> list[Error | Warning]:
     else:
         return []
     try:
-        parse(url)  # type: ignore[operator]
+        parse(url)
     except ValueError as error:
         return [
             Error(

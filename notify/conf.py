@@ -6,7 +6,7 @@ Every property reads ``settings.NOTIFY`` when it is accessed, never at import, s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from django.conf import settings
 
@@ -57,6 +57,13 @@ DEFAULTS: dict[str, Any] = {
     # asked on every topic poll and post. None: every topic is closed to everyone.
     "TOPIC_PERMISSION": None,
 }
+
+
+class RetentionRule(TypedDict, total=False):
+    """One rule of TOPIC_RETENTION (notify.E010 checks its shape): a key left out or None keeps everything."""
+
+    keep_last: int | None
+    keep_seconds: float | None
 
 
 class Settings:
@@ -147,7 +154,7 @@ class Settings:
         return float(self._get("CREDENTIAL_TRUST_SECONDS"))
 
     @property
-    def TOPIC_RETENTION(self) -> dict[str, dict[str, float | None]]:
+    def TOPIC_RETENTION(self) -> dict[str, RetentionRule]:
         return self._get("TOPIC_RETENTION")
 
     @property

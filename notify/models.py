@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -54,7 +55,7 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
     def mark_read(self) -> int:
         return self.unread().update(read_at=timezone.now())
 
-    def bulk_create(self, objs, *args: Any, **kwargs: Any) -> list[Notification]:  # type: ignore[override]
+    def bulk_create(self, objs: Iterable[Notification], *args: Any, **kwargs: Any) -> list[Notification]:
         """Create many notifications at once, numbered and published after commit.
 
         Django's ``bulk_create`` sends no ``post_save``, so this does what the

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -62,7 +62,7 @@ def channel(name: str, user_id: int) -> str:
 
 def look(
     user_id: int,
-    wanted: list[tuple[str, int | None]],
+    wanted: Sequence[tuple[str, int | None]],
     limit: int,
     *,
     credential: Credential | None = None,
@@ -158,8 +158,10 @@ async def hold(
         subscriptions: dict[str, Subscription] = {}
         for name, _ in wanted:
             subscriptions[name] = await stack.enter_async_context(broker.subscribe(channel(name, user_id)))
-        auth = subscriptions.get(INBOX) or await stack.enter_async_context(broker.subscribe(user_channel))
-        every = [*subscriptions.values(), *([] if INBOX in subscriptions else [auth])]
+        auth = subscriptions.get(INBOX)
+        if auth is None:
+            auth = await stack.enter_async_context(broker.subscribe(user_channel))
+        every: list[Subscription] = [*subscriptions.values(), *([] if INBOX in subscriptions else [auth])]
         ready_within = min(conf.SUBSCRIBE_TIMEOUT, timeout)
         await asyncio.gather(*(s.wait_ready(ready_within) for s in every))
         for subscription in every:
@@ -184,6 +186,7 @@ async def hold(
                 if all(s.ready.is_set() for s in every):
                     break  # timed out, listening all along: nothing new (see views.hold)
                 results = await db.read(_look(user_id, wanted, limit, check_permission=False))
+                assert results is not None  # no credential to verify
                 continue
             heard = {name: list(s.messages) for name, s in subscriptions.items()}
             auth_messages = list(auth.messages)
@@ -200,10 +203,15 @@ async def hold(
 
 
 def _look(
-    user_id: int, wanted: list[tuple[str, int | None]], limit: int, **options: object
+    user_id: int,
+    wanted: Sequence[tuple[str, int | None]],
+    limit: int,
+    *,
+    credential: Credential | None = None,
+    check_permission: bool = True,
 ) -> Callable[[], dict[str, Result] | None]:
     """``look`` with these arguments, for db.run (which takes positional ones only)."""
-    return partial(look, user_id, wanted, limit, **options)  # type: ignore[arg-type]
+    return partial(look, user_id, wanted, limit, credential=credential, check_permission=check_permission)
 
 
 async def _recheck(

@@ -73,14 +73,14 @@ def run_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -
 
     Empty if the first is missing or any message is garbled: the caller asks the database.
     """
-    parsed = []
+    parsed: list[tuple[int, int | None, bytes]] = []
     try:
         for raw in messages:
             data = raw.encode() if isinstance(raw, str) else raw
             if data == AUTH_CHANGED:
                 continue
-            seq, unread, body = data.split(b" ", 2)
-            parsed.append((int(seq), None if unread == b"-" else int(unread), body))
+            seq_field, unread_field, body = data.split(b" ", 2)
+            parsed.append((int(seq_field), None if unread_field == b"-" else int(unread_field), body))
     except ValueError:
         return []
     parsed.sort(key=lambda item: item[0])

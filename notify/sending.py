@@ -79,7 +79,7 @@ def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(user_ids))
     counts = dict.fromkeys(ids, 0)
     for start in range(0, len(ids), CHUNK):
-        counts.update(_unread_counts(ids[start : start + CHUNK]))  # type: ignore[arg-type]
+        counts.update(_unread_counts(ids[start : start + CHUNK]))
     return counts
 
 
@@ -109,6 +109,7 @@ def publish(notifications: Sequence[Notification]) -> None:
     messages = [
         (conf.channel_for_user(n.recipient_id), pages.message(n.seq, unread.get(n.recipient_id), n.as_dict()))
         for n in notifications
+        if n.seq is not None  # always: publish_on_commit leaves out the unnumbered
     ]
     try:
         get_broker().publish_many(messages)
@@ -170,7 +171,8 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError(f"{name} must be valid Unicode text (it contains a lone surrogate)") from None
-        max_length = Notification._meta.get_field(name).max_length
+        field = Notification._meta.get_field(name)
+        max_length = field.max_length if isinstance(field, models.Field) else None
         if max_length is not None and len(value) > max_length:
             raise ValueError(f"{name} is {len(value)} characters long; at most {max_length} are accepted")
     if data is not None:

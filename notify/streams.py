@@ -39,7 +39,9 @@ def page_after(user_id: int, after: int, limit: int) -> tuple[int, list[dict[str
     rows = list(Notification.objects.filter(recipient_id=user_id, seq__gt=after).order_by("seq")[:limit])
     if not rows:
         return after, []
-    return rows[-1].seq, [n.as_dict() for n in rows]
+    cursor = rows[-1].seq
+    assert cursor is not None  # seq__gt left out the reminders not yet delivered (seq NULL)
+    return cursor, [n.as_dict() for n in rows]
 
 
 def mark_read(user_id: int, ids: Iterable[int] | None) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import DatabaseError
@@ -191,6 +191,8 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
         # published its "auth" message unheard), unless this worker verified it
         # recently and has heard every revocation since (notify.auth._Hints).
         now = listening()
+        notifications: list[dict[str, Any]]
+        head: int | None
         if subscription.ready.is_set() and is_trusted(credential, user_id, now):
             # The common case: the head, read with other polls' in one query.
             head = await batching.head(user_id)
@@ -256,15 +258,22 @@ def first_check(
 
 
 class _CsrfCheck(CsrfViewMiddleware):
-    def _reject(self, request: HttpRequest, reason: str) -> str:  # type: ignore[override]
+    """Django's CSRF checks, answering with the reason of a failure instead of a 403 response."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> str:
         return reason
+
+
+def _not_called(request: HttpRequest) -> HttpResponse:
+    raise AssertionError("csrf_failure runs the middleware's checks only, never a view")
 
 
 def csrf_failure(request: HttpRequest) -> str | None:
     """Why the request fails Django's CSRF check, or None if it passes."""
-    check = _CsrfCheck(lambda request: None)  # type: ignore[arg-type,return-value]
+    check = _CsrfCheck(_not_called)
     check.process_request(request)
-    return check.process_view(request, None, (), {})  # type: ignore[arg-type,return-value]
+    # process_view answers what _reject returns, the reason (the stubs know only the 403 response).
+    return cast("str | None", check.process_view(request, _not_called, (), {}))
 
 
 @csrf_exempt  # enforced below for session auth only: a bearer token is not ambient

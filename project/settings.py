@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 
@@ -59,7 +60,7 @@ TEMPLATES = [
 ]
 
 
-def database_from_url(url: str) -> dict:
+def database_from_url(url: str) -> dj_database_url.DBConfig:
     database = dj_database_url.parse(url)
     if database["ENGINE"] == "django.db.backends.sqlite3":
         database["OPTIONS"] = {
@@ -99,7 +100,7 @@ CACHES = {
 # authenticated by its session costs no session query.
 SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 
-NOTIFY = {
+NOTIFY: dict[str, Any] = {
     "BROKER": os.environ.get("NOTIFY_BROKER", "redis"),
     # Pub/sub may live elsewhere than the cache, e.g. on a Redis Cluster
     # (redis+cluster://...) while the cache stays on a plain Redis.

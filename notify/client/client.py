@@ -133,7 +133,7 @@ class NotifyClient:
         self._owns_session = False
         self._buffer: deque[Any] = deque()  # Notification, or StreamItem with streams
         self._pending_cursor: str | None = None
-        self._task: asyncio.Task[Page] | None = None
+        self._task: asyncio.Task[Page | StreamsPage] | None = None
         self._stopping = False
 
     def __repr__(self) -> str:
@@ -241,7 +241,7 @@ class NotifyClient:
                         error.stream,
                         error,
                     )
-                    self._set_stream_cursor(error.stream, None)  # type: ignore[arg-type]
+                    self._set_stream_cursor(error.stream, None)
                     continue
                 logger.warning(
                     "cursor %r is unusable, starting again from the unread notifications: %s", self.cursor, error

@@ -54,7 +54,7 @@ class Command(BaseCommand):
         "SIGTERM/SIGINT; several may run at once."
     )
 
-    def get_check_kwargs(self, options: Any) -> dict[str, Any]:
+    def get_check_kwargs(self, options: Any) -> dict[Any, Any]:  # django-stubs types its keys str | None
         # Django 6.1 runs model checks against every database by default, and JSONField's check opens a
         # connection: the scheduler must start, log and retry while its database is unreachable, so its
         # start-up checks stay the static ones, as on Django 5.2 and 6.0.
@@ -76,9 +76,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not logger.hasHandlers():  # a project without LOGGING for "notify": still say what happens
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-            logger.addHandler(handler)
+            stderr = logging.StreamHandler(sys.stderr)
+            stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            logger.addHandler(stderr)
             logger.setLevel(logging.INFO)
         using, batch, interval = options["database"], options["batch"], options["interval"]
 
