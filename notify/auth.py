@@ -137,7 +137,7 @@ def user_id_for_session(session_key: str) -> int | None:
     AuthenticationMiddleware would find it (session auth hash checked). Synchronous."""
     engine = import_module(settings.SESSION_ENGINE)
     # get_user() reads only .session: a stand-in request is enough.
-    user = get_user(SimpleNamespace(session=engine.SessionStore(session_key)))  # type: ignore[arg-type]
+    user = get_user(SimpleNamespace(session=engine.SessionStore(session_key)))  # type: ignore[arg-type]  # a stand-in request
     return user.pk if user.is_authenticated else None
 
 

@@ -17,6 +17,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("notify/", include("notify.urls")),
+    path("", include("project.demo.urls")),
 ]
 
 # notify.js and notify.css for the demo under uvicorn (DEBUG only; a deployment serves static files itself).

@@ -121,7 +121,7 @@ class AuthWatch(Subscription):
 
     def __init__(self, channel: str, on_auth: Callable[[bytes], None]) -> None:
         super().__init__(channel)
-        self.ready = AuthEpoch()  # type: ignore[assignment]
+        self.ready = AuthEpoch()  # type: ignore[assignment]  # a Flag that also counts epochs
         self.on_auth = on_auth
 
     def wake(self, message: bytes | str | None = None) -> None:

@@ -108,7 +108,7 @@ class ShardHub(RedisHub):
     SUBSCRIBE_KIND = b"ssubscribe"
 
     def __init__(self, cluster: ClusterHub, address: Address, url: str, **options: object) -> None:
-        super().__init__(url, **options)  # type: ignore[arg-type]
+        super().__init__(url, **options)  # type: ignore[arg-type]  # Redis keyword options, passed through
         self.cluster = cluster
         self.address = address
         # SUNSUBSCRIBEs sent and not yet answered, by channel: any other

@@ -148,7 +148,7 @@ class RedisHub(Hub):
     @property
     def auth_epoch(self) -> object | None:
         """The current epoch of the auth channel's subscription (see AuthEpoch)."""
-        return self._auth.ready.current if self._auth is not None else None  # type: ignore[attr-defined]
+        return self._auth.ready.current if self._auth is not None else None  # type: ignore[attr-defined]  # AuthEpoch
 
     @property
     def channel_count(self) -> int:
@@ -311,7 +311,7 @@ def hub_for_running_loop(url: str, hub_class: type[RedisHub] = RedisHub, **optio
     if hub is None or hub.url != url:
         if hub is not None:
             loop.create_task(hub.aclose())
-        hub = _hubs[loop] = hub_class(url, **options)  # type: ignore[arg-type]
+        hub = _hubs[loop] = hub_class(url, **options)  # type: ignore[arg-type]  # Redis keyword options
     return hub
 
 

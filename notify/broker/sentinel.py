@@ -74,7 +74,7 @@ class SentinelHub(RedisHub):
         sentinels, self.service, _db, master = parse_sentinel_url(url)
         # The pool only supplies the connection settings (password, database, TLS,
         # name, RESP2); host and port are replaced at every connect (_connect).
-        super().__init__(master, **options)  # type: ignore[arg-type]
+        super().__init__(master, **options)  # type: ignore[arg-type]  # Redis keyword options, passed through
         self.url = url
         self._sentinels = sentinels
         self._sentinel = redis.asyncio.sentinel.Sentinel(sentinels, socket_timeout=1.0, socket_connect_timeout=1.0)

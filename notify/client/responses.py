@@ -114,26 +114,29 @@ def streams_page_of(payload: dict[str, Any], url: str, streams: list[str]) -> St
     """A multi-stream answer, checked to hold every stream asked for."""
     cursor = payload.get("cursor")
     answered = payload.get("streams")
+    if not isinstance(cursor, str) or not isinstance(answered, dict):
+        raise _not_a_streams_page(payload, url, streams)
     items: list[StreamItem] = []
     unread: int | None = None
-    valid = isinstance(cursor, str) and isinstance(answered, dict)
-    for name in streams if valid else []:
-        part = answered.get(name)  # type: ignore[union-attr]
+    for name in streams:
+        part = answered.get(name)
         key = "notifications" if name == "inbox" else "messages"
         listed = part.get(key) if isinstance(part, dict) else None
-        if not isinstance(listed, list) or not all(isinstance(i, dict) for i in listed):
-            valid = False
-            break
+        if not isinstance(part, dict) or not isinstance(listed, list) or not all(isinstance(i, dict) for i in listed):
+            raise _not_a_streams_page(payload, url, streams)
         items += [StreamItem(name, i) for i in listed]
         if name == "inbox":
             unread = part.get("unread_count")
-            valid = valid and isinstance(unread, int)
-    if not valid:
-        raise ProtocolError(
-            f"{url} answered a JSON object that is not a poll page of streams {', '.join(streams)}: "
-            f"{_excerpt(json.dumps(payload))}"
-        )
-    return StreamsPage(cursor=cursor, items=items, unread_count=unread)  # type: ignore[arg-type]
+            if not isinstance(unread, int):
+                raise _not_a_streams_page(payload, url, streams)
+    return StreamsPage(cursor=cursor, items=items, unread_count=unread)
+
+
+def _not_a_streams_page(payload: dict[str, Any], url: str, streams: list[str]) -> ProtocolError:
+    return ProtocolError(
+        f"{url} answered a JSON object that is not a poll page of streams {', '.join(streams)}: "
+        f"{_excerpt(json.dumps(payload))}"
+    )
 
 
 def message_of(payload: dict[str, Any], url: str) -> dict[str, Any]:
