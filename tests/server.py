@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import urlencode, urlsplit
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
+STATE_PATH = "/__tests__/state"  # tests/asgi.py
 
 
 def free_port() -> int:
@@ -56,6 +58,8 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    # The demo's application behind tests/asgi.py's test-only state route (see ``state``).
+    app: str = "tests.asgi:application"
 
     @property
     def url(self) -> str:
@@ -76,7 +80,7 @@ class Server:
             sys.executable,
             "-m",
             "uvicorn",
-            "project.asgi:application",
+            self.app,
             "--host",
             "127.0.0.1",
             "--port",
@@ -107,6 +111,46 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def state(self) -> dict[str, Any]:
+        """What the server holds now (tests/asgi.py: held polls, waiting/listening subscriptions
+        by channel, Redis channels subscribed). With several workers: the one that answers."""
+        reply = self.request("GET", STATE_PATH, timeout=5)
+        if reply.status != 200:
+            raise AssertionError(f"{STATE_PATH} answered {reply.status}: {reply.body[:2000]!r}")
+        return reply.json()
+
+    def wait_for(
+        self, condition: Callable[[dict[str, Any]], bool], timeout: float = 10.0, what: str = ""
+    ) -> dict[str, Any]:
+        """Until ``condition(self.state())`` holds; the state that satisfied it. Fails after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            current = self.state()
+            if condition(current):
+                return current
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{what or condition} not reached within {timeout} s; state: {current}")
+            time.sleep(0.02)
+
+    def wait_for_held_polls(
+        self, n: int, user_id: int | None = None, *, timeout: float = 10.0, listening: bool = True
+    ) -> dict[str, Any]:
+        """Until exactly ``n`` polls (of ``user_id``, or of everyone) are held, and each of them
+        has checked the database and is waiting, subscribed with Redis's confirmation (with
+        ``listening=False``: waiting, confirmed or not, e.g. while Redis is down). ``n=0``: until
+        every such poll was answered. The state that satisfied it.
+        """
+        key = "listening" if listening else "waiting"
+
+        def reached(state: dict[str, Any]) -> bool:
+            if user_id is None:
+                return state["held"] == n and state[f"{key}_polls"] == n
+            polls = state["users"].get(str(user_id), {"held": 0, key: 0})
+            return polls["held"] == n and polls[key] == n
+
+        whose = "" if user_id is None else f" of user {user_id}"
+        return self.wait_for(reached, timeout, f"{n} held {key} polls{whose}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""

@@ -313,7 +313,7 @@ def test_revoking_a_token_answers_its_held_polls_with_401(server, alice, token):
     cursor = server.poll(token).json()["cursor"]
     held = []
     poller = threads.start(lambda: held.append(server.poll(token, after=cursor, timeout=20)))
-    time.sleep(0.5)
+    server.wait_for_held_polls(1, alice.pk)
     started = time.monotonic()
     ApiToken.objects.get(user=alice).revoke()
     poller.join(10)
