@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import inspect
 import os
+import re
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -21,10 +23,9 @@ def _answers(host: str, port: int) -> bool:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    # Delivery is tested against real services only: refuse to run without them.
-    url = redis.connection.parse_url(settings.REDIS_URL)
-    if not _answers(url.get("host", "127.0.0.1"), url.get("port", 6379)):
-        pytest.exit(f"Redis does not answer at {settings.REDIS_URL}: start it (see README).", returncode=3)
+    # Delivery is tested against real services only: refuse to run without them. Redis is
+    # checked by the first test that needs it (redis_answers), so that the unit layer
+    # (`pytest -m unit`) runs without it.
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("postgresql") and not _answers(
         database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432)
@@ -32,8 +33,87 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         pytest.exit(f"PostgreSQL does not answer at {database['HOST']}:{database['PORT']}.", returncode=3)
 
 
+# --- layers: unit / system / browser (docs/testing.md) ---------------------------------------------------------------
+
+# Fixtures that start a process, hold a Redis connection or need Redis behind them.
+SYSTEM_FIXTURES = {
+    "server",
+    "redis_client",
+    "close_hubs",
+    "fuzz_server",
+    "cluster",
+    "cluster_server",
+    "sentinel",
+    "own_redis",
+    "scheduler_process",
+    "built",
+    "site",
+    "demo",
+    "chromium",
+    "browser",
+}
+# Modules whose tests start processes (servers, nginx, schedulers, clusters, builds) in their bodies,
+# or make threads race over several database connections.
+SYSTEM_MODULES = {
+    "test_bench",
+    "test_cluster",
+    "test_docs",
+    "test_faults",
+    "test_newproject",
+    "test_nginx",
+    "test_production",
+    "test_races",
+    "test_shutdown",
+    "test_wsgi",
+}
+
+# Or whose bodies start a server or a scheduler of their own.
+SYSTEM_CALLS = re.compile(r"\b(Server|Scheduler|own_server)\(")
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    function = getattr(item, "function", None)
+    try:
+        return function is not None and bool(SYSTEM_CALLS.search(inspect.getsource(function)))
+    except (OSError, TypeError):
+        return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test is ``unit`` or ``system`` (browser tests are ``system`` too), unless it says so itself."""
+    for item in items:
+        if item.get_closest_marker("unit") or item.get_closest_marker("system"):
+            continue
+        module = item.nodeid.split("::")[0].rsplit("/", 1)[-1].removesuffix(".py")
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if (
+            fixtures & SYSTEM_FIXTURES
+            or module in SYSTEM_MODULES
+            or _starts_processes(item)
+            or item.get_closest_marker("browser")
+            or item.get_closest_marker("postgres")
+        ):
+            item.add_marker(pytest.mark.system)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
-def redis_client() -> Iterator[redis.Redis]:
+def redis_answers() -> None:
+    """Fails the run at once, with what to do, if Redis does not answer."""
+    url = redis.connection.parse_url(settings.REDIS_URL)
+    if not _answers(url.get("host", "127.0.0.1"), url.get("port", 6379)):
+        pytest.exit(f"Redis does not answer at {settings.REDIS_URL}: start it (see README).", returncode=3)
+
+
+@pytest.fixture(autouse=True)
+def _system_needs_redis(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("system"):
+        request.getfixturevalue("redis_answers")
+
+
+@pytest.fixture(scope="session")
+def redis_client(redis_answers: None) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.REDIS_URL)
     yield client
     # Leave nothing of this run behind: cache keys carry the run's prefix.
@@ -44,15 +124,12 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def server(django_db_setup: Any, django_db_blocker: Any) -> Iterator[Server]:
+def server(redis_answers: None, django_db_setup: Any, django_db_blocker: Any) -> Iterator[Server]:
     """One uvicorn for the session, serving the test database over real HTTP."""
     with django_db_blocker.unblock():
         live = Server().start()
     yield live
-    live.stop()
-    # Whatever the tests threw at it, the server never failed inside the app.
-    log = live.log_path.read_text(errors="replace")
-    assert "Exception in ASGI application" not in log and "Traceback" not in log, log[-3000:]
+    live.stop()  # and whatever the tests threw at it, it never failed inside the app (Server.check_log)
 
 
 @pytest.fixture

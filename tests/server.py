@@ -60,6 +60,10 @@ class Server:
     log_path: Path | None = None
     # The demo's application behind tests/asgi.py's test-only state route (see ``state``).
     app: str = "tests.asgi:application"
+    # stop() fails if the server logged a traceback (this run's part of the log): whatever a
+    # test throws at it, the app never fails inside. Off only for a test that makes it fail.
+    check_log: bool = True
+    log_offset: int = 0
 
     @property
     def url(self) -> str:
@@ -76,6 +80,7 @@ class Server:
         log_dir = ROOT / "var" / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = log_dir / f"uvicorn-{self.port}.log"
+        self.log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         command = [
             sys.executable,
             "-m",
@@ -103,14 +108,37 @@ class Server:
         raise RuntimeError(f"uvicorn did not answer within {wait} s: {self.log()}")
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process is None or self.process.poll() is not None:
+        """Stop the server (SIGTERM, then SIGKILL after ``timeout``); then fail if its log shows a
+        traceback (see ``check_log``). Stopping a stopped server checks nothing again."""
+        if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.check_log:
+            self.check_log = False  # once
+            self.assert_no_tracebacks()
+
+    def own_log(self) -> str:
+        """What this server wrote to its log (a port's log file may hold earlier runs' too)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.log_offset)
+            return log.read().decode(errors="replace")
+
+    def assert_no_tracebacks(self) -> None:
+        log = self.own_log()
+        for sign in ("Traceback (most recent call last)", "Exception in ASGI application"):
+            if sign in log:
+                at = log.index(sign)
+                raise AssertionError(
+                    f"the server on port {self.port} logged a traceback ({self.log_path}):\n{log[at - 500 : at + 3000]}"
+                )
 
     def state(self) -> dict[str, Any]:
         """What the server holds now (tests/asgi.py: held polls, waiting/listening subscriptions
@@ -153,7 +181,7 @@ class Server:
         return self.wait_for(reached, timeout, f"{n} held {key} polls{whose}")
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path else ""
+        return self.own_log()[-4000:]
 
     def request(
         self,
@@ -185,6 +213,38 @@ class Server:
         if cookies:
             headers["Cookie"] = cookies
         return self.request("GET", "/notify/poll", params=params, headers=headers, timeout=http_timeout)
+
+
+def expect_error(reply: Response, status: int, code: str) -> dict[str, Any]:
+    """``reply`` is the error docs/http.md promises: ``status``, a JSON body with ``error`` ==
+    ``code`` and a ``detail``, not cached; 401 with ``WWW-Authenticate: Bearer``, 429 and 503
+    with ``Retry-After``. Its body."""
+    assert reply.status == status, (reply.status, reply.body[:500])
+    assert reply.headers.get("content-type", "").startswith("application/json"), reply.headers
+    assert reply.headers.get("cache-control") == "no-store", reply.headers
+    body = reply.json()
+    assert body["error"] == code, body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    if status == 401:
+        assert reply.headers.get("www-authenticate", "").startswith("Bearer"), reply.headers
+    if status in (429, 503):
+        assert int(reply.headers["retry-after"]) > 0, reply.headers
+    return body
+
+
+def expect_page(reply: Response, cursor: str, titles: list[str] | None = None) -> dict[str, Any]:
+    """``reply`` is an inbox poll's 200 page: the ``titles`` given (none: empty), oldest first, and
+    ``cursor`` if nothing came (a timed-out poll: "an empty list and the same cursor"). Its body."""
+    assert reply.status == 200, (reply.status, reply.body[:500])
+    assert reply.headers.get("cache-control") == "no-store", reply.headers
+    page = reply.json()
+    assert [n["title"] for n in page["notifications"]] == (titles or []), page
+    assert isinstance(page["unread_count"], int), page
+    if not titles:
+        assert page["cursor"] == cursor, page
+    else:
+        assert int(page["cursor"]) > int(cursor), page
+    return page
 
 
 def host_of(url: str) -> str:

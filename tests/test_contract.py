@@ -10,6 +10,7 @@ import pytest
 
 import notify
 from tests import threads
+from tests.server import expect_error, expect_page
 
 
 def send_later(delay: float, *args, **kwargs) -> threading.Thread:
@@ -97,8 +98,11 @@ def test_a_poll_returns_only_the_callers_notifications(server, make_user, token_
     assert [n["title"] for n in server.poll(token_for(bob)).json()["notifications"]] == ["for bob"]
 
 
-def test_unknown_parameters_are_ignored(server, token):
-    assert server.poll(token, colour="blue").status == 200
+def test_unknown_parameters_are_ignored(server, alice, token):
+    notify.send(alice, "one")
+    page = server.poll(token, colour="blue").json()
+    assert [n["title"] for n in page["notifications"]] == ["one"]
+    expect_page(server.poll(token, after=page["cursor"], timeout=0, colour="blue"), page["cursor"])
 
 
 @pytest.mark.parametrize(
@@ -128,8 +132,7 @@ def test_bad_parameters_get_400_saying_what_is_accepted(server, token, params, c
 def test_a_cursor_ahead_of_the_stream_is_400(server, alice, token):
     notify.send(alice, "one")
     reply = server.poll(token, after=5, timeout=1)
-    assert reply.status == 400
-    assert reply.json()["error"] == "invalid_cursor"
+    expect_error(reply, 400, "invalid_cursor")
 
 
 @pytest.mark.parametrize(
@@ -154,7 +157,7 @@ def test_a_revoked_token_gets_401(server, alice, token):
 
     assert server.poll(token).status == 200
     ApiToken.objects.get(user=alice).revoke()
-    assert server.poll(token).status == 401
+    expect_error(server.poll(token), 401, "not_authenticated")
 
 
 def test_a_held_poll_after_a_revocation_gets_401_though_the_worker_trusted_the_token(server, alice, token):
@@ -162,19 +165,19 @@ def test_a_held_poll_after_a_revocation_gets_401_though_the_worker_trusted_the_t
 
     cursor = server.poll(token).json()["cursor"]
     for _ in range(3):  # verified once, then trusted by the worker (notify.auth)
-        assert server.poll(token, after=cursor, timeout=0.2).status == 200
+        expect_page(server.poll(token, after=cursor, timeout=0.2), cursor)
     ApiToken.objects.get(user=alice).revoke()  # heard by the worker on its auth channel
-    assert server.poll(token, after=cursor, timeout=5).status == 401
+    expect_error(server.poll(token, after=cursor, timeout=5), 401, "not_authenticated")
 
 
 def test_a_held_poll_after_a_password_change_gets_401_for_the_old_session(server, alice, session_cookie):
     cookie = session_cookie(alice)
     cursor = server.poll(cookies=cookie).json()["cursor"]
     for _ in range(3):
-        assert server.poll(cookies=cookie, after=cursor, timeout=0.2).status == 200
+        expect_page(server.poll(cookies=cookie, after=cursor, timeout=0.2), cursor)
     alice.set_password("another one")
     alice.save()
-    assert server.poll(cookies=cookie, after=cursor, timeout=5).status == 401
+    expect_error(server.poll(cookies=cookie, after=cursor, timeout=5), 401, "not_authenticated")
 
 
 def test_a_deleted_token_gets_401_at_once(server, alice, token):
@@ -182,19 +185,21 @@ def test_a_deleted_token_gets_401_at_once(server, alice, token):
 
     assert server.poll(token).status == 200  # now in the token cache
     ApiToken.objects.get(user=alice).delete()
-    assert server.poll(token).status == 401
+    expect_error(server.poll(token), 401, "not_authenticated")
 
 
 def test_deactivating_a_user_stops_their_tokens_and_answers_held_polls(server, alice, token):
     cursor = server.poll(token).json()["cursor"]
     held = []
     poller = threads.start(lambda: held.append(server.poll(token, after=cursor, timeout=20)))
-    time.sleep(0.5)
+    server.wait_for_held_polls(1, alice.pk)  # subscribed, checked, waiting
+    started = time.monotonic()
     alice.is_active = False
     alice.save()
     poller.join(10)
-    assert held[0].status == 401
-    assert server.poll(token).status == 401
+    assert "held" in expect_error(held[0], 401, "not_authenticated")["detail"]  # ended while held
+    assert time.monotonic() - started < 3  # at once, not at the poll's timeout
+    expect_error(server.poll(token), 401, "not_authenticated")
 
 
 def test_wrong_methods_get_405_with_allow(server, token):
@@ -205,22 +210,27 @@ def test_wrong_methods_get_405_with_allow(server, token):
 
 
 def test_more_held_polls_than_allowed_get_429_with_retry_after(server, alice, token):
+    from notify.conf import conf
+
     cursor = server.poll(token).json()["cursor"]
-    results: list[int] = []
+    results: list = []
     held = [
-        threading.Thread(target=lambda: results.append(server.poll(token, after=cursor, timeout=4).status))
-        for _ in range(10)
+        threads.start(lambda: results.append(server.poll(token, after=cursor, timeout=20)))
+        for _ in range(conf.MAX_POLLS_PER_USER)
     ]
-    for thread in held:
-        thread.start()
-    time.sleep(1.5)  # all ten are held by now
+    server.wait_for_held_polls(conf.MAX_POLLS_PER_USER, alice.pk)
     reply = server.poll(token, after=cursor, timeout=1)
+    expect_error(reply, 429, "too_many_polls")
+    # The refusal ended none of the held polls: each is still there, and answered by the next send.
+    server.wait_for_held_polls(conf.MAX_POLLS_PER_USER, alice.pk)
+    notify.send(alice, "to all ten")
     for thread in held:
-        thread.join()
-    assert reply.status == 429
-    assert reply.json()["error"] == "too_many_polls"
-    assert int(reply.headers["retry-after"]) > 0
-    assert results == [200] * 10
+        thread.join(10)
+    assert len(results) == conf.MAX_POLLS_PER_USER
+    for page in results:
+        expect_page(page, cursor, ["to all ten"])
+    # Their slots are given back: one more may be held now.
+    expect_page(server.poll(token, after=cursor, timeout=0), cursor, ["to all ten"])
 
 
 def post_read(server, body, *, token=None, cookies=None, csrf=None):
@@ -313,13 +323,12 @@ def test_revoking_a_token_answers_its_held_polls_with_401(server, alice, token):
     cursor = server.poll(token).json()["cursor"]
     held = []
     poller = threads.start(lambda: held.append(server.poll(token, after=cursor, timeout=20)))
-    server.wait_for_held_polls(1, alice.pk)
+    server.wait_for_held_polls(1, alice.pk)  # subscribed, checked, waiting
     started = time.monotonic()
     ApiToken.objects.get(user=alice).revoke()
     poller.join(10)
-    assert held[0].status == 401
-    assert "revoked" in held[0].json()["detail"]
-    assert time.monotonic() - started < 3
+    assert "revoked" in expect_error(held[0], 401, "not_authenticated")["detail"]
+    assert time.monotonic() - started < 3  # at once, not at the poll's timeout
 
 
 def test_logging_out_answers_the_sessions_held_polls_with_401(server, alice):
@@ -331,10 +340,12 @@ def test_logging_out_answers_the_sessions_held_polls_with_401(server, alice):
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
     held = []
     poller = threads.start(lambda: held.append(server.poll(cookies=cookie, after=0, timeout=20)))
-    time.sleep(0.5)
+    server.wait_for_held_polls(1, alice.pk)  # subscribed, checked, waiting
+    started = time.monotonic()
     client.post("/logout/")
     poller.join(10)
-    assert held[0].status == 401
+    assert "held" in expect_error(held[0], 401, "not_authenticated")["detail"]  # ended while held
+    assert time.monotonic() - started < 3  # at once, not at the poll's timeout
 
 
 def test_other_users_held_polls_are_untouched_by_a_revocation(server, make_user, token_for, alice, token):
@@ -342,12 +353,19 @@ def test_other_users_held_polls_are_untouched_by_a_revocation(server, make_user,
 
     bob = make_user()
     bob_token = token_for(bob)
-    held = []
-    poller = threads.start(lambda: held.append(server.poll(bob_token, after=0, timeout=2)))
-    time.sleep(0.5)
+    bobs, alices = [], []
+    bob_poller = threads.start(lambda: bobs.append(server.poll(bob_token, after=0, timeout=20)))
+    alice_poller = threads.start(lambda: alices.append(server.poll(token, after=0, timeout=20)))
+    server.wait_for_held_polls(1, bob.pk)
+    server.wait_for_held_polls(1, alice.pk)
     ApiToken.objects.get(user=alice).revoke()
-    poller.join(10)
-    assert held[0].status == 200
+    alice_poller.join(10)
+    expect_error(alices[0], 401, "not_authenticated")  # the revocation was heard...
+    server.wait_for_held_polls(1, bob.pk)  # ...and bob's poll is still held, still listening
+    assert not bobs
+    notify.send(bob, "still here")
+    bob_poller.join(10)
+    expect_page(bobs[0], "0", ["still here"])
 
 
 def test_tokens_never_reach_the_server_log(server, token):

@@ -118,16 +118,20 @@ def test_held_polls_cost_no_thread_each(server, make_user, token_for):
     tokens = [token_for(user) for user in users]
     cursors = [server.poll(token).json()["cursor"] for token in tokens]
     before = server_threads(server)
+    answers: list = []
     threads = [
-        threading.Thread(target=server.poll, args=(token,), kwargs={"after": cursor, "timeout": 3})
+        threading.Thread(target=lambda t=token, c=cursor: answers.append(server.poll(t, after=c, timeout=20)))
         for token, cursor in zip(tokens, cursors, strict=True)
     ]
     for thread in threads:
         thread.start()
-    time.sleep(1.5)
+    for user in users:
+        server.wait_for_held_polls(1, user.pk)  # all forty held, listening
     during = server_threads(server)
+    notify.send(users, "to all forty")
     for thread in threads:
-        thread.join()
+        thread.join(10)
+    assert [[n["title"] for n in reply.json()["notifications"]] for reply in answers] == [["to all forty"]] * 40
     # At most the shared database threads may have started; never one per poll.
     assert during - before <= conf.DB_THREADS
     assert during < 40
