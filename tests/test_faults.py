@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from django.conf import settings
 from django.test import override_settings
 
 import notify
+from notify.conf import conf
 from notify.models import Notification
-from tests.conftest import poll_channels
 from tests.faults import Followers, OwnRedis
 from tests.server import Server
 
@@ -22,48 +23,93 @@ def own_redis():
     own.stop()
 
 
-def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
+# Fault tests' servers re-check every RECHECK seconds while Redis is not confirming,
+# and hold polls far longer: a delivery that waits for a poll's end is seen as late.
+RECHECK = 2.0
+HELD = 30.0
+FAULT_ENV = {"NOTIFY_RECHECK_INTERVAL": str(RECHECK), "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}
+
+
+def many_users(prefix: str, count: int) -> tuple[list[Any], list[str]]:
     from django.contrib.auth import get_user_model
 
     from notify.models import ApiToken
 
     User = get_user_model()
-    User.objects.bulk_create([User(username=f"outage-{i}") for i in range(500)])
-    users = list(User.objects.filter(username__startswith="outage-").order_by("pk"))
-    tokens = [ApiToken.issue(user)[1] for user in users]
-    server = Server(
-        env={"REDIS_URL": own_redis.url, "NOTIFY_RECHECK_INTERVAL": "1", "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5"}
-    ).start()
+    User.objects.bulk_create([User(username=f"{prefix}-{i}") for i in range(count)])
+    users = list(User.objects.filter(username__startswith=f"{prefix}-").order_by("pk"))
+    return users, [ApiToken.issue(user)[1] for user in users]
+
+
+def delivered_in_order_exactly_once(users: list[Any], followers: Followers, per_user: int) -> None:
+    for user, got in zip(users, followers.received, strict=True):
+        expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
+        assert len(expected) == per_user
+        assert got == expected  # each exactly once, in order
+
+
+def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
+    """500 followers hold 30 s polls; Redis is killed: what is sent meanwhile (to half of them) arrives
+    by the re-check within RECHECK_INTERVAL, long before the polls' end; Redis comes back: every held
+    poll's channel is subscribed again on it (those of polls held through the whole outage too), and
+    the next send is delivered by pub/sub at once."""
+    users, tokens = many_users("outage", 500)
+    busy, quiet = range(250), range(250, 500)  # sent to during the outage, or not: held all along
+    channels = [conf.channel_for_user(user.pk) for user in users]
+    server = Server(env={"REDIS_URL": own_redis.url, **FAULT_ENV}).start()
     followers = None
     try:
         cursors = [server.poll(token).json()["cursor"] for token in tokens]
-        followers = Followers(server.url, tokens, cursors).start()
+        followers = Followers(server.url, tokens, cursors, timeout=HELD).start()
+        server.wait_for_held_polls(len(users), timeout=30)  # each checked the database, listening
         with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": own_redis.url}):
-            time.sleep(1)
             notify.send(users, "before")
             assert followers.wait_for(1, deadline=10)
+            server.wait_for_held_polls(len(users), timeout=20)
 
             own_redis.stop()
-            notify.send(users, "during")  # commits; the failed publish is only logged
-            # Held polls notice within RECHECK_INTERVAL and find it in the database.
-            assert followers.wait_for(2, deadline=10)
+            # The hub noticed, woke every poll, and each went back to waiting, unconfirmed.
+            server.wait_for(lambda state: state["connected"] is False, what="the hub lost Redis")
+            server.wait_for_held_polls(len(users), listening=False, timeout=20)
+            sent = time.monotonic()
+            notify.send(users[: len(busy)], "during")  # commits; the failed publish is only logged
+            # Nothing can wake them: each finds it with its next re-check, every RECHECK s.
+            assert followers.wait_for(2, deadline=RECHECK + 8, among=busy)
+            outage = followers.latencies(sent)[: len(busy)]
+            assert max(outage) < RECHECK + 3, f"slowest {max(outage):.1f} s: waited for the poll's end?"
+            assert server.state()["connected"] is False  # found by re-checks, not thanks to a reconnect
+            assert all(len(followers.received[i]) == 1 for i in quiet)
 
             own_redis.start()  # same port: the hub reconnects by itself
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
-                hubs = [c for c in own_redis.client().client_list() if c.get("name", "").endswith(":hub")]
-                if hubs and poll_channels(hubs[0]) >= 250:
-                    break
-                time.sleep(0.1)
+            restarted = own_redis.client()
+            server.wait_for(
+                lambda state: state["connected"] and set(channels) <= set(state["subscribed"]),
+                timeout=20,
+                what="the hub subscribed every held poll's channel again",
+            )
+            # ... on the restarted Redis itself, each exactly once (one hub, one connection):
+            assert [count for _, count in restarted.pubsub_numsub(*channels)] == [1] * len(channels)
+            assert len([c for c in restarted.client_list() if c.get("name", "").endswith(":hub")]) == 1
+            server.wait_for_held_polls(len(users), timeout=20)  # woken, re-checked, listening again
+            sent = time.monotonic()
             notify.send(users, "after")
-            assert followers.wait_for(3, deadline=10)
+            assert followers.wait_for(3, deadline=10, among=busy)
+            assert followers.wait_for(2, deadline=10, among=quiet)
+            # Listening polls never re-check: only pub/sub answers them this soon.
+            after = followers.latencies(sent)
+            assert max(after) < RECHECK / 2, f"slowest {max(after):.2f} s"
     finally:
         if followers is not None:
             followers.stop()
         server.stop()
 
-    for user, got in zip(users, followers.received, strict=True):
+    print(
+        f"Redis down: delivered by re-check in {min(outage):.2f}-{max(outage):.2f} s (RECHECK {RECHECK} s); "
+        f"after the restart by pub/sub in {min(after):.2f}-{max(after):.2f} s"
+    )
+    for index, (user, got) in enumerate(zip(users, followers.received, strict=True)):
         expected = list(Notification.objects.filter(recipient=user).order_by("seq").values_list("pk", flat=True))
+        assert len(expected) == (3 if index in busy else 2)
         assert got == expected  # each exactly once, in order
     assert set(followers.statuses) == {200}  # no 5xx, no refused poll, for 500 followers
     log = server.log_path.read_text()
