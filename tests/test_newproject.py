@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import html
 import http.client
+import importlib.util
 import json
 import os
 import re
@@ -104,6 +105,7 @@ class Built:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    assert importlib.util.find_spec("build"), "the build frontend is missing: pip install -r requirements-dev.txt"
     out = tmp_path_factory.mktemp("dist")
     result = subprocess.run(
         [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
@@ -319,6 +321,7 @@ def site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
     )
     live.users = json.loads(made.strip().splitlines()[-1])
 
+    assert (venv / "bin" / "uvicorn").exists(), "README's pip install brought no uvicorn to serve with"
     live.port = free_port()
     live.log_path = home / "uvicorn.log"
     assert steps.serve[0] == "uvicorn" and steps.serve[1] == f"{PROJECT}.asgi:application", steps.serve
@@ -337,9 +340,11 @@ def site(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sit
 def answers(live: Site) -> bool:
     assert live.process is not None and live.process.poll() is None, live.log()
     try:
-        return live.request("GET", "/notify/poll").status == 401
+        status = live.request("GET", "/notify/poll").status
     except OSError:
         return False
+    assert status == 401, f"GET /notify/poll answered {status}, not 401: are notify's URLs mounted?"
+    return True
 
 
 def wait_until(condition: Callable[[], bool], *, timeout: float = 10.0, what: str = "") -> None:
