@@ -117,3 +117,9 @@ bench: install
 # The same run at N = 200 on uvicorn only, in seconds: fails on loss, duplicates or errors.
 bench-quick: install
 	$(BIN)/python bench/run.py --quick
+
+# Plants each bug of tests/mutants/mutants.toml in a scratch copy (var/mutants/) and fails if
+# the tests named to catch it still pass. Not part of `make test`: run it before resolving.
+.PHONY: mutants
+mutants: install
+	$(BIN)/python tests/mutants/run.py

@@ -180,6 +180,28 @@ def test_a_held_poll_after_a_password_change_gets_401_for_the_old_session(server
     expect_error(server.poll(cookies=cookie, after=cursor, timeout=5), 401, "not_authenticated")
 
 
+def test_a_token_with_a_known_key_and_a_wrong_secret_gets_401(server, alice, token):
+    prefix, key, secret = token.split("_", 2)
+    wrong = "x" if secret[0] != "x" else "y"
+    forged = f"{prefix}_{key}_{wrong}{secret[1:]}"
+    assert server.poll(token).status == 200  # the real one works (and its row is now cached)
+    expect_error(server.poll(forged), 401, "not_authenticated")
+    expect_error(server.poll(forged, after=0, timeout=1), 401, "not_authenticated")
+
+
+def test_changing_the_password_answers_the_old_sessions_held_polls_with_401(server, alice, session_cookie):
+    cookie = session_cookie(alice)
+    held = []
+    poller = threads.start(lambda: held.append(server.poll(cookies=cookie, after=0, timeout=20)))
+    server.wait_for_held_polls(1, alice.pk)  # subscribed, checked, waiting
+    started = time.monotonic()
+    alice.set_password("another one")
+    alice.save()
+    poller.join(10)
+    assert "held" in expect_error(held[0], 401, "not_authenticated")["detail"]  # ended while held
+    assert time.monotonic() - started < 3  # at once, not at the poll's timeout
+
+
 def test_a_deleted_token_gets_401_at_once(server, alice, token):
     from notify.models import ApiToken
 
