@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from django.test import override_settings
 import notify
 from notify.conf import conf
 from notify.models import Notification
-from tests.faults import Followers, OwnRedis
+from tests.faults import Followers, OwnRedis, bounded
 from tests.server import Server
 
 
@@ -114,6 +115,93 @@ def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
     assert set(followers.statuses) == {200}  # no 5xx, no refused poll, for 500 followers
     log = server.log_path.read_text()
     assert "Redis pub/sub connection lost" in log
+    assert "Traceback" not in log
+
+
+# The hub PINGs every 5 s and gives up after 10 s without an answer (notify.broker.redis).
+KEEPALIVE = 15.0
+# What a poll may take past its timeout (docs/reliability.md: "at most DB_TIMEOUT after its timeout").
+GRACE = 5.0
+
+
+def answered_in_time(answer: Any, cursor: str) -> None:
+    """200 with nothing new and the same cursor, or 503 with Retry-After: an answer either way."""
+    if answer.status == 503:
+        assert answer.json()["error"] == "unavailable" and answer.headers["retry-after"] == "5"
+    else:
+        assert answer.status == 200
+        assert answer.json()["notifications"] == [] and answer.json()["cursor"] == cursor
+
+
+def test_a_frozen_redis_costs_latency_never_a_notification(make_user, own_redis):
+    """Redis hangs (SIGSTOP: connections are accepted, nothing is answered) rather than refuses:
+    a send still commits and returns within its publish timeouts, polls keep answering within
+    their timeout, the hub's keep-alive notices and held 30 s polls find what was sent by
+    re-checking; once Redis goes on (SIGCONT) the hub is back, and nothing was lost or twice."""
+    users, tokens = many_users("frozen", 21)
+    (_, *users), (probe_token, *tokens) = users, tokens  # the first asks short polls while Redis hangs
+    channels = [conf.channel_for_user(user.pk) for user in users]
+    server = Server(env={"REDIS_URL": own_redis.url, **FAULT_ENV}).start()
+    followers = None
+    probes: list[tuple[float, Any]] = []
+
+    def short_poll() -> None:
+        answer, took = bounded(lambda: server.poll(probe_token, after=probe_cursor, timeout=2), 2 + GRACE + 5)
+        probes.append((took, answer))
+
+    try:
+        probe_cursor = server.poll(probe_token).json()["cursor"]
+        cursors = [server.poll(token).json()["cursor"] for token in tokens]
+        followers = Followers(server.url, tokens, cursors, timeout=HELD).start()
+        server.wait_for_held_polls(len(users))
+        with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": own_redis.url}):
+            notify.send(users, "before")
+            assert followers.wait_for(1, deadline=10)
+            server.wait_for_held_polls(len(users))
+
+            own_redis.freeze()
+            try:
+                frozen = time.monotonic()
+                sent, took = bounded(lambda: notify.send(users, "during"), seconds=10)
+                assert Notification.objects.filter(pk__in=[n.pk for n in sent], seq__isnull=False).count() == len(users)
+                short_poll()  # the hub still believes in its connection; the token cache hangs
+                # The hub's PINGs go unanswered: it drops the connection and every held poll re-checks.
+                assert followers.wait_for(2, deadline=KEEPALIVE + RECHECK + 5 - (time.monotonic() - frozen))
+                found = time.monotonic() - frozen
+                assert server.state()["connected"] is False
+                short_poll()  # the hub is reconnecting to a Redis that does not answer
+                assert own_redis.process.poll() is None  # still frozen, not gone
+            finally:
+                own_redis.thaw()
+            server.wait_for(
+                lambda state: state["connected"] and set(channels) <= set(state["subscribed"]),
+                timeout=20,
+                what="the hub back on the thawed Redis, every held poll's channel subscribed",
+            )
+            server.wait_for_held_polls(len(users), timeout=20)
+            notify.send(users, "after")
+            assert followers.wait_for(3, deadline=RECHECK / 2)  # by pub/sub again
+    finally:
+        if followers is not None:
+            followers.stop()
+        own_redis.thaw()
+        server.stop()
+
+    print(
+        f"frozen Redis: send returned in {took:.2f} s; the held polls found it {found:.1f} s after the freeze; "
+        f"2 s polls answered in {', '.join(f'{t:.2f} s ({a.status})' for t, a in probes)}; "
+        f"followers' answers {Counter(followers.statuses)}"
+    )
+    assert took < 2 * 2 + 1.5  # the publish's 2 s socket timeout, and its one retry
+    for took_, answer in probes:
+        assert took_ <= 2 + GRACE
+        answered_in_time(answer, probe_cursor)
+    delivered_in_order_exactly_once(users, followers, per_user=3)
+    # A poll's token-cache calls wait out their 1 s socket timeouts in the database threads: when
+    # many re-poll at once, some exceed DB_TIMEOUT and answer 503 with Retry-After (never a 500).
+    assert set(followers.statuses) <= {200, 503}
+    log = server.log_path.read_text()
+    assert "no answer from Redis" in log  # the keep-alive, not a refused connection, noticed
     assert "Traceback" not in log
 
 
