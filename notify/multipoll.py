@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -33,6 +33,14 @@ from notify.broker import Subscription, get_broker
 from notify.conf import conf
 from notify.pages import AUTH_CHANGED, notification_json, page_from_messages, topic_page_from_messages
 from notify.params import INBOX
+
+# For race tests only (tests/test_races.py). When set, a held poll awaits it at two
+# points, with its subscriptions: "subscribed" (Redis has confirmed every
+# subscription and their wake-up flags are cleared; the database is not yet
+# checked) and "checked" (the database was checked; the poll is about to wait).
+# A test lands a send at the exact point of a race instead of hoping to hit it.
+# Used by notify.views.hold too. None in production: one comparison per point.
+_test_hook: Callable[[str, Sequence[Subscription]], Awaitable[None]] | None = None
 
 
 class StreamError(Exception):
@@ -166,6 +174,8 @@ async def hold(
         await asyncio.gather(*(s.wait_ready(ready_within) for s in every))
         for subscription in every:
             subscription.clear()  # before the check, so that a publish during it still counts
+        if _test_hook is not None:
+            await _test_hook("subscribed", every)
         # The credential is verified now that we listen, unless trusted (see views.hold).
         now = listening()
         trusted = all(s.ready.is_set() for s in every) and is_trusted(credential, user_id, now)
@@ -175,6 +185,8 @@ async def hold(
             raise NotAuthenticated("The token was revoked or the session ended.")
         if not trusted:
             remember(credential, user_id, now)
+        if _test_hook is not None:
+            await _test_hook("checked", every)
         while not any(r.items for r in results.values()):
             remaining = deadline - loop.time()
             if remaining <= 0 or lifecycle.draining():

@@ -187,6 +187,8 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
     async with get_broker().subscribe(conf.channel_for_user(user_id)) as subscription:
         await subscription.wait_ready(min(conf.SUBSCRIBE_TIMEOUT, timeout))
         subscription.clear()  # before the check, so that a publish during it still counts
+        if multipoll._test_hook is not None:  # race tests only (see there)
+            await multipoll._test_hook("subscribed", [subscription])
         # The credential is verified now that we listen (a revocation before this
         # published its "auth" message unheard), unless this worker verified it
         # recently and has heard every revocation since (notify.auth._Hints).
@@ -213,6 +215,8 @@ async def hold(credential: Credential, user_id: int, after: int, limit: int, tim
                 "'after' is ahead of this user's newest notification: it was not issued "
                 "for this user. Poll without 'after' to get a fresh cursor.",
             )
+        if multipoll._test_hook is not None:
+            await multipoll._test_hook("checked", [subscription])
         while not notifications:
             remaining = deadline - loop.time()
             if remaining <= 0 or lifecycle.draining():
