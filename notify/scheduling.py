@@ -15,6 +15,9 @@ return False and change nothing.
 from __future__ import annotations
 
 import datetime
+import os
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
@@ -38,6 +41,24 @@ def check_deliver_at(deliver_at: Any) -> datetime.datetime:
             "use e.g. django.utils.timezone.now() + timedelta(minutes=5)"
         )
     return deliver_at
+
+
+# A test hook (tests/test_faults.py stops a scheduler at an exact point of a batch): with
+# NOTIFY_TEST_BATCH_BARRIER naming a folder, batch n of this process touches
+# "<n>-numbered.reached" once its reminders are numbered and "<n>-committing.reached" when
+# all but the commit is done, and waits at each until the test creates the ".go" file of
+# the same name. Read once, at import: unset (always, outside the tests), it costs a test
+# of a None per batch.
+_BARRIER = os.environ.get("NOTIFY_TEST_BATCH_BARRIER") or None
+_batches = 0
+
+
+def _barrier(point: str) -> None:
+    assert _BARRIER is not None
+    folder = Path(_BARRIER)
+    (folder / f"{_batches}-{point}.reached").touch()
+    while not (folder / f"{_batches}-{point}.go").exists():
+        time.sleep(0.005)
 
 
 def _due(using: str, now: datetime.datetime) -> NotificationQuerySet:
@@ -77,10 +98,17 @@ def dispatch_due(*, using: str = "default", batch: int = 500) -> int:
         due: list[Notification] = list(rows[:batch])
         if not due:
             return 0
+        if _BARRIER is not None:
+            global _batches
+            _batches += 1
         # Locks the recipients' Inbox rows in user id order, as every send does.
         assign_seqs(due, using=using)
+        if _BARRIER is not None:
+            _barrier("numbered")
         type(due[0]).objects.using(using).bulk_update(due, ["seq"], batch_size=CHUNK)
         publish_on_commit(due, using=using)
+        if _BARRIER is not None:
+            _barrier("committing")
     return len(due)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
+import signal
 import time
 from collections import Counter
 from typing import Any
@@ -14,6 +18,7 @@ import notify
 from notify.conf import conf
 from notify.models import Notification
 from tests.faults import Followers, OwnRedis, bounded
+from tests.scheduler import Scheduler
 from tests.server import Server
 
 
@@ -333,3 +338,170 @@ def test_postgresql_restarted_under_held_polls_the_worker_survives(transactional
         database.destroy()
     assert all(len(got) == 1 for got in followers.received)  # once, not twice
     assert set(followers.statuses) <= {200, 503}
+
+
+class Batches:
+    """The barrier of a scheduler started with NOTIFY_TEST_BATCH_BARRIER (notify/scheduling.py)."""
+
+    def __init__(self, folder: Any) -> None:
+        self.folder = folder
+        self.env = {"NOTIFY_TEST_BATCH_BARRIER": str(folder)}
+
+    def reached(self, batch: int, point: str) -> bool:
+        return (self.folder / f"{batch}-{point}.reached").exists()
+
+    def wait(self, batch: int, point: str, scheduler: Scheduler, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.reached(batch, point):
+            assert scheduler.running, scheduler.log()[-3000:]
+            assert time.monotonic() < deadline, f"batch {batch} never reached {point!r}: {scheduler.log()[-3000:]}"
+            time.sleep(0.01)
+
+    def release(self, batch: int, point: str) -> None:
+        (self.folder / f"{batch}-{point}.go").touch()
+
+    def through(self, batch: int, scheduler: Scheduler) -> None:
+        """Let batch ``batch`` run to its commit."""
+        for point in ("numbered", "committing"):
+            self.wait(batch, point, scheduler)
+            self.release(batch, point)
+
+
+class DueReminders:
+    """Reminders for a few users, all due at once; a client following each user's cursor; and
+    every message published on their channels, counted by notification id."""
+
+    ROUNDS, BATCH = 15, 20  # 60 reminders for 4 users: three batches
+
+    def __init__(self, server: Server, make_user: Any, token_for: Any, redis_client: Any) -> None:
+        from django.utils import timezone
+
+        self.users = [make_user() for _ in range(4)]
+        tokens = [token_for(user) for user in self.users]
+        self.pubsub = redis_client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(*(conf.channel_for_user(user.pk) for user in self.users))
+        self.published: Counter[int] = Counter()
+        cursors = [server.poll(token).json()["cursor"] for token in tokens]
+        self.followers = Followers(server.url, tokens, cursors, timeout=10).start()
+        server.wait_for(
+            lambda state: all(state["users"].get(str(u.pk), {}).get("listening") == 1 for u in self.users),
+            what="a held poll listening for each user",
+        )
+        later = timezone.now() + datetime.timedelta(hours=1)
+        self.reminders = [
+            n.pk for i in range(self.ROUNDS) for n in notify.send(self.users, f"reminder {i}", deliver_at=later)
+        ]
+        Notification.objects.filter(pk__in=self.reminders).update(deliver_at=timezone.now())  # all due now
+
+    def undelivered(self) -> int:
+        return Notification.objects.filter(pk__in=self.reminders, seq__isnull=True).count()
+
+    def listen(self, expected: set[int], timeout: float = 20) -> None:
+        """Count what is published until every id in ``expected`` was, and then a moment longer
+        (anything published twice comes now)."""
+        deadline = time.monotonic() + timeout
+        while not expected <= set(self.published) and time.monotonic() < deadline:
+            self._count(self.pubsub.get_message(timeout=0.5))
+        while message := self.pubsub.get_message(timeout=0.5):
+            self._count(message)
+
+    def _count(self, message: Any) -> None:
+        if message:
+            self.published[json.loads(message["data"].split(b" ", 2)[2])["id"]] += 1
+
+    def close(self) -> None:
+        self.followers.stop()
+        self.pubsub.close()
+
+    def assert_each_delivered_once(self, per_user: int) -> None:
+        everything = set(Notification.objects.filter(recipient__in=self.users).values_list("pk", flat=True))
+        assert self.undelivered() == 0
+        assert self.published == Counter(dict.fromkeys(everything, 1))  # each published once, none twice
+        for user, got in zip(self.users, self.followers.received, strict=True):
+            stream = Notification.objects.filter(recipient=user).order_by("seq")
+            assert list(stream.values_list("seq", flat=True)) == list(range(1, per_user + 1))  # no gap, no repeat
+            assert got == list(stream.values_list("pk", flat=True))  # each once, in stream order
+
+
+@pytest.mark.parametrize("point", ["numbered", "committing"])
+def test_a_scheduler_killed_mid_batch_loses_no_reminder_and_delivers_none_twice(
+    server, make_user, token_for, redis_client, tmp_path, point
+):
+    """SIGKILL while batch 2 of 3 is numbered but not saved, or saved but not committed: batch 1
+    stays delivered, batch 2 is rolled back whole; a send made before the next scheduler starts
+    takes the next number; the next scheduler delivers batches 2 and 3: each reminder once."""
+    batches = Batches(tmp_path)
+    due = DueReminders(server, make_user, token_for, redis_client)
+    killed = Scheduler(args=["--batch", str(due.BATCH), "--interval", "0.1"], env=batches.env)
+    after = None
+    try:
+        killed.start()
+        batches.through(1, killed)
+        if point == "committing":
+            batches.wait(2, "numbered", killed)
+            batches.release(2, "numbered")
+        batches.wait(2, point, killed)
+        assert killed.process is not None
+        os.kill(killed.process.pid, signal.SIGKILL)
+        assert killed.process.wait(10) == -signal.SIGKILL
+        assert due.undelivered() == 2 * due.BATCH  # batch 2 rolled back with its transaction
+        assert due.followers.wait_for(due.BATCH // 4, deadline=10)  # batch 1: 5 each
+
+        between = [n.pk for n in notify.send(due.users, "sent while no scheduler runs")]
+        after = Scheduler(args=["--batch", str(due.BATCH), "--interval", "0.1"]).start()
+        due.listen(set(due.reminders) | set(between))
+        assert due.followers.wait_for(due.ROUNDS + 1, deadline=10)
+        assert after.stop() == 0
+    finally:
+        killed.stop()
+        if after is not None:
+            after.stop()
+        due.close()
+
+    assert killed.delivered() == due.BATCH and after.delivered() == 2 * due.BATCH
+    due.assert_each_delivered_once(per_user=due.ROUNDS + 1)
+    for process in (killed, after):
+        assert "Traceback" not in process.log()
+
+
+def test_a_scheduler_stopped_mid_batch_commits_the_batch_in_hand_and_exits(
+    server, make_user, token_for, redis_client, tmp_path
+):
+    """SIGTERM while batch 2 of 3 is in hand: it is finished and committed, the scheduler exits 0
+    without starting batch 3, and the next scheduler delivers the rest: each reminder once."""
+    batches = Batches(tmp_path)
+    due = DueReminders(server, make_user, token_for, redis_client)
+    stopped = Scheduler(args=["--batch", str(due.BATCH), "--interval", "0.1"], env=batches.env)
+    after = None
+    try:
+        stopped.start()
+        batches.through(1, stopped)
+        batches.wait(2, "numbered", stopped)
+        assert stopped.process is not None
+        os.kill(stopped.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while "SIGTERM received" not in stopped.log():  # handled, while the batch is in hand
+            assert time.monotonic() < deadline and stopped.running, stopped.log()[-3000:]
+            time.sleep(0.01)
+        batches.release(2, "numbered")
+        batches.wait(2, "committing", stopped)
+        batches.release(2, "committing")
+        assert stopped.process.wait(10) == 0
+        assert not batches.reached(3, "numbered")
+        assert due.undelivered() == due.BATCH  # batches 1 and 2 committed
+
+        after = Scheduler(args=["--batch", str(due.BATCH), "--interval", "0.1"]).start()
+        due.listen(set(due.reminders))
+        assert due.followers.wait_for(due.ROUNDS, deadline=10)
+        assert after.stop() == 0
+    finally:
+        stopped.stop()
+        if after is not None:
+            after.stop()
+        due.close()
+
+    assert stopped.delivered() == 2 * due.BATCH and after.delivered() == due.BATCH
+    assert "notify_scheduler: stopped" in stopped.log()
+    due.assert_each_delivered_once(per_user=due.ROUNDS)
+    for process in (stopped, after):
+        assert "Traceback" not in process.log()
