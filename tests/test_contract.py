@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -368,6 +369,58 @@ def test_logging_out_answers_the_sessions_held_polls_with_401(server, alice):
     poller.join(10)
     assert "held" in expect_error(held[0], 401, "not_authenticated")["detail"]  # ended while held
     assert time.monotonic() - started < 3  # at once, not at the poll's timeout
+
+
+def test_revoking_a_token_answers_its_held_topic_and_multi_stream_polls_with_401(server, alice, token):
+    from notify.models import ApiToken
+
+    room = f"room:contract-{os.urandom(4).hex()}"  # the demo lets signed-in users read room:*
+    held = []
+    headers = {"Authorization": f"Bearer {token}"}
+    pollers = [
+        threads.start(
+            lambda: held.append(
+                server.request(
+                    "GET", f"/notify/topics/{room}/poll", params={"after": "0", "timeout": 20}, headers=headers
+                )
+            )
+        ),
+        threads.start(
+            lambda: held.append(server.poll(token, streams=f"inbox,{room}", after=f"inbox:0,{room}:0", timeout=20))
+        ),
+    ]
+    # Both listen on alice's own channel, the topic-only poll too: that is where a revocation is heard.
+    server.wait_for_held_polls(2, alice.pk)
+    started = time.monotonic()
+    ApiToken.objects.get(user=alice).revoke()
+    for poller in pollers:
+        poller.join(10)
+    assert len(held) == 2
+    for reply in held:
+        assert "held" in expect_error(reply, 401, "not_authenticated")["detail"]  # ended while held
+    assert time.monotonic() - started < 3  # at once, not at the polls' timeout
+
+
+def test_a_topic_cursor_just_below_what_retention_keeps_is_410_and_the_oldest_cursor_is_complete(server, token):
+    from django.conf import settings
+    from django.test import override_settings
+
+    room = f"room:contract-{os.urandom(4).hex()}"
+    with override_settings(NOTIFY={**settings.NOTIFY, "TOPIC_RETENTION": {"room:*": {"keep_last": 3}}}):
+        for i in range(1, 8):
+            notify.publish(room, {"text": i})  # keeps 5, 6, 7: cursor 4 is the oldest complete one
+
+    def topic_poll(after: str):
+        path = f"/notify/topics/{room}/poll"
+        return server.request(
+            "GET", path, params={"after": after, "timeout": 0}, headers={"Authorization": f"Bearer {token}"}
+        )
+
+    expired = expect_error(topic_poll("3"), 410, "cursor_expired")  # message 4 is gone: never a silent gap
+    assert expired["oldest_cursor"] == "4"
+    page = topic_poll("4")
+    assert page.status == 200
+    assert [m["data"]["text"] for m in page.json()["messages"]] == [5, 6, 7]
 
 
 def test_other_users_held_polls_are_untouched_by_a_revocation(server, make_user, token_for, alice, token):
