@@ -101,9 +101,10 @@ def test_redis_outage_costs_latency_never_a_notification(make_user, own_redis):
             notify.send(users, "after")
             assert followers.wait_for(3, deadline=10, among=busy)
             assert followers.wait_for(2, deadline=10, among=quiet)
-            # Listening polls never re-check: only pub/sub answers them this soon.
+            # Listening polls never re-check, and their end is 20 s away: only pub/sub answers them
+            # now. (Re-checks every RECHECK s, each on its own phase, would not all fall this soon.)
             after = followers.latencies(sent)
-            assert max(after) < RECHECK / 2, f"slowest {max(after):.2f} s"
+            assert max(after) < 0.75 * RECHECK, f"slowest {max(after):.2f} s"
     finally:
         if followers is not None:
             followers.stop()
