@@ -171,6 +171,22 @@ def test_a_held_poll_after_a_revocation_gets_401_though_the_worker_trusted_the_t
     expect_error(server.poll(token, after=cursor, timeout=5), 401, "not_authenticated")
 
 
+def test_a_trusted_tokens_held_poll_gets_401_when_the_token_is_revoked_while_it_is_held(server, alice, token):
+    from notify.models import ApiToken
+
+    cursor = server.poll(token).json()["cursor"]
+    for _ in range(3):  # verified once, then trusted by the worker (notify.auth)
+        expect_page(server.poll(token, after=cursor, timeout=0.2), cursor)
+    held = []
+    poller = threads.start(lambda: held.append(server.poll(token, after=cursor, timeout=20)))
+    server.wait_for_held_polls(1, alice.pk)  # subscribed, checked (trusted: no look-up), waiting
+    started = time.monotonic()
+    ApiToken.objects.get(user=alice).revoke()
+    poller.join(10)
+    assert "held" in expect_error(held[0], 401, "not_authenticated")["detail"]
+    assert time.monotonic() - started < 3
+
+
 def test_a_held_poll_after_a_password_change_gets_401_for_the_old_session(server, alice, session_cookie):
     cookie = session_cookie(alice)
     cursor = server.poll(cookies=cookie).json()["cursor"]
