@@ -89,12 +89,17 @@ class Race:
         self.channel = channel
         self.subscriptions: list[Subscription] = []
         self.landed = False
+        self.unconfirmed: list[str] = []  # channels the poll went on with before Redis had them
         self.passed: list[str] = []  # the hook points the poll went through
 
     async def hook(self, point: str, subscriptions: Sequence[Subscription]) -> None:
         self.passed.append(point)
         if point == "subscribed":
             self.subscriptions = list(subscriptions)
+            # Confirmed means Redis has them: asked before this hook yields to the loop.
+            channels = [s.channel for s in subscriptions]
+            counts = dict(get_broker().client.pubsub_numsub(*channels))
+            self.unconfirmed = [channel for channel in channels if not counts.get(channel.encode())]
         if point == self.point:
             await self.land()
 
@@ -197,6 +202,7 @@ async def test_a_send_at_each_point_of_a_held_poll_is_delivered_at_once(
 
     assert response.status_code == 200, response.content
     assert race.landed, f"the poll never reached {point!r} (it went through {race.passed})"
+    assert race.unconfirmed == [], "the poll checked before Redis had confirmed its subscriptions"
     assert delivered(path, response.json()) == ["landed"], f"lost at {point!r} on the {path} path: {response.json()}"
     assert elapsed < TIMEOUT / 2, f"answered after {elapsed:.1f} s: by its timeout, not by the send"
     # The path really was the one named: a token trusted, a session verified.
