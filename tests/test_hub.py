@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -14,8 +15,9 @@ import pytest
 import redis
 
 import notify
+from tests import threads
 from tests.conftest import hub_clients, poll_channels
-from tests.server import expect_error
+from tests.server import Server, expect_error, expect_page, free_port
 
 
 def eventually(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
@@ -107,6 +109,94 @@ def test_lost_pubsub_connection_reconnects_and_delivers_what_was_missed(server, 
     assert time.monotonic() - started < 5
     assert eventually(lambda: len(hub_clients(redis_client)) == 1)
     assert hub_clients(redis_client)[0]["id"] != hub["id"]
+
+
+class RedisLink:
+    """A TCP relay to Redis that the test can cut (connections dropped, new ones refused) and restore."""
+
+    def __init__(self, upstream: tuple[str, int]) -> None:
+        self.upstream = upstream
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+
+    def start(self) -> RedisLink:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen()
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._sockets = self._sockets, set()
+        for sock in [listener, *sockets]:
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(self.upstream)
+            except OSError:
+                return  # cut
+            with self._lock:
+                self._sockets |= {client, upstream}
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def test_a_poll_is_woken_to_recheck_as_soon_as_its_channel_is_subscribed_again(
+    make_user, token_for, redis_client, django_db_blocker
+):
+    """What was committed while the hub was deaf arrives once it is subscribed again, not at the next
+    RECHECK_INTERVAL (30 s here): the confirmation of the new SUBSCRIBE wakes the poll to re-check."""
+    from django.conf import settings
+
+    url = redis.connection.parse_url(settings.REDIS_URL)
+    link = RedisLink((url.get("host", "127.0.0.1"), url.get("port", 6379))).start()
+    with django_db_blocker.unblock():
+        own = Server(env={"NOTIFY_REDIS_URL": f"redis://127.0.0.1:{link.port}/0", "NOTIFY_RECHECK_INTERVAL": "30"})
+        own.start()
+    try:
+        alice = make_user()
+        token = token_for(alice)
+        cursor = own.poll(token).json()["cursor"]
+        answers: list = []
+        poller = threads.start(lambda: answers.append(own.poll(token, after=cursor, timeout=25)))
+        own.wait_for_held_polls(1, alice.pk)
+        link.cut()
+        # The hub saw the drop; the poll re-checked (nothing yet) and waits again, deaf.
+        own.wait_for(
+            lambda state: state["connected"] is False and state["users"].get(str(alice.pk), {}).get("waiting") == 1,
+            what="the poll waiting again after the hub lost Redis",
+        )
+        notify.send(alice, "committed while the hub was deaf")  # its publish reaches nobody
+        link.start()
+        restored = time.monotonic()
+        poller.join(15)
+        expect_page(answers[0], cursor, ["committed while the hub was deaf"])
+        # The hub's reconnect backoff is under a second here; the next re-check would be at 30 s.
+        assert time.monotonic() - restored < 8
+    finally:
+        link.cut()
+        own.stop()
 
 
 def server_threads(server) -> int:
