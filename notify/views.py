@@ -336,7 +336,7 @@ async def follow(
     if refused is not None:
         return refused
     try:
-        return await multipoll.hold(credential, user_id, wanted, limit, timeout)  # type: ignore[arg-type]
+        return await multipoll.hold(credential, user_id, wanted, limit, timeout)  # type: ignore[arg-type]  # every after is set here
     finally:
         poll_limiter.release(user_id)
 
