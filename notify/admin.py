@@ -17,6 +17,8 @@ from notify.models import ApiToken, ApiTokenQuerySet, Broadcast, Notification, N
 from notify.sending import send
 
 SEND_PERMISSION = "notify.add_notification"
+# The field a broadcast form to all active users comes back with once confirmed.
+CONFIRM = "_confirm"
 
 
 class DeliveryFilter(admin.SimpleListFilter):
@@ -57,8 +59,10 @@ class NotificationAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj: Notification | None = None) -> list[str]:
         # A reminder is moved with notify.reschedule(), which races safely with the
         # scheduler; the change form sets deliver_at only on a new notification.
+        # The recipient is fixed at creation (Notification.FROZEN_FIELDS): moved, a
+        # row collides with its new owner's later seqs (the model refuses it too).
         fields = list(super().get_readonly_fields(request, obj))
-        return [*fields, "deliver_at"] if obj is not None else fields
+        return [*fields, "recipient", "deliver_at"] if obj is not None else fields
 
     @admin.action(description="Mark selected notifications as read", permissions=["change"])
     def mark_read(self, request: HttpRequest, queryset: NotificationQuerySet) -> None:
@@ -79,11 +83,51 @@ class BroadcastAdmin(admin.ModelAdmin):
         names = [group.name for group in obj.groups.all()]
         return ", ".join(names) if names else "all active users"
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Saving a new announcement sends it: that takes the send permission too.
+        return super().has_add_permission(request) and request.user.has_perm(SEND_PERMISSION)
+
     def has_change_permission(self, request: HttpRequest, obj: Broadcast | None = None) -> bool:
         # A sent announcement is a record of what went out: it can't be edited.
         if obj is not None and obj.sent_at is not None:
             return False
-        return super().has_change_permission(request, obj)
+        # Saving an unsent one sends it.
+        return super().has_change_permission(request, obj) and request.user.has_perm(SEND_PERMISSION)
+
+    def changeform_view(
+        self, request: HttpRequest, object_id: str | None = None, form_url: str = "", extra_context: Any = None
+    ) -> Any:
+        if request.method == "POST" and CONFIRM not in request.POST:
+            confirmation = self.confirm_sending_to_all(request, object_id)
+            if confirmation is not None:
+                return confirmation
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def confirm_sending_to_all(self, request: HttpRequest, object_id: str | None) -> TemplateResponse | None:
+        """The page asking "send to all N active users?" if this POST would send to all, else None.
+
+        Like Django's delete confirmation: nothing is saved or sent until the same form
+        comes back with CONFIRM. An invalid form, one to chosen groups, or a request
+        without the permission goes on to the usual view (errors, sending, 403).
+        """
+        obj = self.get_object(request, object_id) if object_id is not None else None
+        if object_id is not None and (obj is None or not self.has_change_permission(request, obj)):
+            return None
+        if obj is None and not self.has_add_permission(request):
+            return None
+        form = self.get_form(request, obj, change=obj is not None)(request.POST, request.FILES, instance=obj)
+        if not form.is_valid() or form.cleaned_data.get("groups"):
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Send to all active users?",
+            "opts": self.model._meta,
+            "broadcast_title": form.cleaned_data["title"],
+            "count": Broadcast().recipients().count(),
+            "posted": [(name, values) for name, values in request.POST.lists() if name != "csrfmiddlewaretoken"],
+            "confirm_name": CONFIRM,
+        }
+        return TemplateResponse(request, "admin/notify/broadcast/confirm_send.html", context)
 
     def save_model(self, request: HttpRequest, obj: Broadcast, form: Any, change: bool) -> None:
         if not change:
@@ -104,8 +148,9 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["__str__", "user", "name", "created_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["user__username", "name", "key"]
-    raw_id_fields = ["user"]
-    readonly_fields = ["key", "created_at"]
+    # The user is fixed at creation (ApiToken.FROZEN_FIELDS): staff who may revoke
+    # tokens must not be able to hand one, and its identity, to another user.
+    readonly_fields = ["user", "key", "created_at"]
     fields = ["user", "name", "key", "created_at", "revoked_at"]
     actions = ["revoke"]
 

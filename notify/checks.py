@@ -12,6 +12,10 @@ from django.utils.module_loading import import_string
 
 from notify.conf import DEFAULTS, conf
 
+# The deepest MAX_JSON_DEPTH accepted: answers are encoded by json's recursive encoder,
+# inside a server's own call stack, and a publish 960 levels deep failed there (issue 13).
+MAX_JSON_DEPTH_CEILING = 256
+
 
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
@@ -74,6 +78,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             Error(
                 f"NOTIFY['MAX_HELD_POLLS'] must be None or a whole number of at least 1, not {held!r}.",
                 id="notify.E006",
+            )
+        )
+    depth = user.get("MAX_JSON_DEPTH", DEFAULTS["MAX_JSON_DEPTH"])
+    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_JSON_DEPTH_CEILING:
+        problems.append(
+            Error(
+                f"NOTIFY['MAX_JSON_DEPTH'] must be a whole number from 1 to {MAX_JSON_DEPTH_CEILING}, not {depth!r}.",
+                hint="Deeper data is encoded recursively in every answer that carries it; 32 is plenty for messages.",
+                id="notify.E013",
             )
         )
     if not problems:

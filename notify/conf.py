@@ -56,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
     # Dotted path to a callable (user, topic, action) -> bool, action "read" or "post",
     # asked on every topic poll and post. None: every topic is closed to everyone.
     "TOPIC_PERMISSION": None,
+    # How deeply JSON may nest: a topic message's data (objects and arrays inside it
+    # count), and the body of /notify/read and of a publish (one level more: its
+    # envelope). Checked on the raw body without recursion, before it is parsed or
+    # anything stored: deeper gets 400 "too_deep". At most 256 (notify.E013): the
+    # answers that carry such data are encoded recursively.
+    "MAX_JSON_DEPTH": 32,
 }
 
 
@@ -160,6 +166,10 @@ class Settings:
     @property
     def TOPIC_PERMISSION(self) -> str | None:
         return self._get("TOPIC_PERMISSION")
+
+    @property
+    def MAX_JSON_DEPTH(self) -> int:
+        return self._get("MAX_JSON_DEPTH")
 
     @property
     def AUTH_CHANNEL(self) -> str:

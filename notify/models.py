@@ -13,6 +13,43 @@ from django.db import models, router, transaction
 from django.utils import timezone
 
 
+class FrozenFieldChanged(ValueError):
+    """A save() that would change a field fixed when the row was created (see ``_refuse_frozen_changes``)."""
+
+
+def _refuse_frozen_changes(instance: models.Model, fields: tuple[str, ...], kwargs: dict[str, Any]) -> None:
+    """Raise FrozenFieldChanged if saving ``instance`` would change one of ``fields`` of its stored row.
+
+    Compared with the row as stored (one primary-key read), not as loaded: a stale copy
+    must not undo what was written since. Only saves of an existing row that write one
+    of the fields pay the read. ``QuerySet.update`` and ``bulk_update`` bypass ``save()``
+    and so this check: they are the escape hatch of notify's own code (the dispatcher
+    numbers due reminders with ``bulk_update``), not for editing rows by hand.
+    """
+    update_fields = kwargs.get("update_fields")
+    written = [name for name in fields if update_fields is None or name in update_fields]
+    if instance._state.adding or instance.pk is None or not written:
+        return
+    attnames = [_attname(instance, name) for name in written]
+    using = kwargs.get("using") or instance._state.db or router.db_for_write(type(instance), instance=instance)
+    stored = type(instance)._base_manager.using(using).filter(pk=instance.pk).values_list(*attnames).first()
+    if stored is None:
+        return  # the row is gone; Django's save inserts it anew
+    for name, attname, before in zip(written, attnames, stored, strict=True):
+        after = getattr(instance, attname)
+        if after != before:
+            raise FrozenFieldChanged(
+                f"{type(instance).__name__} {instance.pk}: '{name}' cannot be changed after creation "
+                f"(stored {before!r}, this save would write {after!r})."
+            )
+
+
+def _attname(instance: models.Model, name: str) -> str:
+    field = instance._meta.get_field(name)
+    assert isinstance(field, models.Field), name  # a concrete column, as FROZEN_FIELDS are
+    return field.attname
+
+
 class Level(models.TextChoices):
     INFO = "info"
     SUCCESS = "success"
@@ -119,7 +156,12 @@ class Notification(models.Model):
     def __str__(self) -> str:
         return self.title
 
+    # Fixed at creation: a notification moved to another recipient, or renumbered,
+    # collides with a seq its stream hands out later and is seen in neither stream.
+    FROZEN_FIELDS = ("recipient", "seq")
+
     def save(self, *args: Any, **kwargs: Any) -> None:
+        _refuse_frozen_changes(self, self.FROZEN_FIELDS, kwargs)
         # Only a new row is numbered here. An undelivered reminder that is edited
         # (say in the admin) keeps seq None even when it is already due: numbering
         # is the dispatcher's, which publishes it; numbering it here would race it.
@@ -193,6 +235,13 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.PREFIX}_{self.key}_… ({self.user})"
+
+    # A token is an identity: re-owning one hands its holder another user's streams.
+    FROZEN_FIELDS = ("user",)
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _refuse_frozen_changes(self, self.FROZEN_FIELDS, kwargs)
+        super().save(*args, **kwargs)
 
     @classmethod
     def issue(cls, user: Any, name: str = "") -> tuple[ApiToken, str]:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import re
+from array import array
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
-from django.http import QueryDict
+from django.conf import settings
+from django.core.exceptions import TooManyFieldsSent
+from django.http import HttpRequest, QueryDict
 
 from notify import cursor
 from notify.conf import conf
-from notify.topics import NAME_RULE, InvalidTopic, check_data, check_name
+from notify.topics import NAME_RULE, InvalidTopic, TooDeep, check_data, check_name
 
 _NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
@@ -29,6 +33,27 @@ class BadRequest(Exception):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+
+
+def query_of(request: HttpRequest) -> QueryDict:
+    """The request's query parameters; BadRequest "too_many_fields" past DATA_UPLOAD_MAX_NUMBER_FIELDS.
+
+    Django parses ``request.GET`` on first access and raises TooManyFieldsSent there
+    (each later access parses again and raises again): every notify view asks here
+    first, so that a flood of parameters is a 400 JSON, never a 500 with a traceback.
+    """
+    try:
+        return request.GET
+    except TooManyFieldsSent:
+        raise too_many_fields("query string") from None
+
+
+def too_many_fields(where: str) -> BadRequest:
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    return BadRequest(
+        "too_many_fields",
+        f"The {where} has more than {limit} fields (DATA_UPLOAD_MAX_NUMBER_FIELDS); notify's URLs take at most 4.",
+    )
 
 
 @dataclass(frozen=True)
@@ -127,13 +152,48 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
+# A JSON string; one never closed runs to the end of the text, so that every quote
+# starts a match and none is tried twice: linear time on any input.
+_JSON_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+(?:"|\\?\Z)', re.DOTALL)
+_NOT_BRACKET = re.compile(r"[^\[\]{}]++")
+_STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
+
+
+def json_depth(text: str) -> int:
+    """How deeply arrays and objects nest in the JSON ``text`` (``{"a": [1]}``: 2), read without
+    parsing it: strings removed, then a running sum over the brackets, all in C (no recursion,
+    no Python loop per character). Exact for valid JSON; for invalid JSON some number the
+    parser then refuses anyway.
+    """
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(array("b", brackets.encode("ascii").translate(_STEPS))), default=0)
+
+
+def load_json(body: bytes, *, max_depth: int, accepted: str, limit_detail: str = "") -> Any:
+    """``body`` parsed as JSON, its nesting checked first: BadRequest "too_deep" past ``max_depth``
+    (so the parser's recursion is never reached), "invalid_json" if it is not JSON."""
+    invalid = BadRequest("invalid_json", f"The body is not valid JSON. {accepted}")
+    try:
+        # As json.loads does with bytes: UTF-8, -16 or -32, told by the first bytes.
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except (UnicodeDecodeError, LookupError):
+        raise invalid from None
+    depth = json_depth(text)
+    if depth > max_depth:
+        raise BadRequest(
+            "too_deep",
+            f"The JSON body nests {depth} levels deep; at most {max_depth} are accepted{limit_detail}. {accepted}",
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: never within max_depth; kept as a backstop
+        raise invalid from None
+
+
 def parse_read(body: bytes) -> list[int] | None:
     """The ids to mark read, or None for all: ``{"ids": [1, 2]}`` or ``{"all": true}``."""
     accepted = 'Send a JSON object: {"ids": [<notification id>, ...]} or {"all": true}.'
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("invalid_json", f"The body is not valid JSON. {accepted}") from None
+    payload = load_json(body, max_depth=conf.MAX_JSON_DEPTH, accepted=accepted)
     if not isinstance(payload, dict):
         raise BadRequest("invalid_body", f"The body must be a JSON object. {accepted}")
     if payload.get("all") is True and "ids" not in payload:
@@ -151,14 +211,16 @@ def parse_read(body: bytes) -> list[int] | None:
 def parse_publish(body: bytes) -> dict[str, Any]:
     """The data of a topic message: ``{"data": {...}}``."""
     accepted = 'Send a JSON object: {"data": {...}}, the message as a JSON object.'
-    try:
-        payload: Any = json.loads(body)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadRequest("invalid_json", f"The body is not valid JSON. {accepted}") from None
+    depth = conf.MAX_JSON_DEPTH
+    payload = load_json(
+        body, max_depth=depth + 1, accepted=accepted, limit_detail=f" ('data' {depth}, and its envelope)"
+    )
     if not isinstance(payload, dict) or set(payload) != {"data"}:
         raise BadRequest("invalid_body", accepted)
     try:
         check_data(payload["data"])
+    except TooDeep as error:
+        raise BadRequest("too_deep", f"{error}. {accepted}") from None
     except (TypeError, ValueError) as error:
         raise BadRequest("invalid_body", f"{error}. {accepted}") from None
     return payload["data"]

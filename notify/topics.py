@@ -55,15 +55,46 @@ def check_name(name: Any) -> str:
     return name
 
 
+class TooDeep(ValueError):
+    """Data nested deeper than NOTIFY["MAX_JSON_DEPTH"]."""
+
+
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether dicts and lists (and tuples) nest more than ``limit`` levels in ``value`` (``{}``: 1).
+
+    Walked with a stack of its own, not by recursion, and stopped at the first value past
+    the limit: data of any depth, even a dict that contains itself, is answered at once.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
 def check_data(data: Any) -> None:
-    """Refuse, with a clear TypeError or ValueError, data some database would refuse at insert.
+    """Refuse, with a clear TypeError or ValueError, data some database would refuse at insert,
+    or that nests deeper than MAX_JSON_DEPTH (TooDeep, a ValueError).
 
     The rules of a notification's data (notify.sending.check_content: JSON-serialisable,
     no NUL), and also what PostgreSQL's jsonb refuses beyond them: NaN and infinities,
-    and lone surrogates (which JSON bodies can carry as "\\ud800").
+    and lone surrogates (which JSON bodies can carry as "\\ud800"). The depth is checked
+    first, without recursion: json.dumps below and every answer carrying the message
+    encode it recursively.
     """
     if not isinstance(data, dict):
         raise TypeError(f"data must be a JSON object (a dict), got {type(data).__name__}")
+    limit = conf.MAX_JSON_DEPTH
+    if nests_deeper_than(data, limit):
+        raise TooDeep(f"data nests more than {limit} levels deep (NOTIFY['MAX_JSON_DEPTH'])")
     try:
         encoded = json.dumps(data, ensure_ascii=False, allow_nan=False)
     except RecursionError:

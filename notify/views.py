@@ -7,7 +7,7 @@ import json
 import logging
 from typing import Any, cast
 
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
@@ -41,6 +41,8 @@ from notify.params import (
     parse_read,
     parse_streams,
     parse_topic,
+    query_of,
+    too_many_fields,
 )
 
 logger = logging.getLogger("notify")
@@ -104,7 +106,11 @@ async def poll(request: HttpRequest) -> HttpResponse:
 async def answer_poll(request: HttpRequest) -> HttpResponse:
     if request.method != "GET":
         return method_not_allowed("GET")
-    if "streams" in request.GET:
+    try:
+        query = query_of(request)
+    except BadRequest as problem:
+        return answer_error(problem)
+    if "streams" in query:
         return await answer_streams(request)
     try:
         params = parse_poll(request.GET)
@@ -285,6 +291,7 @@ async def read(request: HttpRequest) -> JsonResponse:
     if request.method != "POST":
         return method_not_allowed("POST")
     try:
+        query_of(request)  # refuses a flood of parameters, which nothing else here would read
         user_id, via = await authenticate(request)
         refused = await csrf_refusal(request, via)
         if refused is not None:
@@ -302,7 +309,10 @@ async def csrf_refusal(request: HttpRequest, via: str) -> JsonResponse | None:
     """403 if a session-authenticated POST fails Django's CSRF check (a bearer token is not ambient)."""
     if via != "session":
         return None
-    reason = await db.run(csrf_failure, request)
+    try:
+        reason = await db.run(csrf_failure, request)
+    except TooManyFieldsSent:  # a form body past DATA_UPLOAD_MAX_NUMBER_FIELDS, parsed by the check
+        raise too_many_fields("form body") from None
     if reason is None:
         return None
     return error(403, "csrf_failed", f"CSRF check failed: {reason}. Send the X-CSRFToken header.")
@@ -352,7 +362,7 @@ async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
         return method_not_allowed("GET")
     try:
         parse_topic(name)
-        params = parse_poll(request.GET)
+        params = parse_poll(query_of(request))
         credential = credential_of(request)
         del request  # not kept while held (see answer_poll)
         results = await follow(credential, [(name, params.after)], params.limit, params.timeout)
@@ -367,7 +377,7 @@ async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
 async def answer_streams(request: HttpRequest) -> HttpResponse:
     """``GET /notify/poll?streams=inbox,room:42&after=inbox:5,room:42:17``: one poll, several streams."""
     try:
-        params = parse_streams(request.GET)
+        params = parse_streams(query_of(request))
         credential = credential_of(request)
         del request  # not kept while held (see answer_poll)
         results = await follow(credential, params.streams, params.limit, params.timeout)
@@ -393,6 +403,7 @@ async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
     if request.method != "POST":
         return method_not_allowed("POST")
     try:
+        query_of(request)  # refuses a flood of parameters, which nothing else here would read
         parse_topic(name)
         user_id, via = await authenticate(request)
         refused = await csrf_refusal(request, via)

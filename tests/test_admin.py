@@ -86,7 +86,8 @@ def test_a_broadcast_reaches_held_polls_live_and_records_how_many(server, admin_
         poller.start()
 
     reply = admin_client.post(
-        "/admin/notify/broadcast/add/", {"title": "Release 2.0", "body": "", "level": "info", "url": ""}
+        "/admin/notify/broadcast/add/",
+        {"title": "Release 2.0", "body": "", "level": "info", "url": "", "_confirm": "1"},  # to all: confirmed
     )
     for poller in pollers:
         poller.join(10)
@@ -119,7 +120,7 @@ def test_staff_without_the_broadcast_permission_get_403(make_user):
 
 def test_a_sent_broadcast_is_a_record_that_cannot_be_edited_or_resent(admin_client, make_user):
     make_user()
-    admin_client.post("/admin/notify/broadcast/add/", {"title": "Once", "level": "info"})
+    admin_client.post("/admin/notify/broadcast/add/", {"title": "Once", "level": "info", "_confirm": "1"})
     broadcast = Broadcast.objects.get()
     admin_client.post(f"/admin/notify/broadcast/{broadcast.pk}/change/", {"title": "Twice", "level": "info"})
     broadcast.refresh_from_db()
@@ -127,3 +128,35 @@ def test_a_sent_broadcast_is_a_record_that_cannot_be_edited_or_resent(admin_clie
     with pytest.raises(ValueError, match="already sent"):
         broadcast.send()
     assert Notification.objects.filter(title="Once").count() == broadcast.recipient_count
+
+
+def test_a_broadcast_to_all_is_sent_only_once_confirmed_and_the_page_keeps_what_was_typed(admin_client, make_user):
+    make_user()
+    asked = admin_client.post(
+        "/admin/notify/broadcast/add/", {"title": "Down <at> 22:00", "body": "a\nb", "level": "warning"}
+    )
+    assert asked.status_code == 200
+    page = asked.content.decode()
+    assert "all 2 active users" in page  # the user and the admin
+    assert 'value="Down &lt;at&gt; 22:00"' in page and 'value="a\nb"' in page and 'value="warning"' in page
+    assert not Broadcast.objects.exists() and not Notification.objects.exists()
+
+
+def test_an_unsent_broadcast_saved_again_asks_too_and_needs_the_send_permission(admin_client, make_user):
+    draft = Broadcast.objects.create(title="Draft")  # made in code, not sent
+    path = f"/admin/notify/broadcast/{draft.pk}/change/"
+    assert admin_client.post(path, {"title": "Draft", "level": "info"}).status_code == 200  # the confirmation
+    assert not Notification.objects.exists()
+    editor = staff_client(make_user, "view_broadcast", "change_broadcast")
+    assert editor.post(path, {"title": "Draft", "level": "info", "_confirm": "1"}).status_code == 403
+    assert not Notification.objects.exists()
+    assert admin_client.post(path, {"title": "Draft", "level": "info", "_confirm": "1"}).status_code == 302
+    assert Broadcast.objects.get().recipient_count == Notification.objects.count() == 2
+
+
+def test_the_notification_change_form_shows_recipient_read_only_but_the_add_form_asks_for_it(admin_client, make_user):
+    alice = make_user()
+    [notification] = Notification.objects.bulk_create([Notification(recipient=alice, title="x")])
+    change = admin_client.get(f"/admin/notify/notification/{notification.pk}/change/").content.decode()
+    assert 'name="recipient"' not in change and alice.get_username() in change
+    assert 'name="recipient"' in admin_client.get("/admin/notify/notification/add/").content.decode()

@@ -63,6 +63,12 @@ def test_e009_cache_alias_must_exist():
     assert ids(CACHE_ALIAS="tokens") == ["notify.E009"]
 
 
+@pytest.mark.parametrize("value", [0, 257, 2.5, "32", True, None])
+def test_e013_max_json_depth_must_be_a_whole_number_from_1_to_256(value):
+    assert ids(MAX_JSON_DEPTH=value) == ["notify.E013"]
+    assert ids(MAX_JSON_DEPTH=1) == ids(MAX_JSON_DEPTH=256) == []
+
+
 def test_w001_memory_broker_is_single_process():
     assert ids(BROKER="memory") == ["notify.W001"]
 
