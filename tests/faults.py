@@ -35,7 +35,9 @@ class OwnRedis:
 
     def start(self) -> OwnRedis:
         # The server writes to its own copy of the file descriptor: ours can close at once.
-        with open(ROOT / "var" / "logs" / f"redis-{self.port}.log", "ab") as log:
+        logs = ROOT / "var" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)  # a fresh checkout may not have started a server yet
+        with open(logs / f"redis-{self.port}.log", "ab") as log:
             self.process = subprocess.Popen(
                 ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
                 stdout=log,

@@ -550,35 +550,6 @@ async def test_a_woken_topic_poll_answers_from_the_message_without_querying_agai
     assert len(checks) == 1  # the check before waiting; none after the wake-up
 
 
-def test_sigterm_answers_held_topic_and_multi_stream_polls_at_once(make_user, token_for, room):
-    from tests.server import Server
-
-    user = make_user()
-    token = token_for(user)
-    own = Server().start()
-    try:
-        replies: list = []
-        pollers = [
-            threads.start(lambda: replies.append(topic_poll(own, token, room, after="0", timeout=30))),
-            threads.start(
-                lambda: replies.append(own.poll(token, streams=f"inbox,{room}", after=f"inbox:0,{room}:0", timeout=30))
-            ),
-        ]
-        time.sleep(1.5)
-        import signal
-
-        own.process.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        for poller in pollers:
-            poller.join(10)
-        answered_within = time.monotonic() - signalled
-        own.process.wait(10)
-    finally:
-        own.stop()
-    assert sorted(reply.status for reply in replies) == [200, 200]
-    assert answered_within < 2
-
-
 def test_held_topic_and_multi_stream_polls_cost_no_thread_each(server, make_user, token_for, room):
     """Served by notify.asgi.LongPollRouter like inbox polls: a held poll is a coroutine, not a thread."""
     from notify.conf import conf
