@@ -30,12 +30,17 @@ def nginx_installed():
 
 
 def get(url: str, path: str, headers: dict[str, str], timeout: float = 40) -> tuple[int, dict]:
+    status, body = get_raw(url, path, headers, timeout)
+    return status, json.loads(body or b"{}")
+
+
+def get_raw(url: str, path: str, headers: dict[str, str], timeout: float = 40) -> tuple[int, bytes]:
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
         conn.request("GET", path, headers=headers)
         reply = conn.getresponse()
-        return reply.status, json.loads(reply.read() or b"{}")
+        return reply.status, reply.read()
     finally:
         conn.close()
 
@@ -77,7 +82,7 @@ def test_a_notification_sent_through_any_instance_reaches_polls_held_by_every_ot
         conn.request(
             "POST",
             "/admin/notify/broadcast/add/",
-            body="title=Everyone&level=info",
+            body="title=Everyone&level=info&_confirm=1",  # to every active user: confirmed
             headers={
                 "Cookie": cookies,
                 "X-CSRFToken": _mask_cipher_secret(secret),
@@ -126,3 +131,47 @@ async def test_the_python_client_keeps_delivering_behind_a_proxy_that_cuts_polls
         await sync_to_async(proxy.stop)()
     assert [n["id"] for n in received] == [n.pk for n in sent]  # all, once, in order
     assert adapted_timeout < 2  # it learned to end its polls before the proxy cuts them
+
+
+def test_45_second_topic_and_multi_stream_polls_behind_the_shipped_config_are_answered_not_cut(
+    server, make_user, token_for
+):
+    """Issue 13, case 7: every poll location gets the long-poll timeouts, not `location /`'s 30 s.
+
+    Both polls are held side by side, so the test takes one poll's 45 s (and each would be
+    cut at 30 s with a 504 if its location fell back to `location /`)."""
+    token = token_for(make_user())
+    room = f"room:nginx-{os.getpid()}-{os.urandom(3).hex()}"
+    headers = {"Authorization": f"Bearer {token}"}
+    proxy = Nginx([f"127.0.0.1:{server.port}"]).start()
+    try:
+        answers: dict[str, tuple[int, bytes]] = {}
+        started = time.monotonic()
+        polls = [
+            threads.start(
+                lambda: answers.__setitem__(
+                    "topic", get_raw(proxy.url, f"/notify/topics/{room}/poll?after=0&timeout=45", headers, timeout=60)
+                )
+            ),
+            threads.start(
+                lambda: answers.__setitem__(
+                    "streams",
+                    get_raw(
+                        proxy.url,
+                        f"/notify/poll?streams=inbox,{room}&after=inbox:0,{room}:0&timeout=45",
+                        headers,
+                        timeout=60,
+                    ),
+                )
+            ),
+        ]
+        for poll in polls:
+            poll.join(60)
+        took = time.monotonic() - started
+    finally:
+        proxy.stop()
+    assert answers["topic"][0] == 200, answers["topic"]  # not nginx's 504 at 30 s
+    assert json.loads(answers["topic"][1]) == {"cursor": "0", "messages": []}
+    assert answers["streams"][0] == 200, answers["streams"]
+    assert json.loads(answers["streams"][1])["cursor"] == f"inbox:0,{room}:0"
+    assert 45 <= took < 52  # held to its timeout, and answered by the app
