@@ -159,14 +159,15 @@ _NOT_BRACKET = re.compile(r"[^\[\]{}]++")
 _STEPS = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 and -1 as signed bytes
 
 
-def json_depth(text: str) -> int:
-    """How deeply arrays and objects nest in the JSON ``text`` (``{"a": [1]}``: 2), read without
-    parsing it: strings removed, then a running sum over the brackets, all in C (no recursion,
-    no Python loop per character). Exact for valid JSON; for invalid JSON some number the
-    parser then refuses anyway.
+def json_depth(text: str) -> tuple[int, bool]:
+    """How deeply arrays and objects nest in the JSON ``text`` (``{"a": [1]}``: 2), and whether
+    its brackets balance (if not, it is not JSON), read without parsing it: strings removed,
+    then a running sum over the brackets, all in C (no recursion, no Python loop per
+    character). Exact for valid JSON; for invalid JSON some number the parser refuses anyway.
     """
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    return max(accumulate(array("b", brackets.encode("ascii").translate(_STEPS))), default=0)
+    steps = array("b", brackets.encode("ascii").translate(_STEPS))
+    return max(accumulate(steps), default=0), sum(steps) == 0
 
 
 def load_json(body: bytes, *, max_depth: int, accepted: str, limit_detail: str = "") -> Any:
@@ -178,7 +179,9 @@ def load_json(body: bytes, *, max_depth: int, accepted: str, limit_detail: str =
         text = body.decode(json.detect_encoding(body), "surrogatepass")
     except (UnicodeDecodeError, LookupError):
         raise invalid from None
-    depth = json_depth(text)
+    depth, balanced = json_depth(text)
+    if not balanced:  # not JSON, however deep: said as such, as the parser would
+        raise invalid
     if depth > max_depth:
         raise BadRequest(
             "too_deep",
