@@ -1,0 +1,25 @@
+// eslint (flat config) for the browser client and its Node tests: `npx eslint` (make test-js).
+import js from "@eslint/js";
+import globals from "globals";
+
+export default [
+  // The client and its tests; the demo's own page scripts (project/) are not part of it.
+  { ignores: ["node_modules/", "var/", ".venv*/", "dist/", "project/", "bench/", "docs/"] },
+  js.configs.recommended,
+  {
+    files: ["notify/static/**/*.js"],
+    languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.browser },
+  },
+  {
+    files: ["tests/js/**/*.js", "eslint.config.js"],
+    languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.node },
+  },
+  {
+    rules: {
+      "no-unused-vars": ["error", { args: "after-used", caughtErrors: "none" }],
+      eqeqeq: ["error", "always", { null: "ignore" }],
+      "no-var": "error",
+      "prefer-const": "error",
+    },
+  },
+];
