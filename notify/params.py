@@ -15,7 +15,8 @@ from django.http import HttpRequest, QueryDict
 
 from notify import cursor
 from notify.conf import conf
-from notify.topics import NAME_RULE, InvalidTopic, TooDeep, check_data, check_name
+from notify.jsondepth import TooDeep
+from notify.topics import NAME_RULE, InvalidTopic, check_data, check_name
 
 _NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
 _INTEGER = re.compile(r"-?[0-9]{1,9}")

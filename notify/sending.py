@@ -19,6 +19,7 @@ from django.utils import timezone
 from notify import pages
 from notify.compiled import CompiledQuery
 from notify.conf import conf
+from notify.jsondepth import TooDeep, nests_deeper_than
 
 if TYPE_CHECKING:
     from notify.models import Notification
@@ -178,6 +179,8 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
     if data is not None:
         if not isinstance(data, dict):
             raise TypeError(f"data must be a dict or None, got {type(data).__name__}")
+        if nests_deeper_than(data, conf.MAX_JSON_DEPTH):
+            raise TooDeep(f"data nests more than {conf.MAX_JSON_DEPTH} levels deep (NOTIFY['MAX_JSON_DEPTH'])")
         try:
             encoded = json.dumps(data, allow_nan=False)
             json.dumps(data, ensure_ascii=False).encode("utf-8")

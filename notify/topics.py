@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 
 from notify import pages
 from notify.conf import conf
+from notify.jsondepth import TooDeep, nests_deeper_than
 
 if TYPE_CHECKING:
     from notify.models import TopicMessage
@@ -53,31 +54,6 @@ def check_name(name: Any) -> str:
         shown = name[:40] if isinstance(name, str) else name
         raise InvalidTopic(f"A topic name must be {NAME_RULE}; got {shown!r}.")
     return name
-
-
-class TooDeep(ValueError):
-    """Data nested deeper than NOTIFY["MAX_JSON_DEPTH"]."""
-
-
-def nests_deeper_than(value: Any, limit: int) -> bool:
-    """Whether dicts and lists (and tuples) nest more than ``limit`` levels in ``value`` (``{}``: 1).
-
-    Walked with a stack of its own, not by recursion, and stopped at the first value past
-    the limit: data of any depth, even a dict that contains itself, is answered at once.
-    """
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, (list, tuple)):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
 
 
 def check_data(data: Any) -> None:

@@ -72,6 +72,20 @@ def test_send_rejects_an_unknown_level_and_non_users(make_user):
     assert not Notification.objects.exists()
 
 
+def nested(depth: int) -> dict:
+    """A dict ``depth`` levels deep ({}: 1)."""
+    data: dict = {}
+    for _ in range(depth - 1):
+        data = {"k": data}
+    return data
+
+
+def test_send_accepts_data_exactly_as_deep_as_the_limit(make_user):
+    alice = make_user()
+    notify.send(alice, "deep", data=nested(32))
+    assert Notification.objects.get(recipient=alice).data == nested(32)
+
+
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
@@ -84,6 +98,9 @@ def test_send_rejects_an_unknown_level_and_non_users(make_user):
         ({"data": {"k": "\udfff"}}, "data must be valid Unicode text"),
         ({"data": {"k": float("nan")}}, "data must be JSON without NaN or Infinity"),
         ({"url": "/" * 501}, "at most 500 are accepted"),
+        # Past MAX_JSON_DEPTH (32): json.dumps and every answer would recurse into it.
+        ({"data": nested(33)}, "data nests more than 32 levels deep"),
+        ({"data": nested(960)}, "data nests more than 32 levels deep"),
     ],
 )
 def test_send_refuses_what_a_database_cannot_store_before_writing_anything(make_user, fields, error):
