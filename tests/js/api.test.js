@@ -159,6 +159,21 @@ test("desktop pop-ups: only while hidden, one summary for more than three, a cli
   assert.ok(FakeNotification.shown[1].closed);
 });
 
+test("a browser that will not show pop-ups from a page (Android Chrome) shows none, and nothing fails", async () => {
+  const world = new World();
+  world.Notification = class extends FakeNotification {
+    constructor() {
+      throw new TypeError("Illegal constructor: use ServiceWorkerRegistration.showNotification()");
+    }
+  };
+  world.Notification.permission = "granted";
+  const tab = await connected(world, { desktop: true });
+  tab.visible = false;
+  world.server.poll().respond(200, page(11, [note(11)]));
+  await settle();
+  assert.deepEqual(tab.of("message").map((n) => n.id), [11]);
+});
+
 test("safeUrl keeps http(s) and relative URLs only", () => {
   assert.equal(safeUrl("/a?b", "https://example.com/x"), "https://example.com/a?b");
   assert.equal(safeUrl("https://other.example/"), "https://other.example/");

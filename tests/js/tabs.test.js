@@ -204,3 +204,12 @@ test("a page back from the back/forward cache polls on", async () => {
   await settle();
   assert.equal(world.server.poll().query.timeout, "0");
 });
+
+test("a Web Lock that fails is reported on the console, not thrown", async (t) => {
+  const world = new World();
+  const errors = t.mock.method(console, "error", () => {});
+  world.locks.request = () => Promise.reject(new Error("SecurityError"));
+  world.tab();
+  await settle();
+  assert.equal(errors.mock.calls[0].arguments[0], "notify: lock failed");
+});
