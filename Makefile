@@ -76,6 +76,15 @@ lint: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir var/site
 
+# The browser client (notify/static/notify/lib/): eslint and its unit tests on Node's own runner
+# (Node 20+, no browser). npm ci installs eslint from package-lock.json when node_modules is older.
+.PHONY: test-js
+test-js:
+	@if [ ! -f node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ] \
+		|| [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+	node_modules/.bin/eslint
+	node --test tests/js/
+
 test-matrix:
 	@set -e; for pair in $(MATRIX); do \
 		py=$${pair%%:*}; django=$${pair#*:}; venv=.venv-py$$py-django$$django; \
