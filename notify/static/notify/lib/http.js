@@ -65,7 +65,7 @@ export class Http {
         signal: controller.signal,
       });
       const body = await json(response);
-      if (controller.signal.aborted) throw new Error("aborted");
+      if (body === null && controller.signal.aborted) throw new Error("aborted while reading the answer");
       return { status: response.status, headers: response.headers, body };
     } catch (error) {
       return { status: 0, error, aborted: controller.signal.aborted ? controller.signal.reason : null };
