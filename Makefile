@@ -62,9 +62,9 @@ run: install
 	trap 'exit 0' INT TERM; \
 	$(BIN)/uvicorn project.asgi:application --host $(HOST) --port $(PORT)
 
-# The gates first (they answer in seconds), then the suite twice: on SQLite, then on PostgreSQL
+# The gates first (they answer in seconds), the browser client's unit tests, then the suite twice: on SQLite, then on PostgreSQL
 # (browser tests once, on SQLite), then the other supported Python/Django pairs.
-test: install system-deps lint docs test-sqlite test-postgres test-matrix
+test: install system-deps lint docs test-js test-sqlite test-postgres test-matrix
 
 # ruff (rules in pyproject.toml), the formatter, and mypy with django-stubs on the app.
 lint: install
