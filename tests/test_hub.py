@@ -290,3 +290,35 @@ async def test_asyncio_redis_clients_clean_up_after_a_failed_connect_and_do_not_
         await asyncio.gather(watch, return_exceptions=True)
         await sentinel.aclose()
     assert (attempts, cleanups) == ([1], [redis.ConnectionError])
+
+
+async def test_a_hub_cancelled_while_one_of_its_tasks_fails_stops_instead_of_reconnecting():
+    """Closing a hub ends it although a child task fails as the hub is cancelled: a TaskGroup then
+    raises the failure and drops the CancelledError, which the hub took for a lost connection, and
+    it reconnected for ever, so aclose() never returned. (On Python 3.11, redis-py's write, under
+    asyncio.wait_for, can also swallow a cancellation that arrives as it completes.)"""
+    from notify.broker.base import Subscription
+    from notify.broker.redis import RedisHub
+    from notify.conf import conf
+
+    keepalive_started = asyncio.Event()
+
+    class FailsWhenCancelled(RedisHub):
+        async def _keepalive(self, connection: object) -> None:
+            keepalive_started.set()
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                raise RuntimeError("a child task failing while the hub is cancelled") from None
+
+    hub = FailsWhenCancelled(conf.REDIS_URL)
+    hub._add(Subscription("notify-test-hub-cancel"))  # starts the hub's task on this loop
+    async with asyncio.timeout(5):
+        await keepalive_started.wait()
+    task = hub._task
+    assert task is not None
+    task.cancel()  # what aclose() does first
+    await asyncio.wait({task}, timeout=5)
+    assert task.done() and task.cancelled(), "the hub went on after being cancelled"
+    assert hub.reconnects == 0 and not hub.connected
+    await hub.aclose()

@@ -182,6 +182,11 @@ class RedisHub(Hub):
                     tasks.create_task(self._write(connection))
                     tasks.create_task(self._keepalive(connection))
             except Exception as error:  # noqa: BLE001 - any failure means: reconnect
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # aclose() cancelled the hub while a child failed: the TaskGroup raised the
+                    # failure and dropped the CancelledError. Stop as cancelled, not reconnect.
+                    raise asyncio.CancelledError from error
                 # Name the cause, not the TaskGroup that carried it.
                 while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
                     error = error.exceptions[0]
@@ -252,6 +257,8 @@ class RedisHub(Hub):
 
     async def _write(self, connection: redis.asyncio.Connection) -> None:
         loop = asyncio.get_running_loop()
+        current_task = asyncio.current_task()
+        assert current_task is not None
         while True:
             # Sleep until there is work, or until the oldest idle channel is due.
             due = next(iter(self._idle.values()), None)
@@ -278,6 +285,11 @@ class RedisHub(Hub):
                 pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
                 self._replies_due.setdefault(channel, deque()).append(pending)
             await self._send(connection, to_unsubscribe, to_subscribe)
+            if current_task.cancelling():
+                # Python 3.11's asyncio.wait_for (redis-py's write under socket_timeout) returns the
+                # result and drops a cancellation that arrives as the write completes (fixed in 3.12):
+                # honour it here, or the hub is never stopped.
+                raise asyncio.CancelledError
 
     async def _send(
         self, connection: redis.asyncio.Connection, to_unsubscribe: list[str], to_subscribe: list[str]
