@@ -102,6 +102,7 @@ class RedisHub(Hub):
         self._replies_due: dict[str, deque[list[Subscription]]] = {}
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False  # set by aclose(): the hub's task must end, not reconnect
         self._last_read = 0.0
         self.connected = False
         self.reconnects = 0
@@ -161,6 +162,7 @@ class RedisHub(Hub):
 
     async def aclose(self) -> None:
         if self._task is not None:
+            self._closing = True
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -182,10 +184,11 @@ class RedisHub(Hub):
                     tasks.create_task(self._write(connection))
                     tasks.create_task(self._keepalive(connection))
             except Exception as error:  # noqa: BLE001 - any failure means: reconnect
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if self._closing:
                     # aclose() cancelled the hub while a child failed: the TaskGroup raised the
                     # failure and dropped the CancelledError. Stop as cancelled, not reconnect.
+                    # (Not task.cancelling(): on Python 3.11 the TaskGroup's own cancel of its
+                    # parent, after a child's failure, is never uncancelled.)
                     raise asyncio.CancelledError from error
                 # Name the cause, not the TaskGroup that carried it.
                 while isinstance(error, ExceptionGroup) and len(error.exceptions) == 1:
@@ -257,8 +260,6 @@ class RedisHub(Hub):
 
     async def _write(self, connection: redis.asyncio.Connection) -> None:
         loop = asyncio.get_running_loop()
-        current_task = asyncio.current_task()
-        assert current_task is not None
         while True:
             # Sleep until there is work, or until the oldest idle channel is due.
             due = next(iter(self._idle.values()), None)
@@ -285,7 +286,7 @@ class RedisHub(Hub):
                 pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
                 self._replies_due.setdefault(channel, deque()).append(pending)
             await self._send(connection, to_unsubscribe, to_subscribe)
-            if current_task.cancelling():
+            if self._closing:
                 # Python 3.11's asyncio.wait_for (redis-py's write under socket_timeout) returns the
                 # result and drops a cancellation that arrives as the write completes (fixed in 3.12):
                 # honour it here, or the hub is never stopped.
