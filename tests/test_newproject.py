@@ -415,7 +415,7 @@ def test_session_poll_from_a_page_with_notify_client(site: Site, redis_client: r
     cookies = login(site)
     page = site.request("GET", "/page/", cookies=cookies)
     assert page.status == 200, page.text[:2000]
-    script = re.search(r"<script defer ([^>]*)></script>", page.text)
+    script = re.search(r'<script type="module" defer ([^>]*)></script>', page.text)
     assert script, page.text
     attrs = {name: html.unescape(value) for name, value in re.findall(r'([\w-]+)="([^"]*)"', script.group(1))}
     assert attrs["data-notify-user"] == str(site.users["admin"])
@@ -425,6 +425,19 @@ def test_session_poll_from_a_page_with_notify_client(site: Site, redis_client: r
     served = site.request("GET", attrs["src"])
     assert served.status == 200 and served.body == shipped
     assert (site.project / "staticfiles" / "notify" / "notify.js").read_bytes() == shipped
+    # ...and so is every ES module it imports, and each of theirs.
+    base = attrs["src"].rsplit("/", 1)[0]
+    modules, seen = re.findall(r'from "\./(lib/[\w-]+\.js)"', shipped.decode()), set()
+    while modules:
+        module = modules.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        answer = site.request("GET", f"{base}/{module}")
+        assert answer.status == 200 and "javascript" in answer.headers.get("content-type", ""), module
+        assert (site.project / "staticfiles" / "notify" / module).exists(), module
+        modules += [f"lib/{name}" for name in re.findall(r'from "\./([\w-]+\.js)"', answer.text)]
+    assert "lib/index.js" in seen and len(seen) > 5, seen
 
     def poll(after: str) -> Answer:
         query = urlencode({"after": after, "timeout": 30} if after else {})
