@@ -9,3 +9,6 @@ class NotifyConfig(AppConfig):
     def ready(self) -> None:
         # Registration only: nothing here talks to Redis or the database.
         from notify import checks, receivers  # noqa: F401
+        from notify.auth import revocation
+
+        revocation.listen()

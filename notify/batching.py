@@ -21,9 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Generic, TypeVar
 
 from notify import db
-from notify.compiled import MAX_IDS, CompiledQuery
-from notify.models import Inbox
-from notify.sending import unread_counts
+from notify.compiled import MAX_IDS
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -80,16 +78,6 @@ class Batch(Generic[K, V]):
         return values
 
 
-_heads = CompiledQuery(
-    "notify.Inbox", lambda ids: Inbox.objects.filter(user_id__in=ids).values_list("user_id", "last_seq")
-)
-
-
-def heads(user_ids: list[int]) -> dict[int, int]:
-    """The head of each user's stream (users without an inbox are left out: 0). Synchronous."""
-    return dict(_heads(user_ids))
-
-
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batch]] = weakref.WeakKeyDictionary()
 
 
@@ -101,13 +89,3 @@ def batch(name: str, fetch: Callable[[list[K]], Mapping[K, V]], default: V) -> B
     if found is None:
         found = per_loop[name] = Batch(fetch, default)
     return found
-
-
-async def head(user_id: int) -> int:
-    """The head of the user's stream, read with other polls' in one query."""
-    return await batch("heads", heads, 0).get(user_id)
-
-
-async def unread_count(user_id: int) -> int:
-    """The user's unread count, read with other polls' in one query."""
-    return await batch("unread", unread_counts, 0).get(user_id)

@@ -1,4 +1,5 @@
-"""The body of a poll answer, and the pub/sub message a held poll can answer from.
+"""The wire formats of a stream: the pub/sub message a held poll can answer from, and the
+JSON body of a poll's answer.
 
 A message is ``b"<seq> <unread> <item JSON>"``: the notification (or topic
 message) as the poll answers it, its number in its stream, and for a user's
@@ -13,11 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
-# Published on a user's channel when a token of theirs is revoked or they log out:
-# held polls then check that their credentials still hold.
+from notify import cursor
+
+# Published on a user's channel when a credential of theirs ends (a token revoked, a
+# logout, a password change): held polls then check that their credentials still hold.
 AUTH_CHANGED = b"auth"
 
 
@@ -29,43 +31,18 @@ def message(seq: int, unread: int | None, notification: dict[str, Any]) -> bytes
     return b"%d %s %s" % (seq, b"-" if unread is None else b"%d" % unread, notification_json(notification))
 
 
-@dataclass(frozen=True)
-class Page:
-    cursor: int
-    notifications: list[bytes]  # each a JSON object, ready to send
-    unread_count: int
-
-    def body(self) -> bytes:
-        return b'{"cursor":"%d","notifications":[%s],"unread_count":%d}' % (
-            self.cursor,
-            b",".join(self.notifications),
-            self.unread_count,
-        )
+def inbox_body(position: int, notifications: list[bytes], unread: int) -> bytes:
+    """The inbox's answer: ``{"cursor", "notifications", "unread_count"}``."""
+    return b'{"cursor":"%s","notifications":[%s],"unread_count":%d}' % (
+        cursor.encode(position).encode(),
+        b",".join(notifications),
+        unread,
+    )
 
 
-@dataclass(frozen=True)
-class TopicPage:
-    cursor: int
-    messages: list[bytes]  # each a JSON object, ready to send
-
-    def body(self) -> bytes:
-        return b'{"cursor":"%d","messages":[%s]}' % (self.cursor, b",".join(self.messages))
-
-
-def page_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> Page | None:
-    """The inbox page that continues ``after`` from the messages alone, or None if they can't tell."""
-    picked = run_from_messages(messages, after, limit)
-    if not picked or picked[-1][1] is None:
-        return None
-    return Page(cursor=picked[-1][0], notifications=[body for _, _, body in picked], unread_count=picked[-1][1])
-
-
-def topic_page_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> TopicPage | None:
-    """The topic page that continues ``after`` from the messages alone, or None if they can't tell."""
-    picked = run_from_messages(messages, after, limit)
-    if not picked:
-        return None
-    return TopicPage(cursor=picked[-1][0], messages=[body for _, _, body in picked])
+def topic_body(position: int, messages: list[bytes]) -> bytes:
+    """A topic's answer: ``{"cursor", "messages"}``."""
+    return b'{"cursor":"%s","messages":[%s]}' % (cursor.encode(position).encode(), b",".join(messages))
 
 
 def run_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> list[tuple[int, int | None, bytes]]:

@@ -16,15 +16,13 @@ from django.http import HttpRequest, QueryDict
 from notify import cursor
 from notify.conf import conf
 from notify.jsondepth import TooDeep
-from notify.topics import NAME_RULE, InvalidTopic, check_data, check_name
+from notify.topics import INBOX, NAME_RULE, InvalidTopic, check_data, check_name
 
 _NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
 MAX_READ_IDS = 1000
 # Streams one poll may follow at once (GET /notify/poll?streams=...).
 MAX_STREAMS = 10
-# The user's own stream in a multi-stream poll; every other name is a topic.
-INBOX = "inbox"
 
 
 class BadRequest(Exception):
@@ -103,25 +101,10 @@ def parse_streams(query: QueryDict) -> StreamsParams:
                 raise BadRequest("invalid_streams", f"{accepted}; got {name[:40]!r}.") from None
     if len(set(names)) != len(names):
         raise BadRequest("invalid_streams", f"{accepted}, each once.")
-    cursors: dict[str, int] = {}
-    raw_after = query.get("after") or ""
-    for part in raw_after.split(",") if raw_after else []:
-        # The cursor follows the last colon: topic names may contain colons, cursors never.
-        name, colon, raw = part.rpartition(":")
-        if not colon or name not in names or name in cursors:
-            raise BadRequest(
-                "invalid_cursor",
-                "With 'streams', 'after' must be the compound cursor of an earlier answer: "
-                f"'<stream>:<cursor>' for streams listed in 'streams', comma-separated, each once; got {part[:60]!r}.",
-            )
-        try:
-            cursors[name] = cursor.decode(raw)
-        except cursor.InvalidCursor:
-            raise BadRequest(
-                "invalid_cursor",
-                f"The cursor of stream {name[:40]!r} in 'after' must be one returned by an earlier poll "
-                f"(up to 18 digits), got {raw[:40]!r}.",
-            ) from None
+    try:
+        cursors = cursor.decode_compound(query.get("after") or "", names)
+    except cursor.InvalidCursor as error:
+        raise BadRequest("invalid_cursor", str(error)) from None
     return StreamsParams(
         streams=[(name, cursors.get(name)) for name in names],
         timeout=_timeout(query.get("timeout")),

@@ -250,27 +250,3 @@ async def asend(
     return await sync_to_async(send)(
         recipients, title, body, level=level, url=url, data=data, deliver_at=deliver_at, using=using
     )
-
-
-def publish_auth_changed(user_id: int, *, using: str = "default") -> None:
-    """Tell the user's held polls to check their credentials (after commit)."""
-    from notify.broker import get_broker
-
-    def publish() -> None:
-        from notify.auth import credentials_changed
-
-        credentials_changed(b"%d" % user_id)  # this process at once, whatever happens to the publish
-        try:
-            # The auth channel first: a worker that hears it stops trusting the
-            # user's credentials before a later SUBSCRIBE of theirs is confirmed
-            # (notify.auth); the user's channel wakes their polls held already.
-            get_broker().publish_many(
-                [
-                    (conf.AUTH_CHANNEL, b"%d" % user_id),
-                    (conf.channel_for_user(user_id), pages.AUTH_CHANGED),
-                ]
-            )
-        except Exception:
-            logger.exception("notify: could not tell held polls of user %s that their credentials changed", user_id)
-
-    transaction.on_commit(publish, using=using)

@@ -39,8 +39,10 @@ logger = logging.getLogger("notify")
 Action = Literal["read", "post"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-# Names a topic may not take: "inbox" is the user's own stream in a multi-stream poll.
-RESERVED = frozenset({"inbox"})
+# The user's own stream's name in a multi-stream poll; every other name is a topic's.
+INBOX = "inbox"
+# Names a topic may not take.
+RESERVED = frozenset({INBOX})
 NAME_RULE = "1 to 100 characters of A-Z a-z 0-9 _ . : -, and not 'inbox'"
 
 

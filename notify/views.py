@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any, cast
@@ -13,28 +12,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from notify import batching, db, lifecycle, multipoll, streams, topics
-from notify.auth import (
-    Credential,
-    NotAuthenticated,
-    authenticate,
-    authenticate_credential,
-    credential_of,
-    forget_hint,
-    identify,
-    is_trusted,
-    listening,
-    remember,
-    still_authenticated,
-    verified_user_id,
-)
-from notify.broker import get_broker
-from notify.conf import conf
-from notify.limits import poll_limiter
-from notify.multipoll import StreamError
-from notify.pages import AUTH_CHANGED, Page, TopicPage, notification_json, page_from_messages
+from notify import cursor, db, polling, topics
+from notify.auth import NotAuthenticated, authenticate, credential_of
+from notify.limits import TooManyPolls
 from notify.params import (
-    INBOX,
     BadRequest,
     parse_poll,
     parse_publish,
@@ -44,6 +25,8 @@ from notify.params import (
     query_of,
     too_many_fields,
 )
+from notify.streams import INBOX, StreamError
+from notify.streams.inbox import mark_read
 
 logger = logging.getLogger("notify")
 
@@ -71,9 +54,9 @@ def not_authenticated(detail: str) -> JsonResponse:
     return error(401, "not_authenticated", detail, **{"WWW-Authenticate": 'Bearer realm="notify"'})
 
 
-# What a view answers with a JSON error (400, 401, 403/410 of a stream, 503);
+# What a view answers with a JSON error (400, 401, 403/410 of a stream, 429, 503);
 # anything else is a bug, and a 500.
-ANSWERED = (BadRequest, NotAuthenticated, StreamError, DatabaseError)
+ANSWERED = (BadRequest, NotAuthenticated, StreamError, TooManyPolls, DatabaseError)
 
 
 def answer_error(problem: Exception, *, multi: bool = False) -> JsonResponse:
@@ -84,6 +67,8 @@ def answer_error(problem: Exception, *, multi: bool = False) -> JsonResponse:
         return not_authenticated(problem.detail)
     if isinstance(problem, StreamError):
         return stream_error(problem, multi=multi)
+    if isinstance(problem, TooManyPolls):
+        return error(problem.status, problem.code, problem.detail, **{"Retry-After": str(RETRY_AFTER)})
     if isinstance(problem, DatabaseError):
         return database_unavailable(problem)
     raise problem
@@ -113,158 +98,20 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
     if "streams" in query:
         return await answer_streams(request)
     try:
-        params = parse_poll(request.GET)
+        params = parse_poll(query)
         credential = credential_of(request)
         # A held poll keeps only its parameters and credential, not the request
         # (its META, headers, query dict): at 10,000 held polls each kilobyte
         # kept per poll is 10 MB.
-        del request
-        # A held poll verifies its credential once subscribed (hold), so it may
-        # start from a hint; an answer given at once is verified first.
-        if params.after is None:
-            user_id = await authenticate_credential(credential)
-        else:
-            user_id = await identify(credential)
+        del request, query
+        [(stream, result)] = await polling.poll(credential, [(INBOX, params.after)], params.limit, params.timeout)
     except ANSWERED as problem:
         return answer_error(problem)
-
-    try:
-        if params.after is None:
-            return page_response(await snapshot(user_id, params.limit))
-
-        refused = refuse_hold(user_id)
-        if refused is not None:
-            return refused
-        try:
-            return page_response(await hold(credential, user_id, params.after, params.limit, params.timeout))
-        finally:
-            poll_limiter.release(user_id)
-    except ANSWERED as problem:
-        return answer_error(problem)
+    return json_body(stream.body(result))
 
 
-async def snapshot(user_id: int, limit: int) -> Page:
-    """The head, the newest unread notifications up to it, and the unread count.
-
-    The head is read first: whatever commits after it is past the returned cursor
-    and so comes with the next poll. Head and count are read with other polls'
-    (notify.batching); the notifications only if there are any unread.
-    """
-    head = await batching.head(user_id)
-    unread = await batching.unread_count(user_id)
-    notifications = await db.read(streams.newest_unread, user_id, head, limit) if unread else []
-    return Page(head, [notification_json(n) for n in notifications], unread)
-
-
-def refuse_hold(user_id: int) -> JsonResponse | None:
-    """Count one more held poll (release it with ``poll_limiter.release``), or the answer refusing it."""
-    refused = poll_limiter.acquire(user_id, conf.MAX_POLLS_PER_USER, conf.MAX_HELD_POLLS)
-    if refused == "user":
-        return error(
-            429,
-            "too_many_polls",
-            f"This user already holds {conf.MAX_POLLS_PER_USER} polls; close one or wait for it to be answered.",
-            **{"Retry-After": str(RETRY_AFTER)},
-        )
-    if refused == "process":
-        return error(
-            503,
-            "server_busy",
-            "This server holds as many polls as it can; try again shortly.",
-            **{"Retry-After": str(RETRY_AFTER)},
-        )
-    return None
-
-
-def page_response(page: Page | TopicPage) -> HttpResponse:
-    return HttpResponse(page.body(), content_type="application/json", headers={"Cache-Control": "no-store"})
-
-
-async def hold(credential: Credential, user_id: int, after: int, limit: int, timeout: float) -> Page:
-    """What follows ``after``, waiting up to ``timeout`` seconds for it.
-
-    Subscribe first, then check the database, then wait: a notification committed
-    before the subscription is confirmed is found by the check, one committed after
-    it wakes the wait. A wake-up whose messages continue the cursor without a gap
-    is answered from them (see notify.pages); any other goes back to the database.
-    """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    async with get_broker().subscribe(conf.channel_for_user(user_id)) as subscription:
-        await subscription.wait_ready(min(conf.SUBSCRIBE_TIMEOUT, timeout))
-        subscription.clear()  # before the check, so that a publish during it still counts
-        if multipoll._test_hook is not None:  # race tests only (see there)
-            await multipoll._test_hook("subscribed", [subscription])
-        # The credential is verified now that we listen (a revocation before this
-        # published its "auth" message unheard), unless this worker verified it
-        # recently and has heard every revocation since (notify.auth._Hints).
-        now = listening()
-        notifications: list[dict[str, Any]]
-        head: int | None
-        if subscription.ready.is_set() and is_trusted(credential, user_id, now):
-            # The common case: the head, read with other polls' in one query.
-            head = await batching.head(user_id)
-            new_cursor, notifications = after, []
-            if after < head:
-                new_cursor, notifications = await db.read(streams.page_after, user_id, after, limit)
-        else:
-            # One trip to the database threads: the credential, and the page (or
-            # the head, to validate the cursor, if there is nothing new).
-            verified, new_cursor, notifications, head = await db.read(first_check, credential, user_id, after, limit)
-            if not verified:
-                forget_hint(credential)
-                raise NotAuthenticated("The token was revoked or the session ended.")
-            remember(credential, user_id, now)
-        if head is not None and after > head:
-            raise BadRequest(
-                "invalid_cursor",
-                "'after' is ahead of this user's newest notification: it was not issued "
-                "for this user. Poll without 'after' to get a fresh cursor.",
-            )
-        if multipoll._test_hook is not None:
-            await multipoll._test_hook("checked", [subscription])
-        while not notifications:
-            remaining = deadline - loop.time()
-            if remaining <= 0 or lifecycle.draining():
-                break
-            if not subscription.ready.is_set():
-                # Redis is not confirming: nothing may wake us, so look again soon.
-                remaining = min(remaining, conf.RECHECK_INTERVAL)
-            if not await subscription.wait(remaining) and subscription.ready.is_set():
-                # Timed out, listening all along: nothing was published since the
-                # check before waiting, so there is nothing new to look for.
-                break
-            if AUTH_CHANGED in subscription.messages and not await still_authenticated(
-                credential, user_id, cached=False
-            ):
-                raise NotAuthenticated("The token was revoked or the session ended while this poll was held.")
-            page = page_from_messages(subscription.messages, after, limit)
-            if page is not None:
-                return page
-            subscription.clear()
-            new_cursor, notifications = await db.read(streams.page_after, user_id, after, limit)
-    unread = await batching.unread_count(user_id)
-    return Page(new_cursor, [notification_json(n) for n in notifications], unread)
-
-
-def first_check(
-    credential: Credential, user_id: int, after: int, limit: int
-) -> tuple[bool, int, list[dict[str, Any]], int | None]:
-    """A held poll's first look, in one database thread call: is ``credential``
-    still the user's? the stream's head, and the page after ``after`` if the
-    head is past it. Synchronous.
-
-    The head first: most held polls have nothing new, and then one primary-key
-    look-up is the whole check. The poll is subscribed already, so whatever
-    commits after the head was read wakes it.
-    """
-    if verified_user_id(credential) != user_id:
-        return False, after, [], None
-    head = streams.head(user_id)
-    if after >= head:
-        return True, after, [], head
-    new_cursor, notifications = streams.page_after(user_id, after, limit)
-    return True, new_cursor, notifications, head
+def json_body(body: bytes) -> HttpResponse:
+    return HttpResponse(body, content_type="application/json", headers={"Cache-Control": "no-store"})
 
 
 class _CsrfCheck(CsrfViewMiddleware):
@@ -297,7 +144,7 @@ async def read(request: HttpRequest) -> JsonResponse:
         if refused is not None:
             return refused
         ids = parse_read(request.body)
-        unread = await db.run(streams.mark_read, user_id, ids)
+        unread = await db.run(mark_read, user_id, ids)
     except RequestDataTooBig:
         return error(413, "too_large", "The body is too large; send at most 1000 ids at once.")
     except ANSWERED as problem:
@@ -330,27 +177,6 @@ def stream_error(problem: StreamError, *, multi: bool) -> JsonResponse:
     return JsonResponse(payload, status=problem.status, headers={"Cache-Control": "no-store"})
 
 
-async def follow(
-    credential: Credential, wanted: list[tuple[str, int | None]], limit: int, timeout: float
-) -> dict[str, multipoll.Result] | JsonResponse:
-    """Authenticate, then each stream's page: at once if a stream has no cursor, else held.
-
-    Raises BadRequest, NotAuthenticated, StreamError, DatabaseError for the caller to answer.
-    """
-    if any(after is None for _, after in wanted):
-        user_id = await authenticate_credential(credential)
-        return await multipoll.snapshot(user_id, wanted, limit)
-    # Held: start from the credential's hint; multipoll.hold verifies it once subscribed.
-    user_id = await identify(credential)
-    refused = refuse_hold(user_id)
-    if refused is not None:
-        return refused
-    try:
-        return await multipoll.hold(credential, user_id, wanted, limit, timeout)  # type: ignore[arg-type]  # every after is set here
-    finally:
-        poll_limiter.release(user_id)
-
-
 @csrf_exempt  # GET only: it changes nothing
 async def topic_poll(request: HttpRequest, name: str) -> HttpResponse:
     """A topic's poll as a Django view. ``notify.asgi.LongPollRouter`` serves the same without a thread."""
@@ -365,13 +191,10 @@ async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
         params = parse_poll(query_of(request))
         credential = credential_of(request)
         del request  # not kept while held (see answer_poll)
-        results = await follow(credential, [(name, params.after)], params.limit, params.timeout)
+        [(stream, result)] = await polling.poll(credential, [(name, params.after)], params.limit, params.timeout)
     except ANSWERED as problem:
         return answer_error(problem)
-    if isinstance(results, HttpResponse):
-        return results
-    result = results[name]
-    return page_response(TopicPage(result.cursor, result.items))
+    return json_body(stream.body(result))
 
 
 async def answer_streams(request: HttpRequest) -> HttpResponse:
@@ -380,22 +203,12 @@ async def answer_streams(request: HttpRequest) -> HttpResponse:
         params = parse_streams(query_of(request))
         credential = credential_of(request)
         del request  # not kept while held (see answer_poll)
-        results = await follow(credential, params.streams, params.limit, params.timeout)
+        answered = await polling.poll(credential, params.streams, params.limit, params.timeout)
     except ANSWERED as problem:
         return answer_error(problem, multi=True)
-    if isinstance(results, HttpResponse):
-        return results
-    parts = []
-    for name, _ in params.streams:
-        result = results[name]
-        if name == INBOX:
-            body = Page(result.cursor, result.items, result.unread or 0).body()
-        else:
-            body = TopicPage(result.cursor, result.items).body()
-        parts.append(json.dumps(name).encode() + b":" + body)
-    compound = ",".join(f"{name}:{results[name].cursor}" for name, _ in params.streams)
-    payload = b'{"cursor":%s,"streams":{%s}}' % (json.dumps(compound).encode(), b",".join(parts))
-    return HttpResponse(payload, content_type="application/json", headers={"Cache-Control": "no-store"})
+    parts = b",".join(json.dumps(stream.name).encode() + b":" + stream.body(result) for stream, result in answered)
+    compound = cursor.encode_compound((stream.name, result.cursor) for stream, result in answered)
+    return json_body(b'{"cursor":%s,"streams":{%s}}' % (json.dumps(compound).encode(), parts))
 
 
 @csrf_exempt  # enforced below for session auth only: a bearer token is not ambient

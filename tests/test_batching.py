@@ -8,7 +8,8 @@ import pytest
 from asgiref.sync import sync_to_async
 
 import notify
-from notify import batching, db
+from notify import db
+from notify.streams.inbox import batched_head, batched_unread_count
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,8 +37,8 @@ async def test_many_polls_asking_at_once_get_their_own_answers_in_one_trip(make_
     trips.clear()
 
     heads, unread = await asyncio.gather(
-        asyncio.gather(*(batching.head(user.pk) for user in users)),
-        asyncio.gather(*(batching.unread_count(user.pk) for user in users)),
+        asyncio.gather(*(batched_head(user.pk) for user in users)),
+        asyncio.gather(*(batched_unread_count(user.pk) for user in users)),
     )
 
     assert heads == [number % 4 for number in range(30)]
@@ -47,18 +48,18 @@ async def test_many_polls_asking_at_once_get_their_own_answers_in_one_trip(make_
 
 async def test_a_user_without_an_inbox_has_head_0_and_nothing_unread(make_user):
     user = await sync_to_async(make_user)()
-    assert (await batching.head(user.pk), await batching.unread_count(user.pk)) == (0, 0)
+    assert (await batched_head(user.pk), await batched_unread_count(user.pk)) == (0, 0)
 
 
 async def test_questions_asked_during_a_trip_go_in_the_next_and_a_cancelled_asker_is_skipped(make_user, trips):
     users = [await sync_to_async(make_user)() for _ in range(3)]
     await notify.asend(users[2], "one")
     trips.clear()
-    first = asyncio.ensure_future(batching.head(users[0].pk))
+    first = asyncio.ensure_future(batched_head(users[0].pk))
     await asyncio.sleep(0)
     await asyncio.sleep(0)  # the first trip is under way
-    cancelled = asyncio.ensure_future(batching.head(users[1].pk))
-    later = asyncio.ensure_future(batching.head(users[2].pk))
+    cancelled = asyncio.ensure_future(batched_head(users[1].pk))
+    later = asyncio.ensure_future(batched_head(users[2].pk))
     await asyncio.sleep(0)
     cancelled.cancel()
     assert (await first, await later) == (0, 1)

@@ -13,8 +13,9 @@ from django.db import OperationalError, connection, transaction
 from django.test import AsyncClient
 
 import notify
-from notify import multipoll, streams
+from notify import polling
 from notify.models import Notification
+from notify.streams import inbox
 from tests import threads
 
 
@@ -60,11 +61,11 @@ async def test_notification_committed_between_the_check_and_the_wait_wakes_the_p
 
     # The held poll's check reads the stream's head (and the page only if the head
     # is past the cursor): the send lands right after that read.
-    real_head = streams.head
+    real_heads = inbox.heads  # the heads of every poll that asked, in one query (notify.batching)
     calls = []
 
-    def head_then_send(user_id):
-        result = real_head(user_id)
+    def head_then_send(user_ids):
+        result = real_heads(user_ids).get(alice.pk, 0)
         if not calls:
             notify.send(alice, "landed after the check")  # committed and published here
             # Heard by the poll's subscription (the hub reads in the test's event loop,
@@ -74,10 +75,10 @@ async def test_notification_committed_between_the_check_and_the_wait_wakes_the_p
                 assert time.monotonic() < deadline, "the poll's subscription never heard the publish"
                 time.sleep(0.001)
         calls.append(result)
-        return result
+        return {alice.pk: result}
 
-    monkeypatch.setattr(multipoll, "_test_hook", hook)
-    monkeypatch.setattr(streams, "head", head_then_send)
+    monkeypatch.setattr(polling, "_test_hook", hook)
+    monkeypatch.setattr(inbox, "heads", head_then_send)
     started = time.monotonic()
     response = await client.get("/notify/poll", {"after": "0", "timeout": "20"})
     elapsed = time.monotonic() - started

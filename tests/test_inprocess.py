@@ -84,15 +84,15 @@ async def test_a_worker_holding_its_maximum_of_polls_answers_503_with_retry_afte
 
 
 async def test_a_hanging_database_query_answers_503_within_its_bound(make_user, monkeypatch, close_hubs):
-    from notify import streams
+    from notify.streams import inbox
 
     user, client = await logged_in_client(make_user)
 
     def hangs(*args):
         time.sleep(2)
-        return 0
+        return {}
 
-    monkeypatch.setattr(streams, "head", hangs)  # the held poll's first query
+    monkeypatch.setattr(inbox, "heads", hangs)  # the held poll's check
     with override_settings(NOTIFY={**settings.NOTIFY, "DB_TIMEOUT": 0.3}):
         started = time.monotonic()
         response = await client.get("/notify/poll", {"after": "0", "timeout": "20"})

@@ -10,22 +10,28 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 import notify
-from notify import streams
-from notify.pages import Page, message, page_from_messages
+from notify.pages import inbox_body, message
+from notify.streams import Result, inbox
+from notify.streams.inbox import InboxStream
 
 
 def msg(seq: int, unread: int | None = 1) -> bytes:
     return message(seq, unread, {"id": seq, "title": f"n{seq}"})
 
 
-def titles(page: Page) -> list[str]:
-    return [json.loads(n)["title"] for n in page.notifications]
+def page_from_messages(messages: list[bytes], after: int, limit: int) -> Result | None:
+    return InboxStream(1).from_messages(messages, after, limit)
+
+
+def titles(page: Result | None) -> list[str]:
+    assert page is not None
+    return [json.loads(n)["title"] for n in page.items]
 
 
 def test_messages_that_continue_the_cursor_make_the_page():
     page = page_from_messages([msg(6, 3), msg(5, 2)], after=4, limit=50)
     assert titles(page) == ["n5", "n6"]
-    assert (page.cursor, page.unread_count) == (6, 3)
+    assert page is not None and (page.cursor, page.unread) == (6, 3)
 
 
 def test_a_gap_before_the_first_message_means_ask_the_database():
@@ -34,7 +40,7 @@ def test_a_gap_before_the_first_message_means_ask_the_database():
 
 def test_only_the_unbroken_run_is_answered():
     page = page_from_messages([msg(5), msg(7)], after=4, limit=50)
-    assert titles(page) == ["n5"] and page.cursor == 5
+    assert titles(page) == ["n5"] and page is not None and page.cursor == 5
 
 
 def test_already_delivered_and_repeated_messages_are_skipped():
@@ -44,7 +50,7 @@ def test_already_delivered_and_repeated_messages_are_skipped():
 
 def test_the_limit_is_kept():
     page = page_from_messages([msg(5), msg(6), msg(7)], after=4, limit=2)
-    assert titles(page) == ["n5", "n6"] and page.cursor == 6
+    assert titles(page) == ["n5", "n6"] and page is not None and page.cursor == 6
 
 
 def test_an_unknown_unread_count_or_a_garbled_message_means_ask_the_database():
@@ -54,21 +60,21 @@ def test_an_unknown_unread_count_or_a_garbled_message_means_ask_the_database():
 
 
 def test_the_body_is_the_documented_json():
-    body = json.loads(Page(7, [b'{"id":1}'], 2).body())
+    body = json.loads(inbox_body(7, [b'{"id":1}'], 2))
     assert body == {"cursor": "7", "notifications": [{"id": 1}], "unread_count": 2}
 
 
 @pytest.fixture
 def page_queries(monkeypatch):  # type: ignore[no-untyped-def]
-    """The inbox page queries (``streams.page_after``) made from now on."""
+    """The inbox page queries (``inbox.page_after``) made from now on."""
     made = []
-    real_page_after = streams.page_after
+    real_page_after = inbox.page_after
 
     def counting_page_after(*args):  # type: ignore[no-untyped-def]
         made.append(args)
         return real_page_after(*args)
 
-    monkeypatch.setattr(streams, "page_after", counting_page_after)
+    monkeypatch.setattr(inbox, "page_after", counting_page_after)
     return made
 
 

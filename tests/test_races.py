@@ -4,20 +4,24 @@ A held poll subscribes, waits until Redis confirms, clears its wake-up flag, che
 the database, then waits (docs/delivery.md, "Subscribe, then check, then wait").
 Each test here lands one send at one exact point of that sequence, on one path:
 
-- ``session``: the inbox, session-authenticated (verified on every held poll, in
-  the same database trip as the check: ``views.first_check``);
+- ``session``: the inbox, with a session this worker has not verified yet (verified
+  in the same database trip as the check: ``polling.look_all``);
 - ``trusted token``: the inbox, with a bearer token this worker verified and
-  trusts (``views.hold``'s fast path: no verification, the head read with other
+  trusts (the engine's fast path: no verification, the head read with other
   polls' through ``notify.batching``);
-- ``topic``: ``GET /notify/topics/<name>/poll`` (``multipoll.hold``, one stream);
-- ``streams``: ``GET /notify/poll?streams=inbox,<topic>`` (``multipoll.hold``),
-  the send going to the inbox, with a trusted token.
+- ``trusted session``: the same with a session cookie;
+- ``topic``: ``GET /notify/topics/<name>/poll`` (one guarded stream: its
+  permission asked in the check's trip);
+- ``streams``: ``GET /notify/poll?streams=inbox,<topic>``, the send going to the
+  inbox, with a trusted token.
+
+All of them are ``notify.polling.hold``: one engine, so one hook.
 
 and the points:
 
 - ``subscribed``: Redis has confirmed the subscriptions and their flags are
   cleared; the database is not checked yet (the engine's hook,
-  ``notify.multipoll._test_hook``). The check must find it.
+  ``notify.polling._test_hook``). The check must find it.
 - ``during the check``: the moment the check's read of the stream has returned,
   before the poll takes another step (``notify.db.read``, the one door to the
   database, wrapped by the test). It must wake the poll. A poll that clears its
@@ -44,17 +48,19 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.test import AsyncClient
 
 import notify
-from notify import auth, batching, db, multipoll, streams, views
+from notify import auth, batching, db, polling
 from notify.broker import Subscription, get_broker
 from notify.conf import conf
 from notify.models import ApiToken
+from notify.streams import inbox, topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PATHS = ["session", "trusted token", "topic", "streams"]
+PATHS = ["session", "trusted token", "trusted session", "topic", "streams"]
 POINTS = ["subscribed", "during the check", "checked"]
 # The held poll's timeout: what a lost send costs a test. Under the hub's first keepalive
 # PING (5 s after it connects), so that a failing test's teardown does not meet it.
@@ -63,22 +69,21 @@ TIMEOUT = 4
 # What reads a stream (its head or a page) through notify.db.read, as opposed to a
 # credential or an unread count. A Batch's trip is a stream read if it is the heads'.
 STREAM_READS = {
-    views.first_check,
-    multipoll.look,
-    streams.head,
-    streams.page_after,
-    streams.unread_snapshot,
-    streams.topic_page_after,
-    streams.topic_head,
-    streams.topic_snapshot,
+    polling.look_all,
+    inbox.head,
+    inbox.page_after,
+    inbox.unread_snapshot,
+    topic.topic_page_after,
+    topic.topic_head,
+    topic.topic_snapshot,
 }
 
 
 def reads_a_stream(fn: Callable[..., Any]) -> bool:
-    fn = getattr(fn, "func", fn)  # a functools.partial (multipoll._look)
+    fn = getattr(fn, "func", fn)  # a functools.partial
     owner = getattr(fn, "__self__", None)
     if isinstance(owner, batching.Batch):
-        return owner.fetch is batching.heads
+        return owner.fetch is inbox.heads
     return fn in STREAM_READS
 
 
@@ -128,26 +133,28 @@ class Race:
                     await asyncio.sleep(0.001)
 
 
-async def trust(raw: str, user_id: int) -> None:
-    """Have this loop's worker verify ``raw`` while it hears revocations: its held polls then trust it."""
+async def trust(credential: auth.Credential, user_id: int) -> None:
+    """Have this loop's worker verify ``credential`` while it hears revocations: its held polls then trust it."""
     async with get_broker().subscribe(f"{conf.CHANNEL_PREFIX}:test:warm-up") as warm_up:
         assert await warm_up.wait_ready(5)
     async with asyncio.timeout(5):
         while get_broker().auth_epoch() is None:  # the auth channel confirmed
             await asyncio.sleep(0.001)
-    assert await auth.authenticate_credential(("token", raw)) == user_id
-    assert auth.is_trusted(("token", raw), user_id, auth.listening())
+    assert await auth.authenticate_credential(credential) == user_id
+    assert auth.is_trusted(credential, user_id, auth.listening())
 
 
 async def held_poll(path: str, alice: Any, room: str) -> tuple[AsyncClient, str, dict[str, str], dict[str, str]]:
     """The client, URL, query and headers of alice's poll on ``path``, held up to TIMEOUT seconds."""
     client = AsyncClient()
     headers = {}
-    if path in ("session", "topic"):
+    if path in ("session", "trusted session", "topic"):
         await sync_to_async(client.force_login)(alice)
+        if path == "trusted session":
+            await trust(("session", client.cookies[settings.SESSION_COOKIE_NAME].value), alice.pk)
     else:
         _, raw = await sync_to_async(ApiToken.issue)(alice)
-        await trust(raw, alice.pk)
+        await trust(("token", raw), alice.pk)
         headers["Authorization"] = f"Bearer {raw}"
     timeout = str(TIMEOUT)
     if path == "topic":
@@ -193,9 +200,8 @@ async def test_a_send_at_each_point_of_a_held_poll_is_delivered_at_once(
         trusted.append(real_is_trusted(*args))
         return trusted[-1]
 
-    monkeypatch.setattr(views, "is_trusted", spy)
-    monkeypatch.setattr(multipoll, "is_trusted", spy)
-    monkeypatch.setattr(multipoll, "_test_hook", race.hook)
+    monkeypatch.setattr(auth, "is_trusted", spy)
+    monkeypatch.setattr(polling, "_test_hook", race.hook)
     monkeypatch.setattr(db, "read", race.wrap(db.read))
 
     started = time.monotonic()
@@ -207,5 +213,5 @@ async def test_a_send_at_each_point_of_a_held_poll_is_delivered_at_once(
     assert race.unconfirmed == [], "the poll checked before Redis had confirmed its subscriptions"
     assert delivered(path, response.json()) == ["landed"], f"lost at {point!r} on the {path} path: {response.json()}"
     assert elapsed < TIMEOUT / 2, f"answered after {elapsed:.1f} s: by its timeout, not by the send"
-    # The path really was the one named: a token trusted, a session verified.
-    assert trusted == [path in ("trusted token", "streams")]
+    # The path really was the one named: trusted or verified.
+    assert trusted == [path in ("trusted token", "trusted session", "streams")]

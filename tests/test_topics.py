@@ -526,19 +526,19 @@ def test_the_users_notifications_do_not_answer_a_topic_only_poll(server, alice, 
 async def test_a_woken_topic_poll_answers_from_the_message_without_querying_again(
     make_user, room, monkeypatch, close_hubs
 ):
-    from notify import streams
+    from notify.streams import topic
 
     alice = await sync_to_async(make_user)()
     client = AsyncClient()
     await sync_to_async(client.force_login)(alice)
     checks = []
-    real = streams.topic_page_after
+    real = topic.topic_page_after
 
     def counting(*args):
         checks.append(args)
         return real(*args)
 
-    monkeypatch.setattr(streams, "topic_page_after", counting)
+    monkeypatch.setattr(topic, "topic_page_after", counting)
     poll = asyncio.create_task(client.get(f"/notify/topics/{room}/poll", {"after": "0", "timeout": "20"}))
     await asyncio.sleep(0.5)
     await notify.apublish(room, {"text": "ü"}, sender=alice)

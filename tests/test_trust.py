@@ -15,6 +15,7 @@ import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.test import AsyncClient, override_settings
+from django.utils import timezone
 
 from notify import auth, batching
 from notify.broker import get_broker
@@ -160,20 +161,99 @@ async def test_a_credential_verified_while_a_change_was_announced_is_not_trusted
     assert not auth.is_trusted(("token", token), user_id, auth.listening())  # ...but not trusted
 
 
-async def test_sessions_are_verified_on_every_held_poll(make_user, monkeypatch, close_hubs):
-    # A session can end without a signal (expiry, its row deleted, its key rotated).
-    verified: list[str] = []
+@pytest.fixture
+def session_lookups(monkeypatch):  # type: ignore[no-untyped-def]
+    """The session verifications made from now on (each one as Django's middleware would)."""
+    made: list[str] = []
     real = auth.user_id_for_session
 
     def counting(session_key: str):  # type: ignore[no-untyped-def]
-        verified.append(session_key)
+        made.append(session_key)
         return real(session_key)
 
     monkeypatch.setattr(auth, "user_id_for_session", counting)
+    return made
+
+
+async def trusted_session(user, client: AsyncClient) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+    """A logged-in session the worker has verified during its current auth epoch, and its cursor."""
+    await sync_to_async(client.force_login)(user)
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    cursor = (await client.get("/notify/poll")).json()["cursor"]
+    for _ in range(50):
+        assert (await client.get("/notify/poll", {"after": cursor, "timeout": "0.2"})).status_code == 200
+        if get_broker().auth_epoch() is not None and auth.is_trusted(("session", key), user.pk, auth.listening()):
+            return key, cursor
+        await asyncio.sleep(0.05)
+    raise AssertionError("the worker never came to trust the session")
+
+
+async def test_held_polls_of_a_verified_session_need_no_look_up_while_the_auth_channel_is_heard(
+    make_user, session_lookups, close_hubs
+):
+    client = AsyncClient()
+    await trusted_session(await sync_to_async(make_user)(), client)
+    before = len(session_lookups)
+    for _ in range(5):
+        assert (await client.get("/notify/poll", {"after": "0", "timeout": "0.2"})).status_code == 200
+    assert len(session_lookups) == before
+
+
+async def test_a_session_is_trusted_no_longer_than_it_lasts(make_user, close_hubs):
+    # Expiry ends a session without a signal: the trust must end with it.
+    from django.contrib.sessions.models import Session
+
     user = await sync_to_async(make_user)()
     client = AsyncClient()
     await sync_to_async(client.force_login)(user)
-    cursor = (await client.get("/notify/poll")).json()["cursor"]
-    for _ in range(3):
-        assert (await client.get("/notify/poll", {"after": cursor, "timeout": "0.2"})).status_code == 200
-    assert len(verified) == 1 + 3
+    session = client.session
+    session.set_expiry(3)
+    await sync_to_async(session.save)()
+    key, cursor = await trusted_session(user, client)
+    expire_date = (await Session.objects.aget(session_key=key)).expire_date
+    async with asyncio.timeout(10):
+        while timezone.now() <= expire_date:
+            await asyncio.sleep(0.1)
+    reply = await client.get("/notify/poll", {"after": cursor, "timeout": "0.2"})
+    assert reply.status_code == 401, reply.content
+
+
+async def held_until_ended(client: AsyncClient, cursor: str, end, monkeypatch) -> int:  # type: ignore[no-untyped-def]
+    """Hold a 20 s poll; once it waits, run ``end()``; the poll's status, which must come at once."""
+    from notify import polling
+
+    waiting = asyncio.Event()
+
+    async def hook(point, subscriptions):  # type: ignore[no-untyped-def]
+        if point == "checked":
+            waiting.set()
+
+    monkeypatch.setattr(polling, "_test_hook", hook)
+    poll = asyncio.ensure_future(client.get("/notify/poll", {"after": cursor, "timeout": "20"}))
+    async with asyncio.timeout(5):
+        await waiting.wait()
+    await sync_to_async(end)()
+    async with asyncio.timeout(5):  # not the poll's 20 s
+        return (await poll).status_code
+
+
+async def test_a_session_deleted_from_the_database_ends_its_trusted_held_poll_at_once(
+    make_user, monkeypatch, close_hubs
+):
+    # Not a logout: the session deleted by other means (flush(), a key rotated at login).
+    from importlib import import_module
+
+    client = AsyncClient()
+    key, cursor = await trusted_session(await sync_to_async(make_user)(), client)
+    store = import_module(settings.SESSION_ENGINE).SessionStore(key)
+    status = await held_until_ended(client, cursor, store.delete, monkeypatch)
+    assert status == 401
+    assert not auth.is_trusted(("session", key), 0, auth.listening())
+
+
+async def test_a_deleted_user_ends_their_trusted_session_poll_at_once(make_user, monkeypatch, close_hubs):
+    user = await sync_to_async(make_user)()
+    client = AsyncClient()
+    await trusted_session(user, client)
+    status = await held_until_ended(client, "0", user.delete, monkeypatch)
+    assert status == 401

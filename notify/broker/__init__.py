@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from notify.broker.base import Broker, Subscription
 from notify.conf import conf
 
-__all__ = ["Broker", "Subscription", "get_broker", "wake_everyone"]
+__all__ = ["Broker", "Subscription", "get_broker", "listen_to_auth_channel", "wake_everyone"]
 
 _brokers: dict[tuple[str, str], Broker] = {}
 _lock = threading.Lock()
+# Who hears the auth channel's messages (notify.auth registers in ready()): the
+# broker carries them and knows nothing of what they mean.
+_auth_listeners: list[Callable[[bytes], None]] = []
+
+
+def listen_to_auth_channel(listener: Callable[[bytes], None]) -> None:
+    """Call ``listener`` with every message of the process-wide auth channel (AUTH_CHANNEL)."""
+    if listener not in _auth_listeners:
+        _auth_listeners.append(listener)
+
+
+def _heard_on_auth_channel(message: bytes) -> None:
+    for listener in _auth_listeners:
+        listener(message)
 
 
 def get_broker() -> Broker:
@@ -20,8 +35,6 @@ def get_broker() -> Broker:
     with _lock:
         broker = _brokers.get(key)
         if broker is None:
-            from notify.auth import credentials_changed  # notify.auth needs the models: not at import
-
             if kind == "memory":
                 from notify.broker.memory import MemoryBroker
 
@@ -44,7 +57,7 @@ def get_broker() -> Broker:
                     client_name=f"{conf.CHANNEL_PREFIX}:hub",
                     unsubscribe_delay=conf.UNSUBSCRIBE_DELAY,
                     auth_channel=conf.AUTH_CHANNEL,
-                    on_auth=credentials_changed,
+                    on_auth=_heard_on_auth_channel,
                 )
             else:
                 from notify.broker.redis import RedisBroker
@@ -55,7 +68,7 @@ def get_broker() -> Broker:
                     client_name=f"{conf.CHANNEL_PREFIX}:hub",
                     unsubscribe_delay=conf.UNSUBSCRIBE_DELAY,
                     auth_channel=conf.AUTH_CHANNEL,
-                    on_auth=credentials_changed,
+                    on_auth=_heard_on_auth_channel,
                 )
             _brokers[key] = broker
         return broker

@@ -1,0 +1,150 @@
+"""The ends of credentials, announced: a held poll of an ended credential stops at once.
+
+Each end is announced after its transaction commits, on the process-wide auth
+channel (every worker drops its trust in that user's credentials: notify.auth.trust)
+and then on the user's own channel (their held polls wake and verify again). The
+ends announced: a token revoked or deleted; a user deactivated, deleted, logged out,
+or given a new password; a database-backed session deleted (``flush()``, a key
+rotated at login, a row deleted by hand). ``listen()`` connects them, from
+``NotifyConfig.ready()``.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY
+from django.contrib.auth.signals import user_logged_out
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.utils import timezone
+
+from notify import pages
+from notify.auth import forget_token
+from notify.auth.trust import credentials_changed
+from notify.conf import conf
+from notify.models import ApiToken
+
+logger = logging.getLogger("notify")
+
+
+def announce(user_id: int, *, using: str = "default") -> None:
+    """Tell every worker, and the user's held polls, that a credential of the user ended (after commit)."""
+    from notify.broker import get_broker
+
+    def publish() -> None:
+        credentials_changed(b"%d" % user_id)  # this process at once, whatever happens to the publish
+        try:
+            # The auth channel first: a worker that hears it stops trusting the
+            # user's credentials before a later SUBSCRIBE of theirs is confirmed
+            # (notify.auth.trust); the user's channel wakes their polls held already.
+            get_broker().publish_many(
+                [
+                    (conf.AUTH_CHANNEL, b"%d" % user_id),
+                    (conf.channel_for_user(user_id), pages.AUTH_CHANGED),
+                ]
+            )
+        except Exception:
+            logger.exception("notify: could not tell held polls of user %s that their credentials changed", user_id)
+
+    transaction.on_commit(publish, using=using)
+
+
+def token_saved(sender: type, instance: ApiToken, using: str, **kwargs: Any) -> None:
+    # Now, and again after commit: a look-up between the two would otherwise cache
+    # the row as it was before this transaction. The "auth" message is registered
+    # after the second drop, so it is published only once the cache is clean
+    # (notify.auth.confirm relies on that order).
+    forget_token(instance.key)
+    transaction.on_commit(partial(forget_token, instance.key), using=using)
+    if instance.revoked_at is not None:
+        announce(instance.user_id, using=using)
+
+
+def token_deleted(sender: type, instance: ApiToken, using: str, **kwargs: Any) -> None:
+    # A deleted token must stop at once like a revoked one, not live on in the
+    # token cache (also when its user is deleted: the cascade sends this too).
+    forget_token(instance.key)
+    transaction.on_commit(partial(forget_token, instance.key), using=using)
+    announce(instance.user_id, using=using)
+
+
+def user_saved(sender: type, instance: Any, using: str, update_fields: Any = None, **kwargs: Any) -> None:
+    if not getattr(instance, "is_active", True):
+        if update_fields is not None and "is_active" not in update_fields:
+            return
+        # The token cache holds "token -> user" for a minute; a user made inactive
+        # must lose access at once, and polls already held must be answered 401.
+        keys = list(ApiToken.objects.using(using).filter(user_id=instance.pk).values_list("key", flat=True))
+        for key in keys:
+            forget_token(key)
+            transaction.on_commit(partial(forget_token, key), using=using)
+        announce(instance.pk, using=using)
+    elif getattr(instance, "_password", None) is not None:
+        # A new password ends the user's other sessions (their auth hash no longer
+        # matches). set_password() keeps the raw password in _password until save() completes.
+        announce(instance.pk, using=using)
+
+
+def user_deleted(sender: type, instance: Any, using: str, **kwargs: Any) -> None:
+    # Their sessions outlive them in the session store; their polls must not.
+    announce(instance.pk, using=using)
+
+
+def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
+    if user is None:
+        return
+    # logout() sends this signal before it flushes the session: a held poll woken
+    # now would find the session still valid. Flush first (logout's own flush
+    # after this is harmless).
+    if request is not None and hasattr(request, "session"):
+        request.session.flush()
+    announce(user.pk)
+
+
+def session_deleted(sender: type, instance: Any, using: str, **kwargs: Any) -> None:
+    """A database session row deleted: its user's polls verify again (an expired one ended already)."""
+    if instance.expire_date <= timezone.now():
+        return
+    try:
+        user_id = instance.get_decoded().get(SESSION_KEY)
+    except Exception:  # a row that does not decode belonged to nobody notify trusts
+        return
+    if user_id is not None:
+        try:
+            announce(int(user_id), using=using)
+        except (TypeError, ValueError):  # a custom user model's non-integer key: tell everyone
+            announce_everyone(using=using)
+
+
+def announce_everyone(*, using: str = "default") -> None:
+    """Every worker verifies every credential again (a change notify cannot pin to one user)."""
+    from notify.broker import get_broker
+
+    def publish() -> None:
+        credentials_changed(b"*")
+        try:
+            get_broker().publish_many([(conf.AUTH_CHANNEL, b"*")])
+        except Exception:
+            logger.exception("notify: could not tell workers that credentials changed")
+
+    transaction.on_commit(publish, using=using)
+
+
+def listen() -> None:
+    """Connect every announced end, and hand the auth channel's messages to notify.auth.trust."""
+    from notify.broker import listen_to_auth_channel
+
+    listen_to_auth_channel(credentials_changed)
+    post_save.connect(token_saved, sender=ApiToken, dispatch_uid="notify_token_saved")
+    post_delete.connect(token_deleted, sender=ApiToken, dispatch_uid="notify_token_deleted")
+    post_save.connect(user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="notify_user_saved")
+    post_delete.connect(user_deleted, sender=settings.AUTH_USER_MODEL, dispatch_uid="notify_user_deleted")
+    user_logged_out.connect(logged_out, dispatch_uid="notify_logged_out")
+    store = import_module(settings.SESSION_ENGINE).SessionStore
+    if hasattr(store, "get_model_class"):  # the db and cached_db engines
+        post_delete.connect(session_deleted, sender=store.get_model_class(), dispatch_uid="notify_session_deleted")
