@@ -46,6 +46,7 @@ class LongPollRouter:
     def __init__(self, django_app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
         self.django_app = django_app
         self._polls: dict[str, Answer | None] = {}
+        self._signals_installed = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = self.poll_answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
@@ -79,6 +80,11 @@ class LongPollRouter:
         return answer
 
     async def serve_poll(self, scope: Scope, receive: Receive, send: Send, answer: Answer) -> None:
+        if not self._signals_installed:
+            # At lifespan startup already, unless the server sends no lifespan (daphne)
+            # or was told not to: then here, before the first poll is held.
+            lifecycle.install_signal_handlers(asyncio.get_running_loop())
+            self._signals_installed = True
         set_script_prefix(get_script_prefix(scope))
         request = ASGIRequest(scope, io.BytesIO())
         try:
@@ -95,20 +101,25 @@ class LongPollRouter:
         # poll itself runs in this task (no second task, no asyncio.wait).
         this = asyncio.current_task()
         assert this is not None
-        watcher = asyncio.ensure_future(cancel_when_gone(receive, this))
+        # Until its answer is sent: on SIGTERM the server's own handler waits for it.
+        lifecycle.serving.add(this)
         try:
-            response = await answering
-        except asyncio.CancelledError:
-            if watcher.done() and not watcher.cancelled():
-                this.uncancel()  # the client left: nobody to answer, nothing to propagate
-                return
-            raise
-        except Exception as exception:  # noqa: BLE001 - a bug: answer 500, keep serving
-            logger.error("notify: poll failed", exc_info=exception)
-            response = views.error(500, "server_error", "The server failed to answer this poll.")
+            watcher = asyncio.ensure_future(cancel_when_gone(receive, this))
+            try:
+                response = await answering
+            except asyncio.CancelledError:
+                if watcher.done() and not watcher.cancelled():
+                    this.uncancel()  # the client left: nobody to answer, nothing to propagate
+                    return
+                raise
+            except Exception as exception:  # noqa: BLE001 - a bug: answer 500, keep serving
+                logger.error("notify: poll failed", exc_info=exception)
+                response = views.error(500, "server_error", "The server failed to answer this poll.")
+            finally:
+                watcher.cancel()
+            await send_response(send, response)
         finally:
-            watcher.cancel()
-        await send_response(send, response)
+            lifecycle.serving.discard(this)
 
     async def lifespan(self, receive: Receive, send: Send) -> None:
         # Django refuses lifespan scopes; answer them so servers need not guess.
