@@ -14,7 +14,7 @@ from django.utils.formats import date_format
 
 from notify.forms import NotificationForm
 from notify.models import ApiToken, ApiTokenQuerySet, Broadcast, Notification, NotificationQuerySet
-from notify.sending import send
+from notify.sending import send, send_broadcast
 
 SEND_PERMISSION = "notify.add_notification"
 # The field a broadcast form to all active users comes back with once confirmed.
@@ -139,7 +139,7 @@ class BroadcastAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         broadcast = form.instance
         if broadcast.sent_at is None:  # groups are saved now: send
-            count = broadcast.send()
+            count = send_broadcast(broadcast)
             self.message_user(request, f"“{broadcast}” was sent to {count} user(s).", messages.SUCCESS)
 
 

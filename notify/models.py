@@ -5,11 +5,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
 from django.db import models, router, transaction
+from django.db.models import F
+from django.dispatch import Signal
 from django.utils import timezone
 
 
@@ -81,6 +84,47 @@ class Inbox(models.Model):
         return f"inbox of user {self.user_id} at {self.last_seq}"
 
 
+# Rows locked or updated by one statement; well under SQLite's variable limit.
+CHUNK = 500
+
+
+def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
+    """Give each unsaved notification the next number in its recipient's stream.
+
+    Must run inside the transaction that saves them. The recipients' Inbox rows are
+    locked in ascending user id order (so two concurrent sends cannot deadlock) and
+    stay locked until that transaction ends: a second sender to the same user waits,
+    and so numbers are assigned in commit order. On SQLite the database-wide write
+    lock gives the same order.
+    """
+    if not notifications:
+        return
+    counts = Counter(n.recipient_id for n in notifications)
+    user_ids = sorted(counts)
+    inboxes = Inbox.objects.using(using)
+    heads: dict[int, int] = {}
+    for start in range(0, len(user_ids), CHUNK):
+        chunk = user_ids[start : start + CHUNK]
+        inboxes.bulk_create([Inbox(user_id=uid) for uid in chunk], ignore_conflicts=True)
+        heads.update(
+            inboxes.select_for_update().filter(user_id__in=chunk).order_by("user_id").values_list("user_id", "last_seq")
+        )
+    by_count: dict[int, list[int]] = defaultdict(list)
+    for uid, count in counts.items():
+        by_count[count].append(uid)
+    for count, uids in by_count.items():
+        for start in range(0, len(uids), CHUNK):
+            inboxes.filter(user_id__in=uids[start : start + CHUNK]).update(last_seq=F("last_seq") + count)
+    for notification in notifications:
+        heads[notification.recipient_id] += 1
+        notification.seq = heads[notification.recipient_id]
+
+
+# Sent by ``Notification.objects.bulk_create`` (which sends no post_save) with the
+# created rows: notify.receivers publishes them once the transaction commits.
+notifications_created = Signal()
+
+
 class NotificationQuerySet(models.QuerySet["Notification"]):
     def delivered(self) -> NotificationQuerySet:
         """Leave out reminders not yet due: polls and counts never see those."""
@@ -99,14 +143,12 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
         signal does for single saves: number the rows in each recipient's stream
         and publish them once the transaction commits.
         """
-        from notify.sending import assign_seqs, publish_on_commit
-
         objs = list(objs)
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
             assign_seqs([obj for obj in objs if obj.seq is None and not obj.is_scheduled], using=using)
             created = super().bulk_create(objs, *args, **kwargs)
-        publish_on_commit(created, using=using)
+        notifications_created.send(sender=Notification, notifications=created, using=using)
         return created
 
 
@@ -168,8 +210,6 @@ class Notification(models.Model):
         if self.seq is not None or self.is_scheduled or not self._state.adding:
             super().save(*args, **kwargs)
             return
-        from notify.sending import assign_seqs
-
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
         # The seq lock is held until the surrounding transaction commits, so the
         # row must be saved in that same transaction.
@@ -305,21 +345,6 @@ class Broadcast(models.Model):
         if self.pk and self.groups.exists():
             users = users.filter(groups__in=self.groups.all()).distinct()
         return users
-
-    def send(self) -> int:
-        """Notify every recipient (bulk insert, pipelined publish); return how many."""
-        from notify.sending import send
-
-        if self.sent_at is not None:
-            raise ValueError(f"Broadcast {self.pk} was already sent at {self.sent_at}.")
-        with transaction.atomic():
-            sent = send(
-                self.recipients(), self.title, self.body, level=self.level, url=self.url, data={"broadcast": self.pk}
-            )
-            self.sent_at = timezone.now()
-            self.recipient_count = len(sent)
-            self.save(update_fields=["sent_at", "recipient_count"])
-        return self.recipient_count
 
 
 class Topic(models.Model):

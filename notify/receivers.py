@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from notify.models import Notification
+from notify.models import Notification, notifications_created
 from notify.sending import publish_on_commit
 
 
@@ -15,3 +15,8 @@ from notify.sending import publish_on_commit
 def publish_saved(sender: type, instance: Notification, created: bool, using: str, **kwargs: Any) -> None:
     if created:
         publish_on_commit([instance], using=using)
+
+
+@receiver(notifications_created, sender=Notification, dispatch_uid="notify_publish_created")
+def publish_created(sender: type, notifications: list[Notification], using: str, **kwargs: Any) -> None:
+    publish_on_commit(notifications, using=using)

@@ -23,24 +23,13 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections, transaction
 from django.utils import timezone
 
-from notify.sending import CHUNK, assign_seqs, publish_on_commit
+from notify.models import CHUNK, assign_seqs
+from notify.sending import check_deliver_at, publish_on_commit
 
 if TYPE_CHECKING:
     from notify.models import Notification, NotificationQuerySet
 
 __all__ = ["cancel", "check_deliver_at", "dispatch_due", "next_due", "reschedule"]
-
-
-def check_deliver_at(deliver_at: Any) -> datetime.datetime:
-    """Refuse, with a clear error, what cannot be a delivery time."""
-    if not isinstance(deliver_at, datetime.datetime):
-        raise TypeError(f"deliver_at must be a timezone-aware datetime, got {type(deliver_at).__name__} {deliver_at!r}")
-    if timezone.is_naive(deliver_at):
-        raise ValueError(
-            f"deliver_at must be timezone-aware, got the naive datetime {deliver_at.isoformat()}: "
-            "use e.g. django.utils.timezone.now() + timedelta(minutes=5)"
-        )
-    return deliver_at
 
 
 # A test hook (tests/test_faults.py stops a scheduler at an exact point of a batch): with

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime
 import json
 import logging
-from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -13,55 +12,22 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, models, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 
 from notify import pages
 from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
+from notify.models import CHUNK as MODEL_CHUNK
 
 if TYPE_CHECKING:
-    from notify.models import Notification
+    from notify.models import Broadcast, Notification
 
 logger = logging.getLogger("notify")
 
-# Rows locked or updated by one statement; well under SQLite's variable limit.
-CHUNK = 500
-
-
-def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
-    """Give each unsaved notification the next number in its recipient's stream.
-
-    Must run inside the transaction that saves them. The recipients' Inbox rows are
-    locked in ascending user id order (so two concurrent sends cannot deadlock) and
-    stay locked until that transaction ends: a second sender to the same user waits,
-    and so numbers are assigned in commit order. On SQLite the database-wide write
-    lock gives the same order.
-    """
-    from notify.models import Inbox
-
-    if not notifications:
-        return
-    counts = Counter(n.recipient_id for n in notifications)
-    user_ids = sorted(counts)
-    inboxes = Inbox.objects.using(using)
-    heads: dict[int, int] = {}
-    for start in range(0, len(user_ids), CHUNK):
-        chunk = user_ids[start : start + CHUNK]
-        inboxes.bulk_create([Inbox(user_id=uid) for uid in chunk], ignore_conflicts=True)
-        heads.update(
-            inboxes.select_for_update().filter(user_id__in=chunk).order_by("user_id").values_list("user_id", "last_seq")
-        )
-    by_count: dict[int, list[int]] = defaultdict(list)
-    for uid, count in counts.items():
-        by_count[count].append(uid)
-    for count, uids in by_count.items():
-        for start in range(0, len(uids), CHUNK):
-            inboxes.filter(user_id__in=uids[start : start + CHUNK]).update(last_seq=F("last_seq") + count)
-    for notification in notifications:
-        heads[notification.recipient_id] += 1
-        notification.seq = heads[notification.recipient_id]
+# Rows inserted by one statement.
+CHUNK = MODEL_CHUNK
 
 
 def _unread_query(ids: list[int]) -> QuerySet[Any]:
@@ -194,6 +160,18 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
             raise ValueError("data must not contain NUL (\\x00) characters")
 
 
+def check_deliver_at(deliver_at: Any) -> datetime.datetime:
+    """Refuse, with a clear error, what cannot be a delivery time."""
+    if not isinstance(deliver_at, datetime.datetime):
+        raise TypeError(f"deliver_at must be a timezone-aware datetime, got {type(deliver_at).__name__} {deliver_at!r}")
+    if timezone.is_naive(deliver_at):
+        raise ValueError(
+            f"deliver_at must be timezone-aware, got the naive datetime {deliver_at.isoformat()}: "
+            "use e.g. django.utils.timezone.now() + timedelta(minutes=5)"
+        )
+    return deliver_at
+
+
 def send(
     recipients: Any,
     title: str,
@@ -216,7 +194,6 @@ def send(
     delivers it at once.
     """
     from notify.models import Level, Notification
-    from notify.scheduling import check_deliver_at
 
     if level not in Level.values:
         raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
@@ -250,3 +227,22 @@ async def asend(
     return await sync_to_async(send)(
         recipients, title, body, level=level, url=url, data=data, deliver_at=deliver_at, using=using
     )
+
+
+def send_broadcast(broadcast: Broadcast) -> int:
+    """Notify every recipient of an admin broadcast (bulk insert, pipelined publish); return how many."""
+    if broadcast.sent_at is not None:
+        raise ValueError(f"Broadcast {broadcast.pk} was already sent at {broadcast.sent_at}.")
+    with transaction.atomic():
+        sent = send(
+            broadcast.recipients(),
+            broadcast.title,
+            broadcast.body,
+            level=broadcast.level,
+            url=broadcast.url,
+            data={"broadcast": broadcast.pk},
+        )
+        broadcast.sent_at = timezone.now()
+        broadcast.recipient_count = len(sent)
+        broadcast.save(update_fields=["sent_at", "recipient_count"])
+    return broadcast.recipient_count

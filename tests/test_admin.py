@@ -9,6 +9,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from notify.models import Broadcast, Notification
+from notify.sending import send_broadcast
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_a_sent_broadcast_is_a_record_that_cannot_be_edited_or_resent(admin_clie
     broadcast.refresh_from_db()
     assert broadcast.title == "Once"
     with pytest.raises(ValueError, match="already sent"):
-        broadcast.send()
+        send_broadcast(broadcast)
     assert Notification.objects.filter(title="Once").count() == broadcast.recipient_count
 
 

@@ -568,3 +568,42 @@ def test_held_topic_and_multi_stream_polls_cost_no_thread_each(server, make_user
     for poller in pollers:
         poller.join(10)
     assert during - before <= conf.DB_THREADS
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("kind", ["topic", "streams"])
+async def test_a_held_topic_poll_that_lost_its_right_to_read_is_refused_not_answered(
+    kind, make_user, monkeypatch, close_hubs
+):
+    """The permission is asked again before a woken poll answers with new messages: the
+    right to read may have ended while the poll was held (here: alice is no longer staff,
+    and staff rooms are for staff; project.demo.topics.can_use)."""
+    from notify import polling
+
+    alice = await sync_to_async(make_user)(is_staff=True)
+    room = f"room:staff-{alice.pk}"
+    client = AsyncClient()
+    await sync_to_async(client.force_login)(alice)
+    waiting = asyncio.Event()
+
+    async def hook(point, subscriptions):  # type: ignore[no-untyped-def]
+        if point == "checked":
+            waiting.set()
+
+    monkeypatch.setattr(polling, "_test_hook", hook)
+    if kind == "topic":
+        url, query = f"/notify/topics/{room}/poll", {"after": "0", "timeout": "20"}
+    else:
+        url, query = "/notify/poll", {"streams": f"inbox,{room}", "after": f"inbox:0,{room}:0", "timeout": "20"}
+    poll = asyncio.ensure_future(client.get(url, query))
+    async with asyncio.timeout(5):
+        await waiting.wait()  # held, permitted, waiting
+    alice.is_staff = False
+    await alice.asave(update_fields=["is_staff"])
+    await notify.apublish(room, {"text": "for staff only"}, sender=None)
+    async with asyncio.timeout(5):
+        response = await poll
+
+    assert response.status_code == 403, response.content
+    assert response.json()["error"] == "forbidden"
+    assert b"for staff only" not in response.content
