@@ -1,11 +1,18 @@
 """The load generator of bench/run.py: N simulated clients in one process.
 
-    .venv/bin/python bench/loadgen.py --url http://127.0.0.1:PORT --tokens FILE [--mode long|short]
+    .venv/bin/python bench/loadgen.py --url http://127.0.0.1:PORT --credentials FILE
+        [--auth token|session] [--mode long|short]
 
 Run by bench/run.py, never by hand: it reads one command a line on stdin and
 answers each with one JSON line on stdout (see ``COMMANDS``). One aiohttp
 ClientSession with ``TCPConnector(limit=0)`` carries every client; each client
-first asks for its unread snapshot (which gives it a cursor), then
+sends its own credential with every request, as an API client or a browser does:
+
+- ``token``: ``Authorization: Bearer <token>``;
+- ``session``: ``Cookie: sessionid=<key>``, the Django session cookie of a
+  logged-in user (what the JavaScript client's requests carry).
+
+Each client first asks for its unread snapshot (which gives it a cursor), then
 
 - ``long``: polls ``?after=<cursor>&timeout=<timeout>`` and asks again at once
   with the cursor it got back, or
@@ -31,15 +38,16 @@ import time
 from collections import Counter
 
 import aiohttp
+from stack import AUTH_MODES, auth_headers  # bench/, this script's directory
 
 # Waiting this long after a failed request before the client tries again.
 ERROR_BACKOFF = 1.0
 
 
 class Load:
-    def __init__(self, args: argparse.Namespace, tokens: list[str]) -> None:
+    def __init__(self, args: argparse.Namespace, credentials: list[str]) -> None:
         self.args = args
-        self.tokens = tokens
+        self.headers = [auth_headers(args.auth, credential) for credential in credentials]  # by client index
         self.received: dict[int, float] = {}  # notification id -> first time read
         self.late: dict[int, float] = {}  # read only by the catch-up after the load stopped
         self.cursors: dict[int, str] = {}  # client index -> its latest cursor
@@ -71,6 +79,9 @@ class Load:
             timeout=aiohttp.ClientTimeout(total=self.args.timeout + 30, connect=20),
             auto_decompress=False,
             skip_auto_headers=("User-Agent",),
+            # One session carries every client: a cookie one client is sent must never be
+            # sent by the others. Each sends its own credential in its headers, nothing else.
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     def start(self) -> None:
@@ -81,14 +92,14 @@ class Load:
         """Start the clients at --ramp-rate a second, so connects never flood the backlog."""
         loop = asyncio.get_running_loop()
         t0 = loop.time()
-        for index, token in enumerate(self.tokens):
+        for index in range(len(self.headers)):
             due = t0 + index / self.args.ramp_rate
             delay = due - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             if self.stopping:
                 return
-            task = loop.create_task(self.client(index, token))
+            task = loop.create_task(self.client(index))
             self.tasks.append(task)
             self.client_tasks[index] = task
             self.started += 1
@@ -115,7 +126,7 @@ class Load:
             index = rng.choice(ready)
             old = self.client_tasks[index]
             old.cancel()
-            task = loop.create_task(self.client(index, self.tokens[index], resume=True))
+            task = loop.create_task(self.client(index, resume=True))
             self.tasks.append(task)
             self.client_tasks[index] = task
             self.churned += 1
@@ -133,15 +144,15 @@ class Load:
             else:
                 into[nid] = now
 
-    async def get(self, token: str, params: dict[str, str]) -> dict | None:
-        """One poll; its JSON, or None after counting an error."""
+    async def get(self, index: int, params: dict[str, str]) -> dict | None:
+        """One poll by client ``index``; its JSON, or None after counting an error."""
         assert self.session is not None
         self.in_flight += 1
         try:
             async with self.session.get(
                 f"{self.args.url}/notify/poll",
                 params=params,
-                headers={"Authorization": f"Bearer {token}"},
+                headers=self.headers[index],
             ) as response:
                 body = await response.read()
                 status = response.status
@@ -164,14 +175,14 @@ class Load:
         self.errors[kind] += 1
         self.error_samples.setdefault(kind, sample)
 
-    async def client(self, index: int, token: str, *, resume: bool = False) -> None:
+    async def client(self, index: int, *, resume: bool = False) -> None:
         cursor = self.cursors[index] if resume else None
         # At most --ramp-concurrency clients take their first cursor at once: the ramp goes
         # as fast as the server answers, without burying it under a queue of new clients.
         if cursor is None:
             async with self.first_polls:
                 while cursor is None and not self.stopping:
-                    page = await self.get(token, {})
+                    page = await self.get(index, {})
                     if page is None:
                         await asyncio.sleep(ERROR_BACKOFF)
                         continue
@@ -183,7 +194,7 @@ class Load:
         if self.args.mode == "long":
             params = {"timeout": str(self.args.timeout)}
             while not self.stopping:
-                page = await self.get(token, {**params, "after": cursor})
+                page = await self.get(index, {**params, "after": cursor})
                 if page is None:
                     await asyncio.sleep(ERROR_BACKOFF)
                     continue
@@ -195,7 +206,7 @@ class Load:
             while not self.stopping:
                 await asyncio.sleep(max(0.0, next_at - loop.time()))
                 next_at += interval
-                page = await self.get(token, {"after": cursor, "timeout": "0"})
+                page = await self.get(index, {"after": cursor, "timeout": "0"})
                 if page is not None:
                     self.record(page["notifications"])
                     cursor = self.cursors[index] = page["cursor"]
@@ -204,6 +215,7 @@ class Load:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
             "t": time.monotonic(),
+            "auth": self.args.auth,
             "started": self.started,
             "snapshots": self.snapshots,
             "in_flight": self.in_flight,
@@ -238,7 +250,7 @@ class Load:
             async with gate:
                 for _ in range(20):  # failures and pages of 50: far more than a run sends one user
                     params = {} if cursor is None else {"after": cursor, "timeout": "0", "limit": "50"}
-                    page = await self.get(self.tokens[index], params)
+                    page = await self.get(index, params)
                     if page is None:
                         await asyncio.sleep(ERROR_BACKOFF)
                         continue
@@ -322,7 +334,12 @@ async def serve(load: Load, max_seconds: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
-    parser.add_argument("--tokens", required=True, help="a JSON file: a list of bearer tokens, one per client")
+    parser.add_argument(
+        "--credentials",
+        required=True,
+        help="a JSON file: one credential per client, bearer tokens or session cookies ('sessionid=<key>')",
+    )
+    parser.add_argument("--auth", choices=AUTH_MODES, default="token", help="how the clients authenticate")
     parser.add_argument("--mode", choices=("long", "short"), default="long")
     parser.add_argument("--timeout", type=float, default=25.0, help="long poll timeout asked of the server")
     parser.add_argument("--interval", type=float, default=5.0, help="short polling: seconds between polls")
@@ -336,9 +353,9 @@ def main() -> None:
         parser.error("loopback only: --url must be http://127.0.0.1:<port>")
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    with open(args.tokens) as file:
-        tokens = json.load(file)
-    load = Load(args, tokens)
+    with open(args.credentials) as file:
+        credentials = json.load(file)
+    load = Load(args, credentials)
     if args.uvloop:
         import uvloop
 

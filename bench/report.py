@@ -286,10 +286,10 @@ def profile_section(results: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def targets_section(results: list[dict[str, Any]]) -> list[str]:
-    primary = [r for r in results if r["variant"] == "uvicorn" and "skipped" not in r and "error" not in r]
+def targets_section(results: list[dict[str, Any]], variant: str = "uvicorn") -> list[str]:
+    primary = [r for r in results if r["variant"] == variant and "skipped" not in r and "error" not in r]
     if not primary:
-        return ["No run of the default variant (uvicorn) to compare with the targets."]
+        return [f"No run of the variant {variant} to compare with the targets."]
     r = max(primary, key=lambda r: r["n"])
     n = num(r["n"])
     lat, b = r["latency_ms"], r["broadcast"]
@@ -331,13 +331,63 @@ def targets_section(results: list[dict[str, Any]]) -> list[str]:
         ),
         ("<= 20 KB RSS per held poll", f"{num(kb, 1)} KB {at}", verdict(kb is not None and kb <= 20)),
     ]
+    who = (
+        "The default variant (uvicorn, uvloop + httptools, `project.asgi:application`), clients with bearer tokens,"
+        if variant == "uvicorn"
+        else f"The variant {variant} ({r['label']}),"
+    )
     out = [
-        f"The default variant (uvicorn, uvloop + httptools, `project.asgi:application`) at its largest N, {n}:",
+        f"{who} at its largest N, {n}:",
         "",
         "| target | measured | |",
         "|---|---|---|",
     ]
     out += [f"| {a} | {b_} | {c} |" for a, b_, c in rows]
+    return out
+
+
+def auth_section(results: list[dict[str, Any]]) -> list[str]:
+    """Each session-cookie variant beside its bearer-token twin (the same server, the same N,
+    minutes apart in the same run): what browsers get, and what API clients get."""
+    by_key = {(r["variant"], r["n"]): r for r in results}
+    rows: list[dict[str, Any]] = []
+    for r in results:
+        if r.get("auth") == "session" or r["variant"].endswith("-session"):
+            twin = by_key.get((r["variant"].removesuffix("-session"), r["n"]))
+            rows += [twin, r] if twin is not None else [r]
+    if not rows:
+        return []
+    out = [
+        (
+            "The same server and N, the clients authenticating with a bearer token (API clients) or with the "
+            "Django session cookie of a logged-in user (browsers: the JavaScript client, the demo). *Sends/s*: the "
+            "steady rate the sender achieved (two shared cores: below the rate asked, the rows did not carry the same "
+            "load). Errors by status; *broadcast received*: users who had the broadcast when the run ended."
+        ),
+        "",
+        (
+            "| N | variant | clients | held | sends/s | errors | lost / dups | p50 ms | p99 ms | broadcast 99 %, s | "
+            "broadcast received | KB / held poll | server CPU steady / broadcast, % |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        clients = "session cookie" if r.get("auth") == "session" or r["variant"].endswith("-session") else "token"
+        if "skipped" in r or "error" in r:
+            out.append(
+                f"| {num(r['n'])} | {r['variant']} | {clients} | {r.get('skipped') or 'failed: ' + r['error']} "
+                "||||||||||"
+            )
+            continue
+        lat, b = r["latency_ms"], r["broadcast"]
+        out.append(
+            f"| {num(r['n'])} | {r['variant']} | {clients} | {held_text(r)} | {num(r['steady']['rate'])} | "
+            f"{errors_text(r)} | "
+            f"{r['lost']} / {r['client']['duplicates']} | {num(lat['p50'])} | {num(lat['p99'])} | "
+            f"{num(b['p99_s'], 2)} | {num(b.get('received'))} / {num(b['recipients'])} | "
+            f"{num(r.get('kb_per_held_poll'), 1)} | {num(r['steady']['server_cpu_pct'])} / "
+            f"{num(b['server_cpu_pct'])} |"
+        )
     return out
 
 
@@ -446,6 +496,16 @@ def run_section(meta: dict[str, Any], everything: list[dict[str, Any]]) -> list[
         "",
         *targets_section(results),
         "",
+        *(
+            [*targets_section(results, "uvicorn-session"), ""]
+            if any(r["variant"] == "uvicorn-session" for r in results)
+            else []
+        ),
+        *(
+            ["### Session cookies and bearer tokens side by side", "", *auth_section(results), ""]
+            if auth_section(results)
+            else []
+        ),
         "### All variants",
         "",
         (
@@ -535,6 +595,13 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
             "database, the kernel's loopback work, and anyone else's processes."
         ),
         (
+            "- **Session cookies** (`uvicorn-session`): each user has a session as `django.contrib.auth.login()` "
+            "leaves it (user id, backend, session auth hash), written in bulk to the session engine's table and, "
+            "for `cached_db`, to its cache; each client sends `Cookie: sessionid=<key>` and nothing else, and the "
+            "server verifies it as any browser's: the session read, the user loaded, the auth hash compared. Each "
+            "run first checks that a forged session (another auth hash) is answered 401."
+        ),
+        (
             "- **Loss and duplicates**: every id returned by `notify.send` must be read by the client exactly once. "
             "What a client has not read when the run ends (its polls failed, or the server was too far behind) is "
             "asked for once more by those clients, with their last cursor, after the load stops: found then, it is "
@@ -550,11 +617,13 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
         "",
         "```sh",
         ".venv/bin/pip install -r bench/requirements.txt     # the other servers, py-spy, matplotlib",
-        ".venv/bin/python bench/run.py                  # every variant on SQLite (~22 min); rewrites this file",
+        ".venv/bin/python bench/run.py                  # every variant on SQLite (~30 min); rewrites this file",
         "DATABASE_URL=postgres://postgres@127.0.0.1:5432/notify_bench \\",
-        "    .venv/bin/python bench/run.py --variants uvicorn         # the default variant on PostgreSQL",
-        ".venv/bin/python bench/run.py --quick          # smoke test, < 30 s: exit 1 on loss, duplicate or error",
+        "    .venv/bin/python bench/run.py --variants uvicorn,uvicorn-session   # tokens and sessions on PostgreSQL",
+        ".venv/bin/python bench/run.py --quick          # smoke test, < 1 min: exit 1 on loss, duplicate or error",
         ".venv/bin/python bench/run.py --sizes 1000 --variants uvicorn,granian --no-write",
+        "# bearer tokens and session cookies side by side, the same server in one run (N = 1,000 to 10,000):",
+        ".venv/bin/python bench/run.py --variants uvicorn,uvicorn-session --no-write",
         ".venv/bin/python bench/report.py               # rewrite this file from the saved results",
         "```",
         "",

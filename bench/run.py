@@ -1,21 +1,28 @@
 """The benchmark anyone can rerun: held polls, delivery latency, broadcast, loss, memory and CPU.
 
-    .venv/bin/python bench/run.py              # every variant at N = 1000, 5000, 10000 (~22 min);
+    .venv/bin/python bench/run.py              # every variant at N = 1000, 5000, 10000 (~30 min);
                                                # writes docs/benchmarks.md and docs/img/benchmarks.png
-    .venv/bin/python bench/run.py --quick      # smoke test: N = 200, uvicorn only, < 30 s; exits 1 on
-                                               # any loss, duplicate or error (never on a speed)
-    .venv/bin/python bench/run.py --sizes 1000 --variants uvicorn,granian --no-write
+    .venv/bin/python bench/run.py --quick      # smoke test: N = 200, uvicorn with tokens and with
+                                               # sessions, < 1 min; exits 1 on any loss, duplicate or
+                                               # error (never on a speed)
+    .venv/bin/python bench/run.py --sizes 1000 --variants uvicorn,uvicorn-session --no-write
+                                               # bearer tokens and session cookies side by side
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/notify_bench .venv/bin/python bench/run.py
 
-For each variant (a server and a way of polling, see bench/stack.py) and each N it
-starts the real stack on loopback: the server as a process of its own (one worker),
-Redis at REDIS_URL (default 127.0.0.1:6379) under a channel prefix of its own, and the
-database (DATABASE_URL; default the SQLite file var/bench-run.sqlite3; a PostgreSQL
-database is created if missing; a database named ``test`` is refused). Then:
+For each variant (a server, a way of polling and a way of authenticating, see
+bench/stack.py) and each N it starts the real stack on loopback: the server as a
+process of its own (one worker), Redis at REDIS_URL (default 127.0.0.1:6379) under a
+channel prefix of its own, and the database (DATABASE_URL; default the SQLite file
+var/bench-run.sqlite3; a PostgreSQL database is created if missing; a database named
+``test`` is refused). Then:
 
 1. ramp: N clients in a separate process (bench/loadgen.py) each take a cursor and hold
    a poll; "held" is what the server has subscribed in Redis, so it counts polls the
-   server really holds, not requests sitting in a socket backlog;
+   server really holds, not requests sitting in a socket backlog. Each client is one
+   user and sends that user's credential with every poll: a bearer token (API
+   clients), or for ``uvicorn-session`` the session cookie of a logged-in user
+   (browsers: the JavaScript client, the demo), which the server verifies as it
+   would any browser's;
 2. steady: ``notify.send()`` to a random one of the N users at --rate a second for
    --duration seconds; latency is from ``send()`` returning here to the client having
    read the answer (both CLOCK_MONOTONIC);
@@ -43,23 +50,38 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from stack import BIN, VARIANTS, LoadGen, Server, cpu_of, machine_cpu, raise_fd_limit  # noqa: E402 - needs the path above
+from stack import (  # noqa: E402 - needs the path above
+    BIN,
+    VARIANTS,
+    LoadGen,
+    Server,
+    auth_headers,
+    cpu_of,
+    machine_cpu,
+    raise_fd_limit,
+)
 
 VAR = ROOT / "var"
 DEFAULT_DATABASE_URL = f"sqlite:///{VAR / 'bench-run.sqlite3'}"
 USER_PREFIX = "bench-"
 PRIMARY = "uvicorn"
+SESSION = "uvicorn-session"  # the default variant's clients with session cookies: run beside it at every N
 TWIN = "uvicorn-stock-gc"
+# The keys of the bench's sessions start with this, so that the next run can delete them.
+SESSION_KEY_MARK = "bench"
 
 TARGETS = {
     "held": "10,000 held polls, zero errors",
@@ -130,6 +152,134 @@ def issue_tokens(user_ids: list[int], path: Path) -> None:
     path.write_text(json.dumps(plain))
 
 
+def session_store_class() -> Any:
+    """The SessionStore of settings.SESSION_ENGINE, if its sessions live in a database table
+    (``db``, ``cached_db``): the bench writes them there in bulk."""
+    from importlib import import_module
+
+    from django.conf import settings
+
+    store_class = import_module(settings.SESSION_ENGINE).SessionStore
+    if not hasattr(store_class, "get_model_class"):
+        raise ValueError(
+            f"SESSION_ENGINE {settings.SESSION_ENGINE!r}: the session variants need a database-backed engine "
+            "(django.contrib.sessions.backends.db or cached_db)"
+        )
+    return store_class
+
+
+def logged_in_session(user: Any, backend: str) -> dict[str, str]:
+    """What django.contrib.auth.login() stores in a new session for ``user``: its id, its
+    backend, and its session auth hash, which get_user() checks on every request."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+
+    return {
+        SESSION_KEY: user._meta.pk.value_to_string(user),
+        BACKEND_SESSION_KEY: backend,
+        HASH_SESSION_KEY: user.get_session_auth_hash(),
+    }
+
+
+def store_sessions(sessions: list[tuple[str, dict[str, str]]]) -> None:
+    """Rows of the session table, in bulk, as SessionStore.create_model_instance() makes them."""
+    store_class = session_store_class()
+    model = store_class.get_model_class()
+    store = store_class()
+    expire_date = store.get_expiry_date()  # no custom expiry: now + SESSION_COOKIE_AGE
+    model.objects.bulk_create(
+        [model(session_key=key, session_data=store.encode(data), expire_date=expire_date) for key, data in sessions],
+        batch_size=2000,
+    )
+
+
+def new_session_key() -> str:
+    from django.contrib.sessions.backends.base import VALID_KEY_CHARS
+    from django.utils.crypto import get_random_string
+
+    # As SessionBase._get_new_session_key() makes them (32 characters), marked as the bench's.
+    return SESSION_KEY_MARK + get_random_string(32 - len(SESSION_KEY_MARK), VALID_KEY_CHARS)
+
+
+def issue_sessions(user_ids: list[int]) -> list[tuple[str, dict[str, str]]]:
+    """A fresh logged-in session per user, ``(session key, session data)`` in ``user_ids``' order.
+
+    The data is what login() leaves in the session (``logged_in_session``), written in
+    bulk to the session engine's table (login() itself costs several queries a user);
+    the server verifies them as it verifies any browser's session: read from the
+    session engine, the user loaded by the backend, the auth hash compared. The
+    previous run's bench sessions are deleted first.
+    """
+    from django.conf import settings
+    from django.contrib.auth import get_user, get_user_model
+    from django.core.cache import caches
+
+    store_class = session_store_class()
+    model = store_class.get_model_class()
+    backends = settings.AUTHENTICATION_BACKENDS
+    if len(backends) != 1:
+        # login() without a backend takes the only one configured; with several, the view names it.
+        raise ValueError(f"the session variants log users in with the only backend; {len(backends)} are configured")
+    model.objects.filter(session_key__startswith=SESSION_KEY_MARK).delete()
+    users = get_user_model().objects.in_bulk(user_ids)
+    sessions = [(new_session_key(), logged_in_session(users[uid], backends[0])) for uid in user_ids]
+    store_sessions(sessions)
+    # Django's own verification, the one the server runs, on the first and the last.
+    for (key, _), uid in [(sessions[0], user_ids[0]), (sessions[-1], user_ids[-1])]:
+        store = store_class(key)
+        found = get_user(SimpleNamespace(session=store))  # type: ignore[arg-type]  # reads .session only
+        if hasattr(store, "cache_key"):
+            caches[settings.SESSION_CACHE_ALIAS].delete(store.cache_key)  # cached here under our own prefix
+        if found.pk != uid:
+            raise RuntimeError(f"bench session {key[:8]}... is not user {uid}'s for Django: {found!r}")
+    return sessions
+
+
+@contextlib.contextmanager
+def sessions_cached_for(sessions: list[tuple[str, dict[str, str]]], prefix: str) -> Iterator[None]:
+    """A cache-backed session engine (``cached_db``): the sessions in the server's cache,
+    as login()'s save() leaves them there, for as long as the run lasts.
+
+    The server's cache has a key prefix of its own (project/settings.py: the run's
+    channel prefix), so what login() would have cached is written here under it. Without
+    this, each client's first poll would read its session from the table instead.
+    """
+    from django.conf import settings
+    from django.core.cache import caches
+
+    store_class = session_store_class()
+    if not hasattr(store_class, "cache_key"):
+        yield  # the table is all there is
+        return
+    cache = caches.create_connection(settings.SESSION_CACHE_ALIAS)
+    cache.key_prefix = prefix
+    entries = {store_class(key).cache_key: data for key, data in sessions}
+    cache.set_many(entries, store_class().get_expiry_age())
+    try:
+        yield
+    finally:
+        cache.delete_many(list(entries))
+        cache.close()
+
+
+def forged_session(user_id: int) -> str:
+    """A session key for ``user_id`` whose auth hash is not the user's: any server that
+    verifies sessions refuses it (and flushes it)."""
+    from django.conf import settings
+    from django.contrib.auth import HASH_SESSION_KEY, get_user_model
+
+    user = get_user_model().objects.get(pk=user_id)
+    data = {**logged_in_session(user, settings.AUTHENTICATION_BACKENDS[0]), HASH_SESSION_KEY: "0" * 64}
+    key = new_session_key()
+    store_sessions([(key, data)])
+    return key
+
+
+def session_cookie(key: str) -> str:
+    from django.conf import settings
+
+    return f"{settings.SESSION_COOKIE_NAME}={key}"
+
+
 def reset_streams() -> None:
     """Every variant starts from empty streams: no notifications, every cursor at 0."""
     from django.db import connection
@@ -164,14 +314,28 @@ class Watcher(threading.Thread):
                 self.samples.append({"t": time.monotonic(), "held": self.held(), **self.server.sample().as_dict()})
 
 
-def warm_up(server: Server, token: str) -> None:
-    """One snapshot and one short held poll, so that thread pools and the hub exist before 'RSS before'."""
-    headers = {"Authorization": f"Bearer {token}"}
+def warm_up(server: Server, credential: str, auth: str = "token", refused: str | None = None) -> None:
+    """One snapshot and one short held poll, so that thread pools and the hub exist before 'RSS before'.
+
+    ``refused``: a credential the server must answer 401 (a forged session): proof that
+    the clients' credentials are really verified, not merely present.
+    """
+    headers = auth_headers(auth, credential)
     with urllib.request.urlopen(urllib.request.Request(f"{server.url}/notify/poll", headers=headers), timeout=10) as r:
         cursor = json.loads(r.read())["cursor"]
     url = f"{server.url}/notify/poll?after={cursor}&timeout=0.3"
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
         r.read()
+    if refused is None:
+        return
+    request = urllib.request.Request(f"{server.url}/notify/poll", headers=auth_headers(auth, refused))
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            status = r.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+    if status != 401:
+        raise RuntimeError(f"a forged {auth} credential was answered {status}, not 401: the server does not verify it")
 
 
 def paced_sends(user_ids: list[int], rate: float, duration: float, title: str, seed: int) -> dict[str, Any]:
@@ -312,10 +476,15 @@ def run_one(
         "label": variant.label,
         "n": n,
         "mode": variant.mode,
+        "auth": variant.auth,
         "profiled": profiled,
     }
-    tokens_file = VAR / f"bench-tokens-{n}.json"
-    tokens_file.write_text(json.dumps(ctx["tokens"][:n]))
+    if variant.auth == "session":
+        credentials = [session_cookie(key) for key, _ in ctx["sessions"][:n]]
+    else:
+        credentials = ctx["tokens"][:n]
+    credentials_file = VAR / f"bench-{variant.auth}s-{n}.json"
+    credentials_file.write_text(json.dumps(credentials))
     reset_streams()
     server = Server(
         variant,
@@ -335,7 +504,16 @@ def run_one(
     User = get_user_model()
     recipients = User.objects.filter(username__startswith=USER_PREFIX, pk__lte=user_ids[-1])
     long = variant.mode == "long"
-    with override_settings(NOTIFY={**ctx["notify_settings"], "CHANNEL_PREFIX": prefix}):
+
+    def spy_name(phase: str) -> str:
+        return phase if variant_name == PRIMARY else f"{variant_name}-{phase}"
+
+    with contextlib.ExitStack() as during_run:
+        during_run.enter_context(override_settings(NOTIFY={**ctx["notify_settings"], "CHANNEL_PREFIX": prefix}))
+        forged = None
+        if variant.auth == "session":
+            during_run.enter_context(sessions_cached_for(ctx["sessions"][:n], prefix))
+            forged = session_cookie(forged_session(user_ids[0]))
         started = time.monotonic()
         result["code"] = code_version()  # notify/ may change between runs: others work in this tree
         server.start()
@@ -343,15 +521,16 @@ def run_one(
         watcher = Watcher(server, ctx["redis"], prefix)
         loadgen = None
         try:
-            warm_up(server, ctx["tokens"][0])
+            warm_up(server, credentials[0], variant.auth, refused=forged)
             time.sleep(0.5)
             before = server.sample()
             result["before"] = before.as_dict()
             result["processes"] = len(before.pids)
             loadgen = LoadGen(
                 server.url,
-                tokens_file,
+                credentials_file,
                 variant.mode,
+                auth=variant.auth,
                 timeout=args.timeout,
                 interval=args.interval,
                 ramp_rate=args.ramp_rate,
@@ -364,7 +543,7 @@ def run_one(
             watcher.start()
 
             # 1. ramp: every client takes a cursor, then holds a poll
-            spy = Spy(server.worker_pid(), 6, "ramp") if profiled else None
+            spy = Spy(server.worker_pid(), 6, spy_name("ramp")) if profiled else None
             mark = meter.mark()
             loadgen.ask("start")
             ramp_deadline = mark["t"] + args.ramp_limit
@@ -409,7 +588,7 @@ def run_one(
             )
 
             # 2. steady sends
-            spy = Spy(server.worker_pid(), min(args.duration, 5), "steady") if profiled else None
+            spy = Spy(server.worker_pid(), min(args.duration, 5), spy_name("steady")) if profiled else None
             mark, r0 = meter.mark(), stats["requests"]
             steady = paced_sends(user_ids, args.rate, args.duration, "steady", seed=n)
             cpu = meter.since(mark)
@@ -428,7 +607,7 @@ def run_one(
             }
 
             # 3. broadcast
-            spy = Spy(server.worker_pid(), 4, "broadcast") if profiled else None
+            spy = Spy(server.worker_pid(), 4, spy_name("broadcast")) if profiled else None
             mark = meter.mark()
             t_call = mark["t"]
             created = notify.send(recipients, "broadcast")
@@ -660,13 +839,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1000,5000,10000", help="numbers of users, comma-separated")
     parser.add_argument(
-        "--other-sizes", default="1000,5000", help="the sizes (among --sizes) at which variants other than uvicorn run"
+        "--other-sizes",
+        default="1000,5000",
+        help=f"the sizes (among --sizes) at which variants other than {PRIMARY} and {SESSION} run",
     )
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants",
+        help=f"comma-separated, of: {', '.join(VARIANTS)} (default: all; with --quick, {PRIMARY},{SESSION})",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: N=200, uvicorn, a few seconds; exit 1 on any loss, duplicate or error",
+        help=(
+            f"smoke test: N=200, {PRIMARY} and {SESSION} (or --variants), a few seconds each; "
+            "exit 1 on any loss, duplicate or error"
+        ),
     )
     parser.add_argument("--rate", type=float, default=200.0, help="notifications a second in the steady phase")
     # 30 s: long enough to take in the first wave of re-polls (every poll of the ramp
@@ -703,14 +890,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.sizes, args.variants, args.duration, args.profile, args.write = "200", PRIMARY, 3.0, False, False
-        args.budget = min(args.budget, 60)
+        args.sizes, args.duration, args.profile, args.write = "200", 3.0, False, False
+        args.variants = args.variants or f"{PRIMARY},{SESSION}"
     args.sizes = sorted(int(s) for s in str(args.sizes).split(",") if s)
     args.other_sizes = sorted(int(s) for s in str(args.other_sizes).split(",") if s)
-    args.variants = [v for v in args.variants.split(",") if v]
+    args.variants = [v for v in (args.variants or ",".join(VARIANTS)).split(",") if v]
     unknown = [v for v in args.variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
+    if args.quick:
+        args.budget = min(args.budget, 60 * len(args.variants))
     return args
 
 
@@ -769,11 +958,14 @@ def main(argv: list[str] | None = None) -> int:
     user_ids = prepare_users(max(args.sizes))
     tokens_path = VAR / "bench-tokens.json"
     issue_tokens(user_ids, tokens_path)
+    needs_sessions = any(VARIANTS[v].auth == "session" for v in args.variants)
+    sessions = issue_sessions(user_ids) if needs_sessions else []
     client = redis.Redis.from_url(settings.REDIS_URL, decode_responses=True)
     info = client.info()
     ctx = {
         "user_ids": user_ids,
         "tokens": json.loads(tokens_path.read_text()),
+        "sessions": sessions,
         "prefix": prefix,
         "redis": client,
         "redis_url": settings.REDIS_URL,
@@ -795,13 +987,15 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     stopped: dict[str, str] = {}  # variant -> why its larger sizes are not run
     # In order of what matters most, so that if the budget runs out it is the tail that is left
-    # out (and said so): the default variant at every N, the others at the smallest N, the
-    # profile, then the others at larger N.
-    others = [v for v in args.variants if v != PRIMARY]
+    # out (and said so): the default variant at every N, each N with bearer tokens and then
+    # with session cookies (side by side, minutes apart on the same machine), the others at
+    # the smallest N, the profiles, then the others at larger N. N None: a profiled run.
+    every_size = [v for v in (PRIMARY, SESSION) if v in args.variants]
+    others = [v for v in args.variants if v not in every_size]
     other_sizes = [n for n in args.other_sizes if n in args.sizes] or args.sizes[:1]
-    plan: list[tuple[str, int]] = [(PRIMARY, n) for n in args.sizes if PRIMARY in args.variants]
+    plan: list[tuple[str, int | None]] = [(v, n) for n in args.sizes for v in every_size]
     plan += [(v, other_sizes[0]) for v in others]
-    plan += [("profile", 0)] if args.profile and PRIMARY in args.variants else []
+    plan += [(v, None) for v in every_size] if args.profile else []
     # At larger N, the other ASGI servers first: the thread-per-poll variants and short polling
     # have shown their costs at the smallest N already.
     tail = sorted(
@@ -811,22 +1005,23 @@ def main(argv: list[str] | None = None) -> int:
     # The default's twin with CPython's stock garbage collector: at every N, where its
     # pauses show (the largest), last so that it never crowds out the rest.
     plan += [(TWIN, n) for n in args.sizes if n not in other_sizes and TWIN in args.variants]
-    for variant_name, n in plan:
-        if variant_name == "profile":
-            # py-spy in every phase, in a run of its own: at the largest N the default variant held.
+    for variant_name, size in plan:
+        if size is None:
+            # py-spy in every phase, in a run of its own: at the largest N the variant held.
             held = [
                 r["n"]
                 for r in results
-                if r["variant"] == PRIMARY and "ramp" in r and (r["ramp"]["held"] or 0) >= 0.99 * r["n"]
+                if r["variant"] == variant_name and "ramp" in r and (r["ramp"]["held"] or 0) >= 0.99 * r["n"]
             ]
             n = max(held, default=min(args.sizes))
-            reason = skip_reason(PRIMARY, n, time.monotonic() - started, args, client)
+            reason = skip_reason(variant_name, n, time.monotonic() - started, args, client)
             if reason is None:
-                log(f"{PRIMARY} N={n}, profiled with py-spy (not in the tables)")
-                results.append(attempt(PRIMARY, n, ctx, args, profiled=True))
+                log(f"{variant_name} N={n}, profiled with py-spy (not in the tables)")
+                results.append(attempt(variant_name, n, ctx, args, profiled=True))
             else:
-                log(f"profile {reason}")
+                log(f"profile of {variant_name} {reason}")
             continue
+        n = size
         reason = stopped.get(variant_name) or skip_reason(variant_name, n, time.monotonic() - started, args, client)
         if reason is not None:
             results.append(skipped(variant_name, n, reason))
@@ -835,7 +1030,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         if "error" in result:
             stopped[variant_name] = f"not run: N={n} failed"
-        elif variant_name != PRIMARY and result["mode"] == "long" and (result["ramp"]["held"] or 0) < 0.9 * n:
+        elif variant_name not in every_size and result["mode"] == "long" and (result["ramp"]["held"] or 0) < 0.9 * n:
             stopped[variant_name] = f"not run: only {result['ramp']['held']} of {n} polls were held at N={n}"
     results.sort(key=lambda r: (r.get("profiled", False), args.sizes.index(r["n"]), args.variants.index(r["variant"])))
     meta["seconds"] = round(time.monotonic() - started)

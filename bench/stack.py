@@ -138,6 +138,7 @@ class Variant:
     mode: str  # "long" or "short" polling by the clients
     kind: str  # "asgi" or "wsgi"
     env: tuple[tuple[str, str], ...] = ()  # set for the server process
+    auth: str = "token"  # how the clients authenticate: "token" (Bearer) or "session" (Django's session cookie)
 
     def command(self, port: int, n: int) -> list[str]:
         py = str(BIN / "python")
@@ -154,7 +155,7 @@ class Variant:
             "5",
         ]
         fast = ["--loop", "uvloop", "--http", "httptools"]
-        if self.name in ("uvicorn", "uvicorn-stock-gc"):
+        if self.name in ("uvicorn", "uvicorn-stock-gc", "uvicorn-session"):
             return [*uvicorn, *fast, "project.asgi:application"]
         if self.name == "uvicorn-2workers":
             # Scale-out on one machine (docs/deploy.md): two worker processes on one socket,
@@ -245,6 +246,15 @@ VARIANTS = {
     v.name: v
     for v in [
         Variant("uvicorn", "uvicorn, uvloop + httptools, LongPollRouter", "long", "asgi"),
+        # The same server; the clients poll as browsers do (the JavaScript client, the demo):
+        # with the Django session cookie of a logged-in user instead of a bearer token.
+        Variant(
+            "uvicorn-session",
+            "uvicorn as above, each client polling with a Django session cookie (as browsers do)",
+            "long",
+            "asgi",
+            auth="session",
+        ),
         Variant(
             "uvicorn-stock-gc",
             "uvicorn as above, CPython's default garbage collector settings",
@@ -356,6 +366,18 @@ PROBLEM = re.compile(r"error|exception|traceback|took over|warning|critical|time
 
 # --- the load generator -------------------------------------------------------------
 
+AUTH_MODES = ("token", "session")
+
+
+def auth_headers(auth: str, credential: str) -> dict[str, str]:
+    """The header a client sends with every poll: ``credential`` is a bearer token
+    (``auth="token"``) or a whole cookie pair, ``sessionid=<key>`` (``auth="session"``)."""
+    if auth == "token":
+        return {"Authorization": f"Bearer {credential}"}
+    if auth == "session":
+        return {"Cookie": credential}
+    raise ValueError(f"Unknown auth mode {auth!r}, must be one of: {', '.join(AUTH_MODES)}")
+
 
 class LoadGen:
     """bench/loadgen.py in a process of its own, driven one JSON line at a time."""
@@ -363,9 +385,10 @@ class LoadGen:
     def __init__(
         self,
         url: str,
-        tokens_file: Path,
+        credentials_file: Path,
         mode: str,
         *,
+        auth: str = "token",
         timeout: float,
         interval: float,
         ramp_rate: float,
@@ -379,8 +402,10 @@ class LoadGen:
             str(ROOT / "bench" / "loadgen.py"),
             "--url",
             url,
-            "--tokens",
-            str(tokens_file),
+            "--credentials",
+            str(credentials_file),
+            "--auth",
+            auth,
             "--mode",
             mode,
             "--timeout",
