@@ -40,7 +40,7 @@ from redis.crc import key_slot
 from redis.retry import Retry
 
 from notify.broker.base import Hub, Subscription
-from notify.broker.redis import COMMAND_BATCH, RedisHub
+from notify.broker.redis import COMMAND_BATCH, RedisHub, wake_hubs
 
 logger = logging.getLogger("notify.broker")
 
@@ -368,7 +368,7 @@ class ClusterBroker:
         return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay).subscribe(channel)
 
     def wake_everyone(self) -> int:
-        return sum(hub.wake_everyone() for hub in list(_hubs.values()))
+        return wake_hubs(_hubs)
 
     def auth_epoch(self) -> None:
         # An auth channel lives on one shard and a user's channel on another: no

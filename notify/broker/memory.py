@@ -58,7 +58,9 @@ class MemoryBroker:
     def wake_everyone(self) -> int:
         with self._lock:
             targets = [entry for waiters in self._waiters.values() for entry in waiters]
+        woken = 0
         for loop, subscription in targets:
             with contextlib.suppress(RuntimeError):  # that loop has closed
                 loop.call_soon_threadsafe(subscription.wake)
-        return len(targets)
+                woken += 1
+        return woken

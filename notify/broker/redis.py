@@ -19,7 +19,8 @@ import random
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import redis
 import redis.asyncio
@@ -312,6 +313,44 @@ class RedisHub(Hub):
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisHub] = weakref.WeakKeyDictionary()
 
 
+class _Wakeable(Protocol):
+    @property
+    def waiter_count(self) -> int: ...
+
+    def wake_everyone(self) -> int: ...
+
+
+def wake_hubs(hubs: Mapping[asyncio.AbstractEventLoop, _Wakeable]) -> int:
+    """Wake every subscription of ``hubs``, each hub in its own loop; return how many.
+
+    A hub's subscriptions wait on futures of its loop, which only that loop's thread
+    may resolve: a hub of the running loop is woken here, any other through its loop
+    (the server's shutdown runs in the server's loop; a WSGI request's loop is another
+    thread's). Hubs of closed loops have nobody waiting.
+    """
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    woken = 0
+    for loop, hub in list(hubs.items()):
+        if loop is running:
+            woken += hub.wake_everyone()
+            continue
+        if loop.is_closed():
+            continue
+        # Read from another thread: a figure for the log, nothing is decided on it.
+        waiting = 0
+        with contextlib.suppress(RuntimeError):  # its waiters changed size meanwhile
+            waiting = hub.waiter_count
+        try:
+            loop.call_soon_threadsafe(hub.wake_everyone)
+        except RuntimeError:  # closed meanwhile
+            continue
+        woken += waiting
+    return woken
+
+
 def hub_for_running_loop(url: str, hub_class: type[RedisHub] = RedisHub, **options: object) -> RedisHub:
     """The hub of the running event loop (one per worker under ASGI).
 
@@ -388,6 +427,4 @@ class RedisBroker:
         return hub.auth_epoch if hub is not None and hub.url == self.url else None
 
     def wake_everyone(self) -> int:
-        # Called in the loop of the process's server; hubs of other loops are
-        # per-request WSGI loops, which the server's shutdown does not wait for.
-        return sum(hub.wake_everyone() for hub in list(_hubs.values()))
+        return wake_hubs(_hubs)
