@@ -274,6 +274,21 @@ def forged_session(user_id: int) -> str:
     return key
 
 
+def drop_session(key: str, prefix: str) -> None:
+    """A bench session gone from the table and from the server's cache (``prefix``), whatever
+    the server did with it (a server that refuses a forged session normally flushes it)."""
+    from django.conf import settings
+    from django.core.cache import caches
+
+    store_class = session_store_class()
+    store_class.get_model_class().objects.filter(session_key=key).delete()
+    if hasattr(store_class, "cache_key"):
+        cache = caches.create_connection(settings.SESSION_CACHE_ALIAS)
+        cache.key_prefix = prefix
+        cache.delete(store_class(key).cache_key)
+        cache.close()
+
+
 def session_cookie(key: str) -> str:
     from django.conf import settings
 
@@ -513,7 +528,9 @@ def run_one(
         forged = None
         if variant.auth == "session":
             during_run.enter_context(sessions_cached_for(ctx["sessions"][:n], prefix))
-            forged = session_cookie(forged_session(user_ids[0]))
+            forged_key = forged_session(user_ids[0])
+            during_run.callback(drop_session, forged_key, prefix)
+            forged = session_cookie(forged_key)
         started = time.monotonic()
         result["code"] = code_version()  # notify/ may change between runs: others work in this tree
         server.start()
