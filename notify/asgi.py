@@ -53,7 +53,7 @@ class LongPollRouter:
         if answer is not None:
             await self.serve_poll(scope, receive, send, answer)
         elif scope["type"] == "lifespan":
-            await self.lifespan(receive, send)
+            await self.lifespan(scope, receive, send)
         else:
             await self.django_app(scope, receive, send)
 
@@ -121,12 +121,44 @@ class LongPollRouter:
         finally:
             lifecycle.serving.discard(this)
 
-    async def lifespan(self, receive: Receive, send: Send) -> None:
-        # Django refuses lifespan scopes; answer them so servers need not guess.
-        while True:
+    async def lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Forward the lifespan scope to the wrapped application, installing notify's
+        signal handlers at startup; answer it here if the application takes no lifespan.
+
+        Django's ASGIHandler raises on a lifespan scope. The ASGI spec reads an
+        exception raised before the application has sent anything as "lifespan not
+        supported": then (or if it returns having sent nothing) the router answers
+        startup and shutdown itself, so that servers need not guess.
+        """
+        unanswered: list[MutableMapping[str, Any]] = []  # what the application received
+        sent = False
+
+        async def receive_lifespan() -> MutableMapping[str, Any]:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 lifecycle.install_signal_handlers(asyncio.get_running_loop())
+                self._signals_installed = True
+            unanswered.append(message)
+            return message
+
+        async def send_lifespan(message: MutableMapping[str, Any]) -> None:
+            nonlocal sent
+            sent = True
+            await send(message)
+
+        try:
+            await self.django_app(scope, receive_lifespan, send_lifespan)
+        except Exception as exception:
+            if sent:
+                raise
+            logger.debug("notify: the application takes no lifespan (%r); LongPollRouter answers it", exception)
+        if sent:
+            return
+        while True:
+            if not unanswered:
+                await receive_lifespan()
+            message = unanswered.pop(0)
+            if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
