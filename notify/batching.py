@@ -81,6 +81,12 @@ class Batch(Generic[K, V]):
 _batches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Batch]] = weakref.WeakKeyDictionary()
 
 
+async def ask(name: str, fetch: Callable[[list[K]], Mapping[K, V]], default: V, key: K) -> V:
+    """``fetch``'s value for ``key``, fetched with every other key asked of the running
+    loop's batch called ``name`` meanwhile."""
+    return await batch(name, fetch, default).get(key)
+
+
 def batch(name: str, fetch: Callable[[list[K]], Mapping[K, V]], default: V) -> Batch[K, V]:
     """The running loop's batch called ``name`` (futures belong to one loop: under
     WSGI, a loop per request, and so no coalescing there)."""

@@ -130,8 +130,7 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
             remaining = deadline - loop.time()
             if remaining <= 0 or lifecycle.draining():
                 break
-            listening = all(s.ready.is_set() for s in every)
-            if not listening:
+            if not all(s.ready.is_set() for s in every):
                 # Redis is not confirming: nothing may wake us, so look again soon.
                 remaining = min(remaining, conf.RECHECK_INTERVAL)
             if not await wait_any(every, remaining):

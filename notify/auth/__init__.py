@@ -221,8 +221,8 @@ async def verify(credential: Credential) -> Verified | None:
     10,000 clients coming back after a restart all verify at once."""
     kind, value = credential
     if kind == "token":
-        return await batching.batch("tokens", _verify_tokens, None).get(value)
-    return await batching.batch("sessions", _verify_sessions, None).get(value)
+        return await batching.ask("tokens", _verify_tokens, None, value)
+    return await batching.ask("sessions", _verify_sessions, None, value)
 
 
 async def confirm(credential: Credential, user_id: int, since: Listening, *, cached: bool = True) -> bool:

@@ -75,12 +75,12 @@ def heads(user_ids: list[int]) -> dict[int, int]:
 
 async def batched_head(user_id: int) -> int:
     """The head of the user's stream, read with other polls' in one query."""
-    return await batching.batch("heads", heads, 0).get(user_id)
+    return await batching.ask("heads", heads, 0, user_id)
 
 
 async def batched_unread_count(user_id: int) -> int:
     """The user's unread count, read with other polls' in one query."""
-    return await batching.batch("unread", unread_counts, 0).get(user_id)
+    return await batching.ask("unread", unread_counts, 0, user_id)
 
 
 # --- the stream -----------------------------------------------------------------------
