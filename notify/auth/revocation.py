@@ -4,24 +4,26 @@ Each end is announced after its transaction commits, on the process-wide auth
 channel (every worker drops its trust in that user's credentials: notify.auth.trust)
 and then on the user's own channel (their held polls wake and verify again). The
 ends announced: a token revoked or deleted; a user deactivated, deleted, logged out,
-or given a new password; a database-backed session deleted (``flush()``, a key
-rotated at login, a row deleted by hand). ``listen()`` connects them, from
-``NotifyConfig.ready()``.
+or given a new password. ``listen()`` connects them, from ``NotifyConfig.ready()``.
+
+A session deleted by other means (``session.flush()`` outside ``logout()``, rows
+deleted from the session store) is not announced: a ``post_delete`` receiver on the
+session model would stop Django deleting sessions in bulk (``clearsessions`` would
+load every expired row into memory), and cache or file stores send nothing. Such an
+end reaches held polls within CREDENTIAL_TRUST_SECONDS; code that ends sessions
+itself calls ``announce(user_id)``.
 """
 
 from __future__ import annotations
 
 import logging
 from functools import partial
-from importlib import import_module
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import SESSION_KEY
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
-from django.utils import timezone
 
 from notify import pages
 from notify.auth import forget_token
@@ -33,7 +35,9 @@ logger = logging.getLogger("notify")
 
 
 def announce(user_id: int, *, using: str = "default") -> None:
-    """Tell every worker, and the user's held polls, that a credential of the user ended (after commit)."""
+    """Tell every worker, and the user's held polls, that a credential of the user ended
+    (after commit): call it when your code ends a user's sessions by other means than
+    ``logout()`` (say, deleting them from the session store)."""
     from notify.broker import get_broker
 
     def publish() -> None:
@@ -106,35 +110,6 @@ def logged_out(sender: type, request: Any, user: Any, **kwargs: Any) -> None:
     announce(user.pk)
 
 
-def session_deleted(sender: type, instance: Any, using: str, **kwargs: Any) -> None:
-    """A database session row deleted: its user's polls verify again (an expired one ended already)."""
-    if instance.expire_date <= timezone.now():
-        return
-    try:
-        user_id = instance.get_decoded().get(SESSION_KEY)
-    except Exception:  # a row that does not decode belonged to nobody notify trusts
-        return
-    if user_id is not None:
-        try:
-            announce(int(user_id), using=using)
-        except (TypeError, ValueError):  # a custom user model's non-integer key: tell everyone
-            announce_everyone(using=using)
-
-
-def announce_everyone(*, using: str = "default") -> None:
-    """Every worker verifies every credential again (a change notify cannot pin to one user)."""
-    from notify.broker import get_broker
-
-    def publish() -> None:
-        credentials_changed(b"*")
-        try:
-            get_broker().publish_many([(conf.AUTH_CHANNEL, b"*")])
-        except Exception:
-            logger.exception("notify: could not tell workers that credentials changed")
-
-    transaction.on_commit(publish, using=using)
-
-
 def listen() -> None:
     """Connect every announced end, and hand the auth channel's messages to notify.auth.trust."""
     from notify.broker import listen_to_auth_channel
@@ -145,6 +120,3 @@ def listen() -> None:
     post_save.connect(user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="notify_user_saved")
     post_delete.connect(user_deleted, sender=settings.AUTH_USER_MODEL, dispatch_uid="notify_user_deleted")
     user_logged_out.connect(logged_out, dispatch_uid="notify_logged_out")
-    store = import_module(settings.SESSION_ENGINE).SessionStore
-    if hasattr(store, "get_model_class"):  # the db and cached_db engines
-        post_delete.connect(session_deleted, sender=store.get_model_class(), dispatch_uid="notify_session_deleted")

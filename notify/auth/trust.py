@@ -9,7 +9,7 @@ before the verification began), that epoch is still running, and the trust has
 not run out (CREDENTIAL_TRUST_SECONDS, and for a session its known expiry).
 
 Every announced change (a token revoked or deleted, a user deactivated, deleted
-or logged out, a password changed, a database session deleted; notify.auth.revocation)
+or logged out, a password changed; notify.auth.revocation)
 is published on the auth channel before the user's own channel and, on the same
 connection, reaches this worker before the confirmation of any later SUBSCRIBE:
 ``credentials_changed`` drops the user's hints before a poll that subscribes after
@@ -116,11 +116,7 @@ _hints = _Hints()
 
 
 def credentials_changed(message: bytes) -> None:
-    """An auth-channel message: a user id (that user's credentials must be verified again),
-    or ``*`` (everyone's)."""
-    if message == b"*":
-        _hints.clear()
-        return
+    """An auth-channel message (a user id): that user's credentials must be verified again."""
     try:
         user_id = int(message)
     except ValueError:
