@@ -10,10 +10,14 @@ client, the very cost long polling is blamed for.
 the topics') itself, with Django's
 request object, session engine, authentication backends and ORM (run in
 ``notify.db``'s shared threads), and hands every other request to Django
-unchanged. What a poll served this way skips: the middleware stack and the
-``request_started`` / ``request_finished`` signals. Nothing in the poll path
-needs them; a project whose middleware must see polls can leave the wrapper out
-and still be correct, at a thread per held poll.
+unchanged. What a poll served this way skips: the ``request_started`` /
+``request_finished`` signals, and the middleware stack except the async-capable
+middleware named by ``NOTIFY["POLL_MIDDLEWARE"]`` (by default those of
+``MIDDLEWARE`` without which an answer is unusable: django-cors-headers'
+``CorsMiddleware``, or a cross-origin client cannot read it). The router builds
+that chain as Django builds its own, with the poll's answer innermost, once, and
+again when the settings change. A project whose other middleware must see polls
+can leave the wrapper out and still be correct, at a thread per held poll.
 """
 
 from __future__ import annotations
@@ -21,16 +25,22 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
-from django.core.exceptions import DisallowedHost
+from asgiref.sync import iscoroutinefunction
+from django.core.exceptions import DisallowedHost, ImproperlyConfigured, MiddlewareNotUsed
 from django.core.handlers.asgi import ASGIRequest, get_script_prefix
+from django.core.signals import setting_changed
 from django.http import HttpResponse
 from django.urls import Resolver404, get_resolver, set_script_prefix
+from django.utils.module_loading import import_string
 
 from notify import lifecycle, views
+from notify.conf import conf
 
 logger = logging.getLogger("notify")
 
@@ -47,6 +57,9 @@ class LongPollRouter:
         self.django_app = django_app
         self._polls: dict[str, Answer | None] = {}
         self._signals_installed = False
+        self._middleware: Answer | None = None  # POLL_MIDDLEWARE around the poll's answer, None: none
+        self._middleware_built = False
+        _routers.add(self)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         answer = self.poll_answer(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
@@ -92,9 +105,17 @@ class LongPollRouter:
         except DisallowedHost:
             await send_response(send, views.error(400, "bad_host", "This host name is not allowed here."))
             return
+        if not self._middleware_built:
+            self._middleware = poll_middleware()
+            self._middleware_built = True
         # Not kept in this frame while the poll is held: the view keeps only what it
-        # needs (notify.views.answer_poll), and 10,000 held requests add up.
-        answering = answer(request)
+        # needs (notify.views.answer_poll), and 10,000 held requests add up. (Middleware
+        # in POLL_MIDDLEWARE does keep it, a few KB per held poll.)
+        if self._middleware is None:
+            answering = answer(request)
+        else:
+            _answer.set(answer)
+            answering = self._middleware(request)
         del request
         # The poll stops the moment the client goes away: its waiter and subscription
         # are freed, as under Django's own handler. One watcher task per poll; the
@@ -113,8 +134,7 @@ class LongPollRouter:
                     return
                 raise
             except Exception as exception:  # noqa: BLE001 - a bug: answer 500, keep serving
-                logger.error("notify: poll failed", exc_info=exception)
-                response = views.error(500, "server_error", "The server failed to answer this poll.")
+                response = server_error(exception)
             finally:
                 watcher.cancel()
             await send_response(send, response)
@@ -163,6 +183,55 @@ class LongPollRouter:
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+
+# The answer of the poll POLL_MIDDLEWARE's chain is running for (set in its task's context).
+_answer: ContextVar[Answer] = ContextVar("notify_poll_answer")
+_routers: weakref.WeakSet[LongPollRouter] = weakref.WeakSet()
+
+
+async def answer_in_context(request: ASGIRequest) -> HttpResponse:
+    """The innermost handler of POLL_MIDDLEWARE's chain: the poll's own answer. A failure
+    becomes the 500 answer here, so that the middleware still sees a response (CORS
+    headers on it, or the client cannot even read the error)."""
+    try:
+        return await _answer.get()(request)
+    except Exception as exception:  # noqa: BLE001 - a bug: answer 500, keep serving
+        return server_error(exception)
+
+
+def poll_middleware() -> Answer | None:
+    """POLL_MIDDLEWARE's chain around ``answer_in_context``, built as Django builds its own
+    (the first listed outermost; MiddlewareNotUsed leaves one out); None if there is none."""
+    handler: Answer = answer_in_context
+    for path in reversed(conf.POLL_MIDDLEWARE):
+        middleware = import_string(path)
+        if getattr(middleware, "async_capable", False) is not True:
+            raise ImproperlyConfigured(f"NOTIFY['POLL_MIDDLEWARE'] {path!r} is not async-capable (notify.E014).")
+        try:
+            wrapped = middleware(handler)
+        except MiddlewareNotUsed:
+            continue
+        if not iscoroutinefunction(wrapped):
+            raise ImproperlyConfigured(
+                f"NOTIFY['POLL_MIDDLEWARE'] {path!r} did not turn async around an async handler (notify.E014)."
+            )
+        handler = wrapped
+    return None if handler is answer_in_context else handler
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("NOTIFY", "MIDDLEWARE"):
+        for router in list(_routers):
+            router._middleware_built = False
+
+
+setting_changed.connect(_settings_changed)
+
+
+def server_error(exception: Exception) -> HttpResponse:
+    logger.error("notify: poll failed", exc_info=exception)
+    return views.error(500, "server_error", "The server failed to answer this poll.")
 
 
 async def cancel_when_gone(receive: Receive, task: asyncio.Task[Any]) -> None:

@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
+from django.utils.deprecation import MiddlewareMixin
 from django.utils.module_loading import import_string
 
 from notify.conf import DEFAULTS, conf
@@ -116,6 +117,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         )
     problems += check_topic_retention(user.get("TOPIC_RETENTION", DEFAULTS["TOPIC_RETENTION"]))
     problems += check_topic_permission(user.get("TOPIC_PERMISSION"))
+    problems += check_poll_middleware(user.get("POLL_MIDDLEWARE"))
     if conf.BROKER == "memory":
         problems.append(
             Warning(
@@ -203,6 +205,58 @@ def check_topic_permission(path: Any) -> list[Error | Warning]:
     if not callable(hook):
         return [Error(f"NOTIFY['TOPIC_PERMISSION'] {path!r} is not callable.", hint=hint, id="notify.E011")]
     return []
+
+
+def check_poll_middleware(paths: Any) -> list[Error | Warning]:
+    """POLL_MIDDLEWARE: None, or dotted paths of async-capable middleware classes (notify.asgi)."""
+    if paths is None:
+        return []
+    hint = (
+        "Give a list of dotted paths of async-capable middleware classes, e.g. "
+        "['corsheaders.middleware.CorsMiddleware'], or None for those of MIDDLEWARE that polls need."
+    )
+    if not isinstance(paths, (list, tuple)) or not all(isinstance(path, str) for path in paths):
+        return [
+            Error(
+                f"NOTIFY['POLL_MIDDLEWARE'] must be a list of dotted paths or None, not {paths!r}.",
+                hint=hint,
+                id="notify.E014",
+            )
+        ]
+    problems: list[Error | Warning] = []
+    for path in paths:
+        try:
+            middleware = import_string(path)
+        except Exception as error:  # ImportError, or whatever importing its module raised
+            problems.append(
+                Error(f"NOTIFY['POLL_MIDDLEWARE'] {path!r} cannot be imported: {error}.", hint=hint, id="notify.E014")
+            )
+            continue
+        if getattr(middleware, "async_capable", False) is not True:
+            problems.append(
+                Error(
+                    f"NOTIFY['POLL_MIDDLEWARE'] {path!r} is not async-capable.",
+                    hint="LongPollRouter serves polls without a thread each: it runs only middleware whose "
+                    "class says async_capable = True (Django's flag). Leave this one out of POLL_MIDDLEWARE.",
+                    id="notify.E014",
+                )
+            )
+        elif isinstance(middleware, type) and issubclass(middleware, MiddlewareMixin):
+            hooks = [name for name in MIXIN_HOOKS if getattr(middleware, name, None) is not None]
+            if hooks:
+                problems.append(
+                    Warning(
+                        f"NOTIFY['POLL_MIDDLEWARE'] {path!r} runs its synchronous {', '.join(hooks)} "
+                        "for every poll, in a thread (MiddlewareMixin).",
+                        hint="Give it an async __acall__, or leave it out of POLL_MIDDLEWARE.",
+                        id="notify.W003",
+                    )
+                )
+    return problems
+
+
+# MiddlewareMixin's hooks that run through sync_to_async under an async handler.
+MIXIN_HOOKS = ("process_request", "process_response")
 
 
 def check_cluster_url(url: str) -> list[Error | Warning]:

@@ -62,7 +62,16 @@ DEFAULTS: dict[str, Any] = {
     # anything stored: deeper gets 400 "too_deep". At most 256 (notify.E013): the
     # answers that carry such data are encoded recursively.
     "MAX_JSON_DEPTH": 32,
+    # Middleware LongPollRouter applies to the polls it serves (they skip MIDDLEWARE):
+    # dotted paths of async-capable middleware classes, outermost first. None: those of
+    # MIDDLEWARE that polls need (POLL_MIDDLEWARE_FROM_MIDDLEWARE), in MIDDLEWARE's order.
+    "POLL_MIDDLEWARE": None,
 }
+
+# What POLL_MIDDLEWARE None takes from MIDDLEWARE: middleware without which a poll's
+# answer is unusable. django-cors-headers: a cross-origin client cannot read an answer
+# that lacks its CORS headers.
+POLL_MIDDLEWARE_FROM_MIDDLEWARE = ("corsheaders.middleware.CorsMiddleware",)
 
 
 class RetentionRule(TypedDict, total=False):
@@ -170,6 +179,14 @@ class Settings:
     @property
     def MAX_JSON_DEPTH(self) -> int:
         return self._get("MAX_JSON_DEPTH")
+
+    @property
+    def POLL_MIDDLEWARE(self) -> list[str]:
+        value = self._get("POLL_MIDDLEWARE")
+        if value is None:
+            middleware = getattr(settings, "MIDDLEWARE", None) or []
+            return [path for path in middleware if path in POLL_MIDDLEWARE_FROM_MIDDLEWARE]
+        return list(value)
 
     @property
     def AUTH_CHANNEL(self) -> str:
