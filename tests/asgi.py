@@ -39,7 +39,6 @@ def _subscriptions() -> Iterator[Any]:
     from notify.broker import _brokers
     from notify.broker import cluster as cluster_broker
     from notify.broker import redis as redis_broker
-    from notify.broker.base import AuthWatch
     from notify.broker.memory import MemoryBroker
 
     found: list[Any] = []
@@ -53,7 +52,7 @@ def _subscriptions() -> Iterator[Any]:
         found += list(cluster_hub._unrouted)
     for hub in hubs:
         found += [subscription for waiters in list(hub._waiters.values()) for subscription in waiters]
-    return (subscription for subscription in found if not isinstance(subscription, AuthWatch))
+    return iter(found)
 
 
 def _waiting(subscription: Any) -> bool:
@@ -67,12 +66,11 @@ def _subscribed_channels() -> tuple[list[str], bool | None]:
     whether every hub is connected (None: no Redis hub)."""
     from notify.broker import cluster as cluster_broker
     from notify.broker import redis as redis_broker
-    from notify.conf import conf
 
     hubs: list[Any] = list(redis_broker._hubs.values())
     for cluster_hub in list(cluster_broker._hubs.values()):
         hubs += list(cluster_hub._shards.values())
-    channels = {channel for hub in hubs for channel in hub._subscribed} - {conf.AUTH_CHANNEL}
+    channels = {channel for hub in hubs for channel in hub._subscribed}
     connected = all(hub.connected for hub in hubs) if hubs else None
     return sorted(channels), connected
 

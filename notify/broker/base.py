@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Protocol
 
@@ -89,46 +89,6 @@ class Subscription:
         return await self._woken.wait(timeout)
 
 
-class AuthEpoch:
-    """Stands in for ``ready`` on the hub's auth-channel listener (``AuthWatch``).
-
-    Each confirmation of the auth channel's SUBSCRIBE starts a new epoch (a new
-    object); losing the connection ends it (None). A credential verified during
-    an epoch may be trusted while that epoch lasts: every revocation published
-    meanwhile reaches the listener (see notify.auth).
-    """
-
-    __slots__ = ("current",)
-
-    def __init__(self) -> None:
-        self.current: object | None = None
-
-    def set(self) -> None:
-        self.current = object()
-
-    def clear(self) -> None:
-        self.current = None
-
-    def is_set(self) -> bool:
-        return self.current is not None
-
-
-class AuthWatch(Subscription):
-    """A hub's permanent listener on the process-wide auth channel: each message
-    names a user whose credentials changed, and goes to ``on_auth``."""
-
-    __slots__ = ("on_auth",)
-
-    def __init__(self, channel: str, on_auth: Callable[[bytes], None]) -> None:
-        super().__init__(channel)
-        self.ready = AuthEpoch()  # type: ignore[assignment]  # a Flag that also counts epochs
-        self.on_auth = on_auth
-
-    def wake(self, message: bytes | str | None = None) -> None:
-        if message is not None:
-            self.on_auth(message.encode() if isinstance(message, str) else message)
-
-
 class Hub:
     """What a hub gives held polls: ``async with hub.subscribe(channel) as subscription``.
 
@@ -162,5 +122,5 @@ class Broker(Protocol):
         """Wake every subscription of this process; return how many."""
 
     def auth_epoch(self) -> object | None:
-        """The running loop's current auth epoch (see ``AuthEpoch``), or None if
+        """The running loop's current auth epoch (see ``RedisHub``), or None if
         this broker cannot promise that every revocation reaches it in order."""

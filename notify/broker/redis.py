@@ -28,7 +28,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from notify.broker.base import AuthWatch, Hub, Subscription
+from notify.broker.base import Hub, Subscription
 
 logger = logging.getLogger("notify.broker")
 
@@ -82,13 +82,16 @@ class RedisHub(Hub):
         )
         # Held polls by channel. A channel is subscribed while it has one.
         self._waiters: dict[str, set[Subscription]] = {}
-        # The process-wide auth channel, subscribed for as long as the hub lives, on
-        # the same connection as the users' channels: that shared connection is
-        # what orders a revocation's message before anything published after it.
-        self._auth: AuthWatch | None = None
-        if auth_channel is not None and on_auth is not None:
-            self._auth = AuthWatch(auth_channel, on_auth)
-            self._waiters[auth_channel] = {self._auth}
+        # The process-wide auth channel, subscribed on every connection for as long as
+        # the hub lives, on the same connection as the held polls' channels: that shared
+        # connection is what orders its messages before anything published after them.
+        # Its messages go to on_auth; each confirmation of its SUBSCRIBE starts a new
+        # epoch (a new object), losing the connection ends it (None): whoever listens
+        # knows it heard every message published during an epoch (notify.auth.trust).
+        self._auth_channel = auth_channel if on_auth is not None else None
+        self._on_auth = on_auth
+        self._auth_epoch: object | None = None
+        self._auth_due = False  # the auth channel's SUBSCRIBE is yet to be sent on this connection
         # Channels with a SUBSCRIBE sent on this connection and no UNSUBSCRIBE since.
         self._subscribed: set[str] = set()
         # Channels that may need a SUBSCRIBE: the writer looks only at these, not
@@ -106,7 +109,6 @@ class RedisHub(Hub):
         self._closing = False  # set by aclose(): the hub's task must end, not reconnect
         self._last_read = 0.0
         self.connected = False
-        self.reconnects = 0
 
     # --- what held polls call ------------------------------------------------
 
@@ -145,21 +147,21 @@ class RedisHub(Hub):
             for subscription in waiters:
                 subscription.wake()
                 woken += 1
-        return woken - (self._auth is not None)
+        return woken
 
     @property
     def auth_epoch(self) -> object | None:
-        """The current epoch of the auth channel's subscription (see AuthEpoch)."""
-        return self._auth.ready.current if self._auth is not None else None  # type: ignore[attr-defined]  # AuthEpoch
+        """The current epoch of the auth channel's subscription, or None (see ``__init__``)."""
+        return self._auth_epoch
 
     @property
     def channel_count(self) -> int:
         """Channels of held polls subscribed on Redis (or about to be)."""
-        return len(self._subscribed) - (self._auth is not None and self._auth.channel in self._subscribed)
+        return len(self._subscribed)
 
     @property
     def waiter_count(self) -> int:
-        return sum(len(waiters) for waiters in self._waiters.values()) - (self._auth is not None)
+        return sum(len(waiters) for waiters in self._waiters.values())
 
     async def aclose(self) -> None:
         if self._task is not None:
@@ -207,7 +209,6 @@ class RedisHub(Hub):
             # Full jitter, so that many workers do not reconnect in step.
             await asyncio.sleep(random.uniform(0, backoff))
             backoff = min(backoff * 2, self.max_backoff)
-            self.reconnects += 1
 
     async def _connect(self, connection: redis.asyncio.Connection) -> None:
         await connection.connect()
@@ -218,10 +219,12 @@ class RedisHub(Hub):
         self._replies_due.clear()
         self._last_read = asyncio.get_running_loop().time()
         self.connected = True
+        self._auth_due = self._auth_channel is not None
         self.resubscribe_missing()  # every channel that has waiters, on the new connection
 
     def _end_connection(self) -> None:
         was_connected, self.connected = self.connected, False
+        self._auth_epoch = None  # messages may be missed from now on
         self._subscribed.clear()
         self._replies_due.clear()
         # Messages published from now on are missed: every held poll falls back
@@ -241,7 +244,12 @@ class RedisHub(Hub):
             if not isinstance(response, list) or len(response) < 3:
                 continue  # PONG outside subscribed mode
             kind, channel = response[0], response[1].decode()
-            if kind == message_kind:
+            if channel == self._auth_channel:
+                if kind == message_kind:
+                    self._on_auth(response[2])  # type: ignore[misc]  # set whenever the auth channel is
+                elif kind == subscribe_kind:
+                    self._auth_epoch = object()
+            elif kind == message_kind:
                 for subscription in self._waiters.get(channel, ()):
                     subscription.wake(response[2])
             elif kind == subscribe_kind:
@@ -286,6 +294,9 @@ class RedisHub(Hub):
                 self._subscribed.add(channel)
                 pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
                 self._replies_due.setdefault(channel, deque()).append(pending)
+            if self._auth_due and self._auth_channel is not None:
+                self._auth_due = False
+                to_subscribe.insert(0, self._auth_channel)  # first: its epoch starts before any poll's
             await self._send(connection, to_unsubscribe, to_subscribe)
             if self._closing:
                 # Python 3.11's asyncio.wait_for (redis-py's write under socket_timeout) returns the
