@@ -2,6 +2,9 @@
 
 import { cookie } from "./env.js";
 
+// A URL with a scheme ("https:") or a host ("//host"): not put under options.baseUrl.
+const ABSOLUTE = /^([a-z][a-z0-9+.-]*:|\/\/)/i;
+
 // A held poll that outlives its timeout by this much is dead (a half-open connection).
 export const STALL_GRACE_MS = 15000;
 
@@ -42,7 +45,14 @@ export class Http {
     return this.options.csrfToken || cookie(this.env.cookies(), "csrftoken") || "";
   }
 
+  /**
+   * Where `path` is: under options.baseUrl if given (joined as a prefix, so that
+   * "https://api.example.com/app" + "/notify/poll" keeps "/app"), unless `path` is
+   * absolute; else relative to the page.
+   */
   url(path) {
+    const base = this.options.baseUrl;
+    if (base && !ABSOLUTE.test(path)) path = `${String(base).replace(/\/+$/, "")}/${path.replace(/^\/+/, "")}`;
     return new URL(path, this.env.baseUrl());
   }
 
@@ -82,9 +92,13 @@ export class Http {
 
   /** POST `payload` as JSON; resolves to {status, ok, body} (body {} when not JSON). */
   async post(path, payload, { keepalive = false } = {}) {
+    const headers = { "Content-Type": "application/json" };
+    // With a bearer token the server checks no CSRF token (a token is not ambient, as a
+    // cookie is); a page on another origin has none, and its own cookie's stays home.
+    if (!this.options.token || this.options.csrfToken) headers["X-CSRFToken"] = this.csrfToken();
     const response = await this.env.fetch(this.url(path), {
       method: "POST",
-      headers: this.headers({ "Content-Type": "application/json", "X-CSRFToken": this.csrfToken() }),
+      headers: this.headers(headers),
       credentials: "same-origin",
       body: JSON.stringify(payload),
       keepalive,

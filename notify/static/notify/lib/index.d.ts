@@ -52,6 +52,12 @@ export interface Env {
 }
 
 export interface Options {
+  /**
+   * Where Django is when the page is on another origin (a single-page app), e.g.
+   * "https://api.example.com" or "https://example.com/app": the URLs below go under it
+   * (joined as a prefix) unless absolute. Default null: relative to the page.
+   */
+  baseUrl: string | null;
   /** GET URL of the poll. Default "/notify/poll". */
   pollUrl: string;
   /** POST URL of read marks. Default "/notify/read". */
@@ -64,9 +70,9 @@ export interface Options {
   limit: number | null;
   /** Names the storage keys, the Web Lock and the channel: one stream per user. Default "default". */
   user: string | number;
-  /** For POSTs; falls back to the csrftoken cookie. */
+  /** For POSTs; falls back to the csrftoken cookie (not sent with a token unless given). */
   csrfToken: string | null;
-  /** Sent as "Authorization: Bearer <token>" instead of relying on the session cookie. */
+  /** Sent as "Authorization: Bearer <token>" instead of relying on the session cookie; POSTs then need no CSRF token. */
   token: string | null;
   /** Where events are dispatched. Default document. */
   target: EventTarget | null;

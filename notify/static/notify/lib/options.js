@@ -1,6 +1,7 @@
 /** The client's options with their defaults (docs/js-client.md), and the server's rules it checks. */
 
 export const DEFAULTS = Object.freeze({
+  baseUrl: null, // where Django is, if not on this page's origin: the URLs below are under it
   pollUrl: "/notify/poll",
   readUrl: "/notify/read",
   publishUrl: "/notify/topics/{topic}/publish",
@@ -8,7 +9,7 @@ export const DEFAULTS = Object.freeze({
   limit: null, // notifications per answer; null: the server's default
   user: "default", // names storage keys, the lock and the channel: one stream per user
   csrfToken: null, // for POSTs; falls back to the csrftoken cookie
-  token: null, // "Authorization: Bearer" instead of the session cookie
+  token: null, // "Authorization: Bearer" instead of the session cookie (and no CSRF token then)
   target: null, // where events are dispatched; document by default
   desktop: false, // show Notification API pop-ups once the user allowed them
   backoffBase: 1000, // ms: first retry waits up to this long (full jitter)...
