@@ -90,6 +90,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 id="notify.E013",
             )
         )
+    problems += check_sizes(user)
     if not problems:
         if conf.DEFAULT_TIMEOUT > conf.MAX_TIMEOUT:
             problems.append(
@@ -133,6 +134,47 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 "AuthenticationMiddleware is not installed: polls can authenticate only with bearer tokens.",
                 hint="Add SessionMiddleware and AuthenticationMiddleware to MIDDLEWARE for session auth.",
                 id="notify.W002",
+            )
+        )
+    return problems
+
+
+# The smallest MAX_ANSWER_BYTES: room for an answer's envelope and a small item.
+MIN_ANSWER_BYTES = 1024
+
+
+def check_sizes(user: dict[str, Any]) -> list[Error | Warning]:
+    """The size limits of issue 13 (notify.sizes, notify.pages): whole numbers, and an answer
+    budget that holds at least one item of the largest size accepted."""
+    problems: list[Error | Warning] = []
+    sizes = {name: user.get(name, DEFAULTS[name]) for name in ("MAX_TOPIC_MESSAGE_BYTES", "MAX_NOTIFICATION_BYTES")}
+    for (name, value), check_id in zip(sizes.items(), ("notify.E015", "notify.E016"), strict=True):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(
+                Error(
+                    f"NOTIFY['{name}'] must be a whole number of bytes, at least 1, not {value!r}.",
+                    hint=f"Data larger than this is refused before it is stored; the default is {DEFAULTS[name]}.",
+                    id=check_id,
+                )
+            )
+    budget = user.get("MAX_ANSWER_BYTES", DEFAULTS["MAX_ANSWER_BYTES"])
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < MIN_ANSWER_BYTES:
+        problems.append(
+            Error(
+                f"NOTIFY['MAX_ANSWER_BYTES'] must be a whole number of bytes, at least {MIN_ANSWER_BYTES}, "
+                f"not {budget!r}.",
+                hint="One poll answer stops at this many bytes (per stream); the default is 1 MiB.",
+                id="notify.E017",
+            )
+        )
+    elif not problems and budget < max(sizes.values()):
+        largest = max(sizes, key=lambda name: sizes[name])
+        problems.append(
+            Error(
+                f"NOTIFY['MAX_ANSWER_BYTES'] ({budget}) is below NOTIFY['{largest}'] ({sizes[largest]}): "
+                "an answer could carry only one such item, and clients would page through them one poll each.",
+                hint=f"Raise MAX_ANSWER_BYTES to a few times {largest}, or lower {largest}.",
+                id="notify.E018",
             )
         )
     return problems

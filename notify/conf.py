@@ -62,6 +62,17 @@ DEFAULTS: dict[str, Any] = {
     # anything stored: deeper gets 400 "too_deep". At most 256 (notify.E013): the
     # answers that carry such data are encoded recursively.
     "MAX_JSON_DEPTH": 32,
+    # Sizes, checked where data enters, before anything is stored (notify.sizes). A topic
+    # message's data as compact JSON in UTF-8: larger gets 413 "too_large" over HTTP and
+    # TooLarge (a ValueError) from notify.publish(). A notification's title, body, url and
+    # data (as compact JSON) together, in UTF-8: larger raises TooLarge from notify.send().
+    "MAX_TOPIC_MESSAGE_BYTES": 8 * 1024,
+    "MAX_NOTIFICATION_BYTES": 32 * 1024,
+    # The bytes of one stream's answer to a poll: a page stops before the item that would
+    # pass it, as it stops at 'limit' (never before its first item), and its cursor is the
+    # last item answered, so the client's next poll goes on from there at once. A
+    # multi-stream poll: per stream.
+    "MAX_ANSWER_BYTES": 1024 * 1024,
     # Middleware LongPollRouter applies to the polls it serves (they skip MIDDLEWARE):
     # dotted paths of async-capable middleware classes, outermost first. None: those of
     # MIDDLEWARE that polls need (POLL_MIDDLEWARE_FROM_MIDDLEWARE), in MIDDLEWARE's order.
@@ -179,6 +190,18 @@ class Settings:
     @property
     def MAX_JSON_DEPTH(self) -> int:
         return self._get("MAX_JSON_DEPTH")
+
+    @property
+    def MAX_TOPIC_MESSAGE_BYTES(self) -> int:
+        return self._get("MAX_TOPIC_MESSAGE_BYTES")
+
+    @property
+    def MAX_NOTIFICATION_BYTES(self) -> int:
+        return self._get("MAX_NOTIFICATION_BYTES")
+
+    @property
+    def MAX_ANSWER_BYTES(self) -> int:
+        return self._get("MAX_ANSWER_BYTES")
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

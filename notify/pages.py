@@ -13,14 +13,16 @@ it back to the database, which stays the record of truth.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
 
 from notify import cursor
 
 # Published on a user's channel when a credential of theirs ends (a token revoked, a
 # logout, a password change): held polls then check that their credentials still hold.
 AUTH_CHANGED = b"auth"
+
+T = TypeVar("T")
 
 
 def notification_json(notification: dict[str, Any]) -> bytes:
@@ -45,8 +47,37 @@ def topic_body(position: int, messages: list[bytes]) -> bytes:
     return b'{"cursor":"%s","messages":[%s]}' % (cursor.encode(position).encode(), b",".join(messages))
 
 
-def run_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -> list[tuple[int, int | None, bytes]]:
-    """``(seq, unread, body)`` of the messages that continue ``after`` without a gap, at most ``limit``.
+# What an answer adds around its items, at most: the braces and keys, the cursor and the
+# unread count (each at most 20 digits). Counted in every page's byte budget.
+ENVELOPE_BYTES = 128
+
+
+def within_budget(items: Iterable[T], budget: int, size: Callable[[T], int]) -> list[T]:
+    """The first of ``items`` that fit in one answer of at most ``budget`` bytes
+    (NOTIFY["MAX_ANSWER_BYTES"]), each of ``size(item)`` bytes and the comma before it,
+    the envelope counted:
+    a page stops before the item that would pass the budget, as it stops at ``limit``.
+    Read lazily: nothing is taken from ``items`` past the first item that does not fit.
+
+    Never empty when there is an item: one larger than the whole budget (stored before
+    the size limits, or under larger ones) is answered alone, so that a client's cursor
+    always moves on.
+    """
+    taken: list[T] = []
+    used = ENVELOPE_BYTES - 1  # the first item has no comma before it
+    for item in items:
+        used += size(item) + 1
+        if used > budget and taken:
+            break
+        taken.append(item)
+    return taken
+
+
+def run_from_messages(
+    messages: Iterable[bytes | str], after: int, limit: int, budget: int
+) -> list[tuple[int, int | None, bytes]]:
+    """``(seq, unread, body)`` of the messages that continue ``after`` without a gap, at most
+    ``limit`` and as many as fit in ``budget`` bytes (``within_budget``).
 
     Empty if the first is missing or any message is garbled: the caller asks the database.
     """
@@ -70,4 +101,4 @@ def run_from_messages(messages: Iterable[bytes | str], after: int, limit: int) -
             break  # a gap: what follows it must come from the database
         picked.append((seq, unread, body))
         expected += 1
-    return picked
+    return within_budget(picked, budget, lambda item: len(item[2]))

@@ -16,6 +16,7 @@ from django.http import HttpRequest, QueryDict
 from notify import cursor
 from notify.conf import conf
 from notify.jsondepth import TooDeep
+from notify.sizes import TooLarge
 from notify.topics import INBOX, NAME_RULE, InvalidTopic, check_data, check_name
 
 _NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
@@ -32,6 +33,13 @@ class BadRequest(Exception):
         super().__init__(detail)
         self.code = code
         self.detail = detail
+
+
+class BodyTooLarge(BadRequest):
+    """A body whose content is past a size limit (413 "too_large"); ``detail`` says the limit."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("too_large", detail)
 
 
 def query_of(request: HttpRequest) -> QueryDict:
@@ -196,7 +204,7 @@ def parse_read(body: bytes) -> list[int] | None:
 
 
 def parse_publish(body: bytes) -> dict[str, Any]:
-    """The data of a topic message: ``{"data": {...}}``."""
+    """The data of a topic message: ``{"data": {...}}``. BodyTooLarge past MAX_TOPIC_MESSAGE_BYTES."""
     accepted = 'Send a JSON object: {"data": {...}}, the message as a JSON object.'
     depth = conf.MAX_JSON_DEPTH
     payload = load_json(
@@ -208,6 +216,8 @@ def parse_publish(body: bytes) -> dict[str, Any]:
         check_data(payload["data"])
     except TooDeep as error:
         raise BadRequest("too_deep", f"{error}. {accepted}") from None
+    except TooLarge as error:
+        raise BodyTooLarge(f"The message's {error}; send a smaller one.") from None
     except (TypeError, ValueError) as error:
         raise BadRequest("invalid_body", f"{error}. {accepted}") from None
     return payload["data"]

@@ -20,6 +20,7 @@ from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
 from notify.models import CHUNK as MODEL_CHUNK
+from notify.sizes import TooLarge
 
 if TYPE_CHECKING:
     from notify.models import Broadcast, Notification
@@ -120,22 +121,25 @@ def resolve_recipient_ids(recipients: Any) -> list[int]:
 
 
 def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
-    """Refuse, with a clear ValueError, what some database would refuse at insert.
+    """Refuse, with a clear ValueError, what some database would refuse at insert, and what
+    is past notify's own limits (TooDeep, TooLarge: ValueErrors).
 
     PostgreSQL cannot store NUL characters in text or JSON and enforces lengths;
     SQLite accepts both. Checking here makes ``send`` behave the same everywhere and
     fail before anything is written, instead of with a DataError inside the caller's
-    transaction.
+    transaction. The size bounds what every poll answer carrying the notification
+    carries: title, body, url and data (as compact JSON) together, in UTF-8.
     """
     from notify.models import Notification
 
+    size = 0
     for name, value in (("title", title), ("body", body), ("url", url)):
         if not isinstance(value, str):
             raise TypeError(f"{name} must be a string, got {type(value).__name__}")
         if "\x00" in value:
             raise ValueError(f"{name} must not contain NUL (\\x00) characters")
         try:
-            value.encode("utf-8")
+            size += len(value.encode("utf-8"))
         except UnicodeEncodeError:
             raise ValueError(f"{name} must be valid Unicode text (it contains a lone surrogate)") from None
         field = Notification._meta.get_field(name)
@@ -149,7 +153,7 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
             raise TooDeep(f"data nests more than {conf.MAX_JSON_DEPTH} levels deep (NOTIFY['MAX_JSON_DEPTH'])")
         try:
             encoded = json.dumps(data, allow_nan=False)
-            json.dumps(data, ensure_ascii=False).encode("utf-8")
+            size += len(json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
         except UnicodeEncodeError:
             raise ValueError("data must be valid Unicode text (it contains a lone surrogate)") from None
         except ValueError as error:  # NaN or Infinity: not JSON, and PostgreSQL refuses them
@@ -158,6 +162,12 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
             raise TypeError(f"data must be JSON-serializable: {error}") from None
         if "\\u0000" in encoded:
             raise ValueError("data must not contain NUL (\\x00) characters")
+    limit = conf.MAX_NOTIFICATION_BYTES
+    if size > limit:
+        raise TooLarge(
+            f"the notification is {size} bytes (title, body, url and data as JSON, in UTF-8); "
+            f"at most {limit} are accepted (NOTIFY['MAX_NOTIFICATION_BYTES'])"
+        )
 
 
 def check_deliver_at(deliver_at: Any) -> datetime.datetime:

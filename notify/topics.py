@@ -30,6 +30,7 @@ from django.utils.module_loading import import_string
 from notify import pages
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
+from notify.sizes import TooLarge
 
 if TYPE_CHECKING:
     from notify.models import TopicMessage
@@ -60,13 +61,16 @@ def check_name(name: Any) -> str:
 
 def check_data(data: Any) -> None:
     """Refuse, with a clear TypeError or ValueError, data some database would refuse at insert,
-    or that nests deeper than MAX_JSON_DEPTH (TooDeep, a ValueError).
+    that nests deeper than MAX_JSON_DEPTH (TooDeep, a ValueError), or that is larger than
+    MAX_TOPIC_MESSAGE_BYTES (TooLarge, a ValueError).
 
     The rules of a notification's data (notify.sending.check_content: JSON-serialisable,
     no NUL), and also what PostgreSQL's jsonb refuses beyond them: NaN and infinities,
     and lone surrogates (which JSON bodies can carry as "\\ud800"). The depth is checked
     first, without recursion: json.dumps below and every answer carrying the message
-    encode it recursively.
+    encode it recursively. The size is the data's as compact JSON in UTF-8: every poll
+    answer that carries the message carries about that much (issue 13: fifty 2.5 MB
+    messages made one room's page 127 MB).
     """
     if not isinstance(data, dict):
         raise TypeError(f"data must be a JSON object (a dict), got {type(data).__name__}")
@@ -74,7 +78,7 @@ def check_data(data: Any) -> None:
     if nests_deeper_than(data, limit):
         raise TooDeep(f"data nests more than {limit} levels deep (NOTIFY['MAX_JSON_DEPTH'])")
     try:
-        encoded = json.dumps(data, ensure_ascii=False, allow_nan=False)
+        encoded = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except RecursionError:
         raise ValueError("data is nested too deeply") from None
     except (TypeError, ValueError) as error:
@@ -82,9 +86,14 @@ def check_data(data: Any) -> None:
     if "\\u0000" in encoded:  # json escapes control characters, ensure_ascii or not
         raise ValueError("data must not contain NUL (\\x00) characters")
     try:
-        encoded.encode("utf-8")
+        size = len(encoded.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValueError("data must not contain lone surrogates (invalid Unicode)") from None
+    limit = conf.MAX_TOPIC_MESSAGE_BYTES
+    if size > limit:
+        raise TooLarge(
+            f"data is {size} bytes as JSON; a topic message may be at most {limit} (NOTIFY['MAX_TOPIC_MESSAGE_BYTES'])"
+        )
 
 
 # --- retention ----------------------------------------------------------------------
@@ -150,7 +159,8 @@ def publish(topic: str, data: dict[str, Any], *, sender: Any = None, using: str 
 
     ``sender`` is a user, a user id, or None. Works inside a transaction (published
     when it commits, never if it rolls back) and outside one. Raises InvalidTopic,
-    TypeError or ValueError before writing anything if the arguments are refused.
+    TypeError or ValueError (TooDeep, TooLarge: past a limit) before writing anything if
+    the arguments are refused.
     """
     from notify.models import Topic, TopicMessage
 

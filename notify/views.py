@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any, cast
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -14,9 +15,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from notify import cursor, db, polling, topics
 from notify.auth import NotAuthenticated, authenticate, credential_of
+from notify.conf import conf
 from notify.limits import TooManyPolls
 from notify.params import (
+    MAX_READ_IDS,
     BadRequest,
+    BodyTooLarge,
     parse_poll,
     parse_publish,
     parse_read,
@@ -146,7 +150,12 @@ async def read(request: HttpRequest) -> JsonResponse:
         ids = parse_read(request.body)
         unread = await db.run(mark_read, user_id, ids)
     except RequestDataTooBig:
-        return error(413, "too_large", "The body is too large; send at most 1000 ids at once.")
+        return error(
+            413,
+            "too_large",
+            f"The body is more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE); "
+            f"send at most {MAX_READ_IDS} ids at once.",
+        )
     except ANSWERED as problem:
         return answer_error(problem)
     return answer({"unread_count": unread})
@@ -227,7 +236,15 @@ async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
             return error(403, "forbidden", f"You may not post to topic {name!r}.")
         message, seq = await db.run(_publish_as, user_id, name, data)
     except RequestDataTooBig:
-        return error(413, "too_large", "The body is too large; send a smaller message.")
+        return error(
+            413,
+            "too_large",
+            f"The body is more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE); "
+            f"a message's data may be at most {conf.MAX_TOPIC_MESSAGE_BYTES} bytes as JSON "
+            "(NOTIFY['MAX_TOPIC_MESSAGE_BYTES']).",
+        )
+    except BodyTooLarge as problem:  # before ANSWERED: a BadRequest, but a 413
+        return error(413, problem.code, problem.detail)
     except ANSWERED as problem:
         return answer_error(problem)
     return JsonResponse({"message": message, "cursor": str(seq)}, status=201, headers={"Cache-Control": "no-store"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from notify import batching, db, pages
 from notify.compiled import CompiledQuery
@@ -25,14 +24,16 @@ def unread_count(user_id: int) -> int:
     return Notification.objects.filter(recipient_id=user_id).unread().count()
 
 
-def newest_unread(user_id: int, head: int, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` unread notifications up to ``head``, oldest first."""
-    newest = list(Notification.objects.filter(recipient_id=user_id, seq__lte=head).unread().order_by("-seq")[:limit])
-    return [n.as_dict() for n in reversed(newest)]
+def newest_unread(user_id: int, head: int, limit: int) -> list[bytes]:
+    """The newest ``limit`` unread notifications up to ``head`` as JSON, oldest first; no more
+    than fit in one answer (MAX_ANSWER_BYTES: the newest are kept, as ``limit`` keeps them)."""
+    newest = Notification.objects.filter(recipient_id=user_id, seq__lte=head).unread().order_by("-seq")[:limit]
+    kept = pages.within_budget((pages.notification_json(n.as_dict()) for n in newest), conf.MAX_ANSWER_BYTES, len)
+    return kept[::-1]
 
 
-def unread_snapshot(user_id: int, limit: int) -> tuple[int, list[dict[str, Any]], int]:
-    """The head, the newest ``limit`` unread notifications up to it (oldest first), and the unread count.
+def unread_snapshot(user_id: int, limit: int) -> tuple[int, list[bytes], int]:
+    """The head, the newest ``limit`` unread notifications up to it (``newest_unread``), and the unread count.
 
     The head is read first: whatever commits after it is past the returned cursor
     and so comes with the next poll.
@@ -41,14 +42,17 @@ def unread_snapshot(user_id: int, limit: int) -> tuple[int, list[dict[str, Any]]
     return cursor, newest_unread(user_id, cursor, limit), unread_count(user_id)
 
 
-def page_after(user_id: int, after: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
-    """Up to ``limit`` notifications after ``after``, oldest first, and the cursor past them."""
+def page_after(user_id: int, after: int, limit: int) -> tuple[int, list[bytes]]:
+    """The notifications after ``after`` as JSON, oldest first, up to ``limit`` and no more than
+    fit in one answer (MAX_ANSWER_BYTES), and the cursor past the last of them: the next poll
+    goes on from there."""
     rows = list(Notification.objects.filter(recipient_id=user_id, seq__gt=after).order_by("seq")[:limit])
-    if not rows:
+    items = pages.within_budget((pages.notification_json(n.as_dict()) for n in rows), conf.MAX_ANSWER_BYTES, len)
+    if not items:
         return after, []
-    cursor = rows[-1].seq
+    cursor = rows[len(items) - 1].seq
     assert cursor is not None  # seq__gt left out the reminders not yet delivered (seq NULL)
-    return cursor, [n.as_dict() for n in rows]
+    return cursor, items
 
 
 def mark_read(user_id: int, ids: Iterable[int] | None) -> int:
@@ -94,8 +98,7 @@ class InboxStream(Stream):
         self.channel = conf.channel_for_user(user_id)
 
     def snapshot(self, limit: int) -> Result:
-        cursor, notifications, unread = unread_snapshot(self.user_id, limit)
-        return Result(cursor, [pages.notification_json(n) for n in notifications], unread)
+        return Result(*unread_snapshot(self.user_id, limit))
 
     def look(self, after: int, limit: int) -> Result:
         # The head first: most polls have nothing new, and then one primary-key
@@ -108,7 +111,7 @@ class InboxStream(Stream):
             return Result(after)
         cursor, notifications = page_after(self.user_id, after, limit)
         # Counted in the same trip: a page with news is answered with its count.
-        return Result(cursor, [pages.notification_json(n) for n in notifications], unread_count(self.user_id))
+        return Result(cursor, notifications, unread_count(self.user_id))
 
     async def batched_head(self) -> int:
         return await batched_head(self.user_id)
@@ -118,7 +121,7 @@ class InboxStream(Stream):
         cursor = await batched_head(self.user_id)
         unread = await batched_unread_count(self.user_id)
         notifications = await db.read(newest_unread, self.user_id, cursor, limit) if unread else []
-        return Result(cursor, [pages.notification_json(n) for n in notifications], unread)
+        return Result(cursor, notifications, unread)
 
     def ahead(self) -> StreamError:
         return StreamError(
@@ -130,7 +133,7 @@ class InboxStream(Stream):
         )
 
     def from_messages(self, messages: Iterable[bytes | str], after: int, limit: int) -> Result | None:
-        picked = pages.run_from_messages(messages, after, limit)
+        picked = pages.run_from_messages(messages, after, limit, conf.MAX_ANSWER_BYTES)
         if not picked or picked[-1][1] is None:
             return None  # nothing that continues the cursor, or no unread count to answer with
         return Result(picked[-1][0], [body for _, _, body in picked], picked[-1][1])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from notify import pages, topics
 from notify.conf import conf
@@ -18,21 +17,27 @@ def topic_head(name: str) -> tuple[int, int]:
     return Topic.objects.filter(name=name).values_list("last_seq", "pruned_seq").first() or (0, 0)
 
 
-def topic_snapshot(name: str, limit: int) -> tuple[int, list[dict[str, Any]]]:
-    """The head, and the newest ``limit`` messages up to it, oldest first.
+def message_json(message: TopicMessage) -> bytes:
+    return pages.notification_json(topics.message_dict(message))
+
+
+def topic_snapshot(name: str, limit: int) -> tuple[int, list[bytes]]:
+    """The head, and the newest ``limit`` messages up to it as JSON, oldest first; no more than
+    fit in one answer (MAX_ANSWER_BYTES: the newest are kept, as ``limit`` keeps them).
 
     The head is read first: whatever commits after it is past the returned cursor.
     """
     cursor, _ = topic_head(name)
-    newest = list(
+    newest = (
         TopicMessage.objects.filter(topic_id=name, seq__lte=cursor).select_related("sender").order_by("-seq")[:limit]
     )
-    return cursor, [topics.message_dict(m) for m in reversed(newest)]
+    return cursor, pages.within_budget(map(message_json, newest), conf.MAX_ANSWER_BYTES, len)[::-1]
 
 
-def topic_page_after(name: str, after: int, limit: int) -> tuple[int, list[dict[str, Any]], int, int]:
-    """Up to ``limit`` messages after ``after``, oldest first, the cursor past them, and the
-    topic's ``(last_seq, pruned_seq)``.
+def topic_page_after(name: str, after: int, limit: int) -> tuple[int, list[bytes], int, int]:
+    """The messages after ``after`` as JSON, oldest first, up to ``limit`` and no more than fit
+    in one answer (MAX_ANSWER_BYTES), the cursor past the last of them, and the topic's
+    ``(last_seq, pruned_seq)``.
 
     The head is read *after* the messages: retention raises pruned_seq in the
     transaction that deletes, so if pruned_seq is still at or below ``after`` now,
@@ -43,9 +48,10 @@ def topic_page_after(name: str, after: int, limit: int) -> tuple[int, list[dict[
         TopicMessage.objects.filter(topic_id=name, seq__gt=after).select_related("sender").order_by("seq")[:limit]
     )
     last_seq, pruned_seq = topic_head(name)
-    if not rows:
+    items = pages.within_budget(map(message_json, rows), conf.MAX_ANSWER_BYTES, len)
+    if not items:
         return after, [], last_seq, pruned_seq
-    return rows[-1].seq, [topics.message_dict(m) for m in rows], last_seq, pruned_seq
+    return rows[len(items) - 1].seq, items, last_seq, pruned_seq
 
 
 # --- the stream -----------------------------------------------------------------------
@@ -59,8 +65,7 @@ class TopicStream(Stream):
         self.channel = conf.channel_for_topic(name)
 
     def snapshot(self, limit: int) -> Result:
-        cursor, messages = topic_snapshot(self.name, limit)
-        return Result(cursor, [pages.notification_json(m) for m in messages])
+        return Result(*topic_snapshot(self.name, limit))
 
     def look(self, after: int, limit: int) -> Result:
         cursor, messages, last_seq, pruned_seq = topic_page_after(self.name, after, limit)
@@ -76,7 +81,7 @@ class TopicStream(Stream):
             )
         if after > last_seq:
             raise self.ahead()
-        return Result(cursor, [pages.notification_json(m) for m in messages])
+        return Result(cursor, messages)
 
     def permitted(self, user_id: int) -> bool:
         return topics.permitted(user_id, self.name, "read")
@@ -94,7 +99,7 @@ class TopicStream(Stream):
         )
 
     def from_messages(self, messages: Iterable[bytes | str], after: int, limit: int) -> Result | None:
-        picked = pages.run_from_messages(messages, after, limit)
+        picked = pages.run_from_messages(messages, after, limit, conf.MAX_ANSWER_BYTES)
         if not picked:
             return None
         return Result(picked[-1][0], [body for _, _, body in picked])
