@@ -1,7 +1,8 @@
-"""Abuse, generated (issue 13, cases 4 and 5): deep and wide JSON bodies and floods of query
-parameters on every notify endpoint. Whatever the shape, the answer is a 4xx JSON that names
-the limit, or the normal answer — never a 500 or a traceback, and a refused publish stores
-nothing. Bounded: each test runs a few dozen examples against one server of its own, in seconds.
+"""Abuse, generated (issue 13, cases 1, 4 and 5): deep and wide JSON bodies, floods of query
+parameters and oversized payloads on every notify endpoint. Whatever the shape, the answer is a
+4xx JSON that names the limit, or the normal answer — never a 500 or a traceback, and a refused
+publish stores nothing. Bounded: each test runs a few dozen examples against one server of its
+own, in seconds.
 """
 
 from __future__ import annotations
@@ -154,3 +155,57 @@ def test_floods_of_query_parameters_get_400_json_on_every_endpoint(
         assert not TopicMessage.objects.filter(topic_id=room).exists()
     else:
         assert payload.get("error") != "too_many_fields", payload
+
+
+# --- oversized payloads --------------------------------------------------------------------------------------------
+
+UPLOAD_LIMIT = django_settings.DATA_UPLOAD_MAX_MEMORY_SIZE  # Django's, on every body
+TEXT_OVERHEAD = len('{"text":""}')
+
+
+def around(limit: int) -> st.SearchStrategy[int]:
+    return st.integers(max(TEXT_OVERHEAD, limit - 64), limit + 64)
+
+
+@settings(FUZZ, max_examples=25)  # one room: under any per-topic rate limit of the server's
+@given(
+    size=around(conf.MAX_TOPIC_MESSAGE_BYTES) | st.integers(TEXT_OVERHEAD, 3_000_000),
+    padding=st.just(0) | around(UPLOAD_LIMIT) | st.integers(0, 3_000_000),
+)
+def test_oversized_publishes_get_413_saying_the_limit_and_store_nothing(fuzz_server, token, size, padding):
+    room = f"room:fuzz-sizes-{os.getpid()}"
+    data = json.dumps({"text": "x" * (size - TEXT_OVERHEAD)}, separators=(",", ":")).encode()
+    body = b'{"data":' + b" " * padding + data + b"}"  # spaces: a body larger than its data
+    before = TopicMessage.objects.filter(topic_id=room).count()
+    status, payload = request(fuzz_server, "POST", f"/notify/topics/{room}/publish", token, body)
+    stored = TopicMessage.objects.filter(topic_id=room).count() - before
+    if len(body) > UPLOAD_LIMIT:
+        assert (status, payload.get("error"), stored) == (413, "too_large", 0), payload
+        assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in payload["detail"], payload
+    elif size > conf.MAX_TOPIC_MESSAGE_BYTES:
+        assert (status, payload.get("error"), stored) == (413, "too_large", 0), payload
+        assert f"at most {conf.MAX_TOPIC_MESSAGE_BYTES}" in payload["detail"], payload
+    else:
+        assert (status, stored) == (201, 1), payload
+
+
+@FUZZ
+@given(
+    endpoint=st.sampled_from(ENDPOINTS),
+    padding=st.just(0) | around(UPLOAD_LIMIT) | st.integers(0, 3_000_000),
+    long_value=st.integers(0, 8000),  # a request line past ~16 KB is refused by uvicorn (h11) itself
+    authenticated=st.booleans(),
+)
+def test_oversized_bodies_and_long_query_values_on_every_endpoint_get_a_clear_answer(
+    fuzz_server, token, endpoint, padding, long_value, authenticated
+):
+    method, path = endpoint
+    path = path.format(room=fresh_room())
+    target = f"{path}{'&' if '?' in path else '?'}junk={'x' * long_value}"
+    body = b'{"all":' + b" " * padding + b"true}" if method == "POST" else b" " * padding
+    status, payload = request(fuzz_server, method, target, token if authenticated else None, body)
+    if method == "POST" and len(body) > UPLOAD_LIMIT and authenticated:
+        assert (status, payload.get("error")) == (413, "too_large"), payload
+        assert str(UPLOAD_LIMIT) in payload["detail"], payload
+    elif not authenticated:
+        assert status == 401, payload
