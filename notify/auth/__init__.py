@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from importlib import import_module
+from secrets import token_hex
 from types import SimpleNamespace
 
 from django.conf import settings
@@ -89,8 +90,28 @@ def credential_of(request: HttpRequest) -> Credential:
 # --- tokens (synchronous: notify.db's threads) ------------------------------------------
 
 
+# The token cache holds "key -> (user id, secret hash, generation)". A look-up that misses
+# reads the token's generation, then the database, then writes the entry with the
+# generation it read first; an entry counts only while its generation is still the
+# token's. Every change to a token (or its user) sets a new generation once it commits
+# (forget_token). So a look-up that read the row before a revocation committed, and
+# writes it after the revocation's drop, writes it under the old generation: it is never
+# used (issue 13, case 11; a plain delete let such a write revive the token for
+# TOKEN_CACHE_SECONDS). A generation is a fresh random value, not a counter, so that
+# one lost from the cache (evicted, expired) never comes back equal to an older entry's.
+# It outlives the entries written before it by a day: a stale write would have to come a
+# day after the change it missed. (Left: a token without a generation when the look-up
+# read, whose new one is evicted within TOKEN_CACHE_SECONDS of the stale write; a cache
+# that evicts keys it was given a day to keep is under pressure notify cannot fix.)
+GENERATION_SECONDS = 24 * 3600
+
+
 def token_cache_key(key: str) -> str:
     return f"notify:token:{key}"
+
+
+def token_generation_key(key: str) -> str:
+    return f"notify:token-generation:{key}"
 
 
 def _cache() -> BaseCache | None:
@@ -114,15 +135,19 @@ def user_ids_for_tokens(raws: list[str], *, cached: bool = True) -> dict[str, in
             secrets.setdefault(parts[0], []).append((raw, parts[1]))
     cache = _cache() if cached else None
     entries: dict[str, tuple[int, str]] = {}
+    generations: dict[str, str | None] | None = None  # read before the database; None: unknown
     if cache is not None and secrets:
         try:
-            cached_entries = cache.get_many([token_cache_key(key) for key in secrets])
+            # One round trip, read at once (MGET): each entry with its token's generation now.
+            got = cache.get_many([k for key in secrets for k in (token_cache_key(key), token_generation_key(key))])
         except Exception:  # a cache outage must not lock users out
             logger.warning("notify: token cache unavailable", exc_info=True)
         else:
-            entries = {
-                key: cached_entries[token_cache_key(key)] for key in secrets if token_cache_key(key) in cached_entries
-            }
+            generations = {key: got.get(token_generation_key(key)) for key in secrets}
+            for key in secrets:
+                entry = got.get(token_cache_key(key))
+                if isinstance(entry, (tuple, list)) and len(entry) == 3 and entry[2] == generations[key]:
+                    entries[key] = (entry[0], entry[1])
     missing = [key for key in secrets if key not in entries]
     if missing:
         rows = (
@@ -132,9 +157,12 @@ def user_ids_for_tokens(raws: list[str], *, cached: bool = True) -> dict[str, in
         )
         found = {key: (user_id, secret_hash) for key, user_id, secret_hash in rows}
         entries.update(found)
-        if cache is not None and found:
+        if cache is not None and generations is not None and found:
+            # Under the generations read before the query: if a change committed since,
+            # these entries are stale, and already outdated by its new generation.
+            fresh = {token_cache_key(key): (*entry, generations[key]) for key, entry in found.items()}
             try:
-                cache.set_many({token_cache_key(key): entry for key, entry in found.items()}, conf.TOKEN_CACHE_SECONDS)
+                cache.set_many(fresh, conf.TOKEN_CACHE_SECONDS)
             except Exception:
                 logger.warning("notify: token cache unavailable", exc_info=True)
     users: dict[str, int] = {}
@@ -150,11 +178,12 @@ def user_ids_for_tokens(raws: list[str], *, cached: bool = True) -> dict[str, in
 
 
 def forget_token(key: str) -> None:
-    """Drop a token from the cache (on revoke), so it stops working at once."""
+    """Outdate a token's cache entry (on any change to it), so a revoked token stops at once:
+    a new generation, which every entry written before does not carry (see GENERATION_SECONDS)."""
     cache = _cache()
     if cache is not None:
         try:
-            cache.delete(token_cache_key(key))
+            cache.set(token_generation_key(key), token_hex(8), GENERATION_SECONDS)
         except Exception:
             logger.warning(
                 "notify: token cache unavailable; a revoked token may work until its cache entry expires", exc_info=True

@@ -59,10 +59,11 @@ def announce(user_id: int, *, using: str = "default") -> None:
 
 
 def token_saved(sender: type, instance: ApiToken, using: str, **kwargs: Any) -> None:
-    # Now, and again after commit: a look-up between the two would otherwise cache
-    # the row as it was before this transaction. The "auth" message is registered
-    # after the second drop, so it is published only once the cache is clean
-    # (notify.auth.confirm relies on that order).
+    # A new generation for the token's cache entry, now and again after commit: every
+    # entry written before the second is outdated, also one that a look-up which read the
+    # row before this commit writes after it (notify.auth.GENERATION_SECONDS). The "auth"
+    # message is registered after the second, so it is published only once the cache
+    # is clean (notify.auth.confirm relies on that order).
     forget_token(instance.key)
     transaction.on_commit(partial(forget_token, instance.key), using=using)
     if instance.revoked_at is not None:
