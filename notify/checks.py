@@ -119,6 +119,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     problems += check_topic_retention(user.get("TOPIC_RETENTION", DEFAULTS["TOPIC_RETENTION"]))
     problems += check_topic_permission(user.get("TOPIC_PERMISSION"))
     problems += check_poll_middleware(user.get("POLL_MIDDLEWARE"))
+    problems += check_rate_limits(user)
     if conf.BROKER == "memory":
         problems.append(
             Warning(
@@ -335,3 +336,28 @@ def check_cluster_url(url: str) -> list[Error | Warning]:
             )
         ]
     return []
+
+
+# The rate limits per user (notify.limits): None (no limit) or a whole number.
+RATE_LIMITS = (
+    "MAX_SNAPSHOTS_PER_SECOND",
+    "MAX_TOPIC_PUBLISHES_PER_MINUTE",
+    "MAX_PUBLISHES_PER_MINUTE",
+    "MAX_NEW_TOPICS_PER_HOUR",
+    "MAX_PENDING_REMINDERS_PER_USER",
+)
+
+
+def check_rate_limits(user: dict[str, Any]) -> list[Error | Warning]:
+    problems: list[Error | Warning] = []
+    for name in RATE_LIMITS:
+        value = user.get(name, DEFAULTS[name])
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(
+                Error(
+                    f"NOTIFY['{name}'] must be None (no limit) or a whole number of at least 1, not {value!r}.",
+                    hint=f"The default is {DEFAULTS[name]}; past it a user gets 429 with Retry-After.",
+                    id="notify.E020",
+                )
+            )
+    return problems

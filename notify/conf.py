@@ -22,7 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_TIMEOUT": 60.0,
     "DEFAULT_LIMIT": 50,
     "MAX_LIMIT": 100,
-    # Polls one user may hold at once in one worker process; the next gets 429.
+    # Polls one user may hold at once, across every worker and host (counted in Redis;
+    # per process with the memory broker or while Redis fails); the next gets 429.
     "MAX_POLLS_PER_USER": 10,
     # Polls one worker process may hold at once; the next gets 503 with Retry-After.
     # None: the process's open-file limit less 256 (each held poll is a socket).
@@ -73,6 +74,20 @@ DEFAULTS: dict[str, Any] = {
     # last item answered, so the client's next poll goes on from there at once. A
     # multi-stream poll: per stream.
     "MAX_ANSWER_BYTES": 1024 * 1024,
+    # Rate limits per user, across every worker and host (notify.limits, counted in Redis;
+    # per process with the memory broker or while Redis fails). Past one: 429 with
+    # Retry-After. None: no limit. For HTTP clients only: notify.send() and
+    # notify.publish() are the project's own code.
+    # Streams answered at once (a poll without a cursor: one per stream it asks for) a second.
+    "MAX_SNAPSHOTS_PER_SECOND": 20,
+    # Messages published over HTTP a minute: to any one topic, and in all.
+    "MAX_TOPIC_PUBLISHES_PER_MINUTE": 60,
+    "MAX_PUBLISHES_PER_MINUTE": 120,
+    # Topics a user's publishes over HTTP may create an hour.
+    "MAX_NEW_TOPICS_PER_HOUR": 100,
+    # Reminders (deliver_at) pending at once, where users create them over HTTP
+    # (notify.limits.bounded_reminders; the demo's "Remind me" form).
+    "MAX_PENDING_REMINDERS_PER_USER": 100,
     # Middleware LongPollRouter applies to the polls it serves (they skip MIDDLEWARE):
     # dotted paths of async-capable middleware classes, outermost first. None: those of
     # MIDDLEWARE that polls need (POLL_MIDDLEWARE_FROM_MIDDLEWARE), in MIDDLEWARE's order.
@@ -202,6 +217,26 @@ class Settings:
     @property
     def MAX_ANSWER_BYTES(self) -> int:
         return self._get("MAX_ANSWER_BYTES")
+
+    @property
+    def MAX_SNAPSHOTS_PER_SECOND(self) -> int | None:
+        return self._get("MAX_SNAPSHOTS_PER_SECOND")
+
+    @property
+    def MAX_TOPIC_PUBLISHES_PER_MINUTE(self) -> int | None:
+        return self._get("MAX_TOPIC_PUBLISHES_PER_MINUTE")
+
+    @property
+    def MAX_PUBLISHES_PER_MINUTE(self) -> int | None:
+        return self._get("MAX_PUBLISHES_PER_MINUTE")
+
+    @property
+    def MAX_NEW_TOPICS_PER_HOUR(self) -> int | None:
+        return self._get("MAX_NEW_TOPICS_PER_HOUR")
+
+    @property
+    def MAX_PENDING_REMINDERS_PER_USER(self) -> int | None:
+        return self._get("MAX_PENDING_REMINDERS_PER_USER")
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

@@ -34,7 +34,7 @@ from notify import auth, db, lifecycle
 from notify.auth import Credential, NotAuthenticated
 from notify.broker import Subscription, get_broker
 from notify.conf import conf
-from notify.limits import poll_limiter
+from notify.limits import count_snapshot, poll_limiter
 from notify.pages import AUTH_CHANGED
 from notify.streams import Result, Stream, named
 
@@ -56,15 +56,16 @@ async def poll(
 
     At once if any stream has no cursor (its snapshot); otherwise held up to
     ``timeout`` seconds for anything new on any of them. Raises NotAuthenticated,
-    StreamError, TooManyPolls and DatabaseError for the caller to answer.
+    StreamError, LimitExceeded (TooManyPolls) and DatabaseError for the caller to answer.
     """
     if any(after is None for _, after in wanted):
         user_id = await auth.authenticate_credential(credential)
+        await count_snapshot(user_id, len(wanted))
         return await snapshot(user_id, [(named(name, user_id), after) for name, after in wanted], limit)
     # Held: start from the credential's hint; hold() verifies it once subscribed.
     user_id = await auth.identify(credential)
     followed: Followed = [(named(name, user_id), after) for name, after in wanted if after is not None]
-    with poll_limiter.holding(user_id, conf.MAX_POLLS_PER_USER, conf.MAX_HELD_POLLS):
+    async with poll_limiter.holding(user_id, conf.MAX_POLLS_PER_USER, conf.MAX_HELD_POLLS, timeout):
         results = await hold(credential, user_id, followed, limit, timeout)
     return list(zip([stream for stream, _ in followed], results, strict=True))
 

@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from notify import cursor, db, polling, topics
 from notify.auth import NotAuthenticated, authenticate, credential_of
 from notify.conf import conf
-from notify.limits import TooManyPolls
+from notify.limits import LimitExceeded, count_publish
 from notify.params import (
     MAX_READ_IDS,
     BadRequest,
@@ -60,7 +60,7 @@ def not_authenticated(detail: str) -> JsonResponse:
 
 # What a view answers with a JSON error (400, 401, 403/410 of a stream, 429, 503);
 # anything else is a bug, and a 500.
-ANSWERED = (BadRequest, NotAuthenticated, StreamError, TooManyPolls, DatabaseError)
+ANSWERED = (BadRequest, NotAuthenticated, StreamError, LimitExceeded, DatabaseError)
 
 
 def answer_error(problem: Exception, *, multi: bool = False) -> JsonResponse:
@@ -71,8 +71,8 @@ def answer_error(problem: Exception, *, multi: bool = False) -> JsonResponse:
         return not_authenticated(problem.detail)
     if isinstance(problem, StreamError):
         return stream_error(problem, multi=multi)
-    if isinstance(problem, TooManyPolls):
-        return error(problem.status, problem.code, problem.detail, **{"Retry-After": str(RETRY_AFTER)})
+    if isinstance(problem, LimitExceeded):
+        return error(problem.status, problem.code, problem.detail, **{"Retry-After": str(problem.retry_after)})
     if isinstance(problem, DatabaseError):
         return database_unavailable(problem)
     raise problem
@@ -234,6 +234,7 @@ async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
         data = parse_publish(request.body)
         if not await db.run(topics.permitted, user_id, name, "post"):
             return error(403, "forbidden", f"You may not post to topic {name!r}.")
+        await count_publish(user_id, name)  # 429 past a rate limit (notify.limits)
         message, seq = await db.run(_publish_as, user_id, name, data)
     except RequestDataTooBig:
         return error(

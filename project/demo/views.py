@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 import notify
 from notify import topics
+from notify.limits import LimitExceeded, bounded_reminders
 from notify.models import Level, TopicMessage
 
 # Notifications the inbox renders; newer ones are added live by notify.js.
@@ -100,7 +101,16 @@ def remind(request: HttpRequest) -> HttpResponse:
         # No clock time in the text: the page shows times in the browser's time zone, and
         # the notification's own time is when it was asked for.
         asked = f"You asked to be reminded {REMINDER_DELAYS[delay]}."
-        (reminder,) = notify.send(request.user, form.cleaned_data["title"], asked, deliver_at=deliver_at)
+        try:
+            # At most MAX_PENDING_REMINDERS_PER_USER pending: each is a row until it is due.
+            with bounded_reminders(request.user.pk):
+                (reminder,) = notify.send(request.user, form.cleaned_data["title"], asked, deliver_at=deliver_at)
+        except LimitExceeded as refused:
+            messages.error(request, refused.detail)
+            page = inbox(request)  # the page the form is on, with the refusal, as a 429
+            page.status_code = refused.status
+            page["Retry-After"] = str(refused.retry_after)
+            return page
         # Tagged with the reminder: the inbox clears this notice when that reminder arrives.
         text = f"Reminder set: it will appear here {REMINDER_DELAYS[delay]}."
         messages.success(request, text, extra_tags=f"reminder:{reminder.pk}")
