@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -9,13 +10,25 @@ import tempfile
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.server import ROOT, free_port
 
 CONFIG = ROOT / "deploy" / "nginx.conf"
 
 
+def require_nginx() -> None:
+    """Skip the calling test (fail it on CI) when there is no nginx to run."""
+    if shutil.which("nginx") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("nginx is not installed: `make test` installs it (apt-get install nginx-light)")
+        pytest.skip("nginx is not installed (make test installs it when run as root)")
+
+
 class Nginx:
-    def __init__(self, upstreams: list[str], *, poll_read_timeout: str | None = None) -> None:
+    def __init__(
+        self, upstreams: list[str], *, poll_read_timeout: str | None = None, client_timeouts: str | None = None
+    ) -> None:
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="notify-nginx-"))
         config = CONFIG.read_text()
@@ -28,6 +41,13 @@ class Nginx:
         config = config.replace("/tmp/nginx-notify-", str(self.dir / "temp-"))
         if poll_read_timeout is not None:  # a proxy that cuts long requests
             config = config.replace("proxy_read_timeout 75s;", f"proxy_read_timeout {poll_read_timeout};", 1)
+        if client_timeouts is not None:
+            # The shipped slow-client directives with a shorter value, so that a test need not
+            # wait the shipped 10 s. Only directives the config has are changed: without them
+            # nginx's own default (60 s) applies, and a test that expects this value fails.
+            config = re.sub(
+                r"^(\s*client_(?:header|body)_timeout) \S+;", rf"\g<1> {client_timeouts};", config, flags=re.MULTILINE
+            )
         self.config = self.dir / "nginx.conf"
         self.config.write_text(config)
         self.process: subprocess.Popen[bytes] | None = None

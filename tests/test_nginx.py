@@ -6,7 +6,6 @@ import asyncio
 import http.client
 import json
 import os
-import shutil
 import time
 
 import pytest
@@ -15,18 +14,15 @@ from asgiref.sync import sync_to_async
 import notify
 from tests import threads
 from tests.conftest import hub_clients, poll_channels
-from tests.nginx import Nginx
+from tests.nginx import Nginx, require_nginx
 from tests.server import Server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def nginx_installed():
-    if shutil.which("nginx") is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("nginx is not installed: `make test` installs it (apt-get install nginx-light)")
-        pytest.skip("nginx is not installed (make test installs it when run as root)")
+def nginx_installed() -> None:
+    require_nginx()
 
 
 def get(url: str, path: str, headers: dict[str, str], timeout: float = 40) -> tuple[int, dict]:
