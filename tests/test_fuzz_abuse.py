@@ -106,10 +106,12 @@ def test_deep_or_wide_publishes_are_stored_whole_or_refused_before_anything_is_s
         body = body[:-cut]
     status, payload = request(fuzz_server, "POST", f"/notify/topics/{room}/publish", token, body)
     stored = TopicMessage.objects.filter(topic_id=room).count()
-    if cut is None and depth <= conf.MAX_JSON_DEPTH:
+    if cut is None and depth <= conf.MAX_JSON_DEPTH and len(value) <= conf.MAX_TOPIC_MESSAGE_BYTES:
         assert status == 201, payload
         assert stored == 1
         assert json.dumps(payload["message"]["data"], separators=(",", ":")).encode() == value
+    elif cut is None and depth <= conf.MAX_JSON_DEPTH:  # wide: past the size limit (value is compact JSON)
+        assert (status, payload["error"], stored) == (413, "too_large", 0), payload
     else:
         assert status == 400 and stored == 0, payload
         assert payload["error"] == ("invalid_json" if cut is not None else "too_deep"), payload
