@@ -77,6 +77,7 @@ def _room() -> str:
 # --- case 9: polls held per user, across workers -------------------------------------------------------------------
 
 
+@pytest.mark.system  # two uvicorn workers
 def test_a_users_held_polls_are_limited_across_two_workers(workers, alice, token):
     """MAX_POLLS_PER_USER = 2: two held on worker 1, a third on worker 2 gets 429 (before: held, 2 per worker)."""
     first, second = workers
@@ -100,6 +101,7 @@ def _poll_quietly(server: Server, token: str, **params: Any) -> None:
         server.poll(token, **params)
 
 
+@pytest.mark.system  # two uvicorn workers, and a third killed
 def test_a_killed_workers_held_polls_free_their_slots_once_their_polls_would_have_ended(
     workers, alice, token, redis_client
 ):
@@ -143,6 +145,7 @@ def ratelimit_held(redis_client: Any, key: str) -> int:
 # --- case 9: snapshot polls ----------------------------------------------------------------------------------------
 
 
+@pytest.mark.system  # two uvicorn workers
 def test_snapshot_polls_are_limited_per_user_per_second_across_two_workers(workers, make_user, token_for):
     """MAX_SNAPSHOTS_PER_SECOND = 3, one per stream: a 3-stream snapshot on worker 1 takes the second's
     budget, the next on worker 2 gets 429 (before: every snapshot answered at once, as many as asked)."""
@@ -166,6 +169,7 @@ def test_snapshot_polls_are_limited_per_user_per_second_across_two_workers(worke
     assert second.poll(bobs).status == 200
 
 
+@pytest.mark.system  # two uvicorn workers
 def test_a_flood_of_concurrent_multi_stream_snapshot_polls_is_mostly_refused(workers, make_user, token_for):
     """Issue 13's case 9, small: 24 concurrent 3-stream snapshot polls from one user over two workers.
     Before: all 24 answered (64 such polls raised another user's latency from 3 ms to 2.4 s)."""
@@ -191,6 +195,7 @@ def test_a_flood_of_concurrent_multi_stream_snapshot_polls_is_mostly_refused(wor
 # --- publishes: per topic and in all, across workers ---------------------------------------------------------------
 
 
+@pytest.mark.system  # two uvicorn workers
 def test_publishes_per_topic_and_in_all_are_limited_across_two_workers(workers, alice, token):
     """3 a minute to one topic, 5 in all, counted together by both workers; a refused publish stores nothing."""
     first, second = workers
@@ -210,6 +215,7 @@ def test_publishes_per_topic_and_in_all_are_limited_across_two_workers(workers, 
     assert TopicMessage.objects.filter(topic_id=other).count() == 2
 
 
+@pytest.mark.system  # two uvicorn workers
 def test_publishes_are_limited_per_user(workers, make_user, token_for):
     first, second = workers
     room = _room()
@@ -221,6 +227,7 @@ def test_publishes_are_limited_per_user(workers, make_user, token_for):
 # --- case 8: unbounded creation ------------------------------------------------------------------------------------
 
 
+@pytest.mark.system  # two uvicorn workers
 def test_publishing_to_new_topics_makes_at_most_the_allowed_topics(workers, alice, token):
     """Issue 13's case 8, small: publishes to room:junk<N> made a Topic row each (1,000 in 15 s).
     Now MAX_NEW_TOPICS_PER_HOUR = 3 a user, over both workers; existing topics stay open."""
@@ -253,6 +260,7 @@ def remind(server: Server, cookies: str, csrf: tuple[str, str], title: str) -> R
     )
 
 
+@pytest.mark.system  # two uvicorn workers
 def test_the_remind_form_keeps_at_most_the_allowed_reminders_pending(workers, alice, session_cookie):
     """Issue 13's case 8, small: 500 POSTs to the demo's remind form made 501 pending reminders.
     Now MAX_PENDING_REMINDERS_PER_USER = 3: ten concurrent POSTs over both workers leave exactly 3;
@@ -345,3 +353,40 @@ def test_e020_a_rate_limit_is_none_or_a_whole_number(name, value):
     for fine in (None, 1, 1000):
         with override_settings(NOTIFY={name: fine}):
             assert check_settings() == []
+
+
+# --- Redis Cluster and Sentinel ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["cluster", "sentinel"])
+def other_redis(request: pytest.FixtureRequest, redis_answers: None) -> Iterator[str]:
+    """NOTIFY's Redis on a Cluster of three masters, or a master under Sentinel, of the test's own."""
+    from django.conf import settings
+
+    from tests.cluster import OwnCluster, OwnSentinel, cluster_tools_missing
+
+    missing = cluster_tools_missing()
+    if missing:
+        pytest.skip(missing)
+    own = (OwnCluster if request.param == "cluster" else OwnSentinel)().start()
+    try:
+        with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": own.url}):
+            yield request.param
+    finally:
+        own.stop()
+
+
+@pytest.mark.system  # a Redis Cluster or Sentinel of its own
+async def test_the_limits_are_counted_on_a_redis_cluster_and_under_sentinel(other_redis):
+    """The scripts run there (a user's keys share a Cluster slot), and nothing fails open."""
+    user = 10**9 + 2
+    rules = [ratelimit.Rule("publishes:room:a", 2, 60.0), ratelimit.Rule("publishes", 3, 60.0)]
+    answers = [await ratelimit.hit(user, rules) for _ in range(3)]
+    first = await ratelimit.take_slot(user, 1, 5.0)
+    second = await ratelimit.take_slot(user, 1, 5.0)
+
+    assert answers[:2] == [None, None] and answers[2] is not None and answers[2].rule == rules[0]
+    assert first is not None and first is not ratelimit.NOT_COUNTED and second is None
+    await ratelimit.free_slot(first)
+    assert await ratelimit.take_slot(user, 1, 5.0) not in (None, ratelimit.NOT_COUNTED)
+    assert not ratelimit._redis._failing
