@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.formats import date_format
 
-from notify.forms import NotificationForm
+from notify.forms import BroadcastForm, NotificationForm
 from notify.models import ApiToken, ApiTokenQuerySet, Broadcast, Notification, NotificationQuerySet
 from notify.sending import send, send_broadcast
 
@@ -75,6 +75,7 @@ class BroadcastAdmin(admin.ModelAdmin):
     list_filter = ["level", "sent_at"]
     search_fields = ["title", "body"]
     filter_horizontal = ["groups"]
+    form = BroadcastForm
     fields = ["title", "body", "level", "url", "groups", "created_by", "sent_at", "recipient_count"]
     readonly_fields = ["created_by", "sent_at", "recipient_count"]
 

@@ -110,10 +110,29 @@ NOTIFY: dict[str, Any] = {
     "TOPIC_PERMISSION": "project.demo.topics.can_use",
 }
 # Any other NOTIFY key can be set as NOTIFY_<KEY>, e.g. NOTIFY_MAX_TIMEOUT=30.
-for _key in ("MAX_TIMEOUT", "DEFAULT_TIMEOUT", "RECHECK_INTERVAL", "SUBSCRIBE_TIMEOUT", "DB_TIMEOUT"):
+for _key in (
+    "MAX_TIMEOUT",
+    "DEFAULT_TIMEOUT",
+    "RECHECK_INTERVAL",
+    "SUBSCRIBE_TIMEOUT",
+    "DB_TIMEOUT",
+    "CREDENTIAL_TRUST_SECONDS",
+):
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = float(os.environ[f"NOTIFY_{_key}"])
-for _key in ("MAX_POLLS_PER_USER", "MAX_HELD_POLLS", "DB_THREADS"):
+for _key in (
+    "MAX_POLLS_PER_USER",
+    "MAX_HELD_POLLS",
+    "DB_THREADS",
+    "MAX_TOPIC_MESSAGE_BYTES",
+    "MAX_NOTIFICATION_BYTES",
+    "MAX_ANSWER_BYTES",
+    "MAX_SNAPSHOTS_PER_SECOND",
+    "MAX_TOPIC_PUBLISHES_PER_MINUTE",
+    "MAX_PUBLISHES_PER_MINUTE",
+    "MAX_NEW_TOPICS_PER_HOUR",
+    "MAX_PENDING_REMINDERS_PER_USER",
+):
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = int(os.environ[f"NOTIFY_{_key}"])
 

@@ -161,3 +161,25 @@ def test_the_notification_change_form_shows_recipient_read_only_but_the_add_form
     change = admin_client.get(f"/admin/notify/notification/{notification.pk}/change/").content.decode()
     assert 'name="recipient"' not in change and alice.get_username() in change
     assert 'name="recipient"' in admin_client.get("/admin/notify/notification/add/").content.decode()
+
+
+@pytest.mark.parametrize("where", ["send action", "broadcast", "demo send page"])
+def test_a_notification_past_the_size_limit_is_a_form_error_not_a_500(where, admin_client, make_user, settings):
+    """Staff surfaces refuse what notify.send() would refuse (MAX_NOTIFICATION_BYTES) with the
+    form's own error, and send nothing."""
+    settings.NOTIFY = {**settings.NOTIFY, "MAX_NOTIFICATION_BYTES": 1024}
+    alice = make_user()
+    body = "x" * 2000
+    if where == "send action":
+        reply = choose_action(admin_client, [alice], apply="1", title="Big", body=body, level="info")
+    elif where == "broadcast":
+        reply = admin_client.post(
+            "/admin/notify/broadcast/add/", {"title": "Big", "body": body, "level": "info", "_confirm": "1"}
+        )
+    else:
+        reply = admin_client.post(
+            "/send/", {"recipient": alice.get_username(), "title": "Big", "body": body, "level": "info"}
+        )
+    assert reply.status_code == 200, reply.status_code
+    assert b"MAX_NOTIFICATION_BYTES" in reply.content
+    assert not Notification.objects.exists() and not Broadcast.objects.exists()

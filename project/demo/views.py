@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 
 import notify
 from notify import topics
+from notify.forms import CheckedContent
 from notify.limits import LimitExceeded, bounded_reminders
 from notify.models import Level, TopicMessage
 
@@ -46,7 +47,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
     return render(request, "demo/inbox.html", context)
 
 
-class SendForm(forms.Form):
+class SendForm(CheckedContent, forms.Form):
     recipient = forms.ModelChoiceField(
         queryset=get_user_model().objects.filter(is_active=True).order_by("username"),
         to_field_name="username",
