@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/loadgen.py --url http://127.0.0.1:PORT --credentials FILE
         [--auth token|session] [--mode long|short]
+    .venv/bin/python bench/loadgen.py --url http://127.0.0.1:PORT --credentials USER_IDS --mode nchan
 
 Run by bench/run.py, never by hand: it reads one command a line on stdin and
 answers each with one JSON line on stdout (see ``COMMANDS``). One aiohttp
@@ -18,6 +19,17 @@ Each client first asks for its unread snapshot (which gives it a cursor), then
   with the cursor it got back, or
 - ``short``: asks ``?after=<cursor>&timeout=0`` every ``--interval`` seconds (the
   classic "poll every 5 s"), at a phase of its own.
+
+``nchan`` (bench/nchan.py): the credentials are user ids, and client ``i`` long-polls
+Nchan's ``/sub/user/<id>`` (its own channel and the broadcast channel) from the
+start, with no snapshot: Nchan's cursor is the answer's ``Last-Modified`` and
+``Etag``, sent back as ``If-Modified-Since`` and ``If-None-Match`` as Nchan's own
+client does; a ``408`` (nothing new within the server's timeout) keeps the cursor.
+With ``--abandon-after S`` a client abandons a poll still unanswered after S seconds
+(closes its connection) and asks again at once from the same cursor, on a new one:
+bench/nchan.py says why.
+Each answer is one notification's JSON; a broadcast (``data.broadcast``) is one
+message that client ``i`` counts as notification ``id + i``.
 
 Every notification received is recorded by id with the time it was read
 (``time.monotonic()``: CLOCK_MONOTONIC, the same clock as the orchestrator's), so
@@ -48,9 +60,11 @@ class Load:
     def __init__(self, args: argparse.Namespace, credentials: list[str]) -> None:
         self.args = args
         self.headers = [auth_headers(args.auth, credential) for credential in credentials]  # by client index
+        # Nchan: each client's subscriber path, by client index (the credentials are user ids).
+        self.nchan_paths = [f"/user/{credential}" for credential in credentials] if args.mode == "nchan" else []
         self.received: dict[int, float] = {}  # notification id -> first time read
         self.late: dict[int, float] = {}  # read only by the catch-up after the load stopped
-        self.cursors: dict[int, str] = {}  # client index -> its latest cursor
+        self.cursors: dict[int, str | list[str]] = {}  # client index -> its latest cursor (Nchan: 2 headers)
         self.duplicates = 0
         self.duplicate_ids: list[int] = []
         self.errors: Counter[str] = Counter()
@@ -63,8 +77,11 @@ class Load:
         self.tasks: list[asyncio.Task[None]] = []
         self.client_tasks: dict[int, asyncio.Task[None]] = {}  # client index -> its running task
         self.churned = 0  # polls abandoned mid-flight and replaced by a new one (see churn)
+        self.abandoned = 0  # Nchan polls given up after --abandon-after, asked again at once
         self.session: aiohttp.ClientSession | None = None
         self.first_polls = asyncio.Semaphore(args.ramp_concurrency)
+        # Nchan's held polls: given up after --abandon-after seconds, or (0) never: the server's timeout rules.
+        self.abandon_timeout = aiohttp.ClientTimeout(total=args.abandon_after or None, connect=20)
 
     async def open(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -176,6 +193,9 @@ class Load:
         self.error_samples.setdefault(kind, sample)
 
     async def client(self, index: int, *, resume: bool = False) -> None:
+        if self.args.mode == "nchan":
+            await self.nchan_client(index)
+            return
         cursor = self.cursors[index] if resume else None
         # At most --ramp-concurrency clients take their first cursor at once: the ramp goes
         # as fast as the server answers, without burying it under a queue of new clients.
@@ -211,6 +231,60 @@ class Load:
                     self.record(page["notifications"])
                     cursor = self.cursors[index] = page["cursor"]
 
+    async def nchan_get(
+        self, index: int, cursor: list[str] | None, where: str = "/sub"
+    ) -> tuple[int, bytes, list[str]]:
+        """One Nchan long poll by client ``index`` from ``cursor``: (status, body, the new cursor);
+        status 0 after counting an error."""
+        assert self.session is not None
+        headers = {} if cursor is None else {"If-Modified-Since": cursor[0], "If-None-Match": cursor[1]}
+        abandon = where == "/sub"  # held polls: abandoned after --abandon-after, or never
+        self.in_flight += 1
+        try:
+            url = f"{self.args.url}{where}{self.nchan_paths[index]}"
+            timeout = self.abandon_timeout if abandon else self.session.timeout
+            async with self.session.get(url, headers=headers, timeout=timeout) as response:
+                body = await response.read()
+                status = response.status
+                new = [response.headers.get("Last-Modified", ""), response.headers.get("Etag", "")]
+        except asyncio.CancelledError:
+            raise
+        except TimeoutError:
+            if abandon and self.args.abandon_after:  # nothing new within --abandon-after: asked again at once
+                self.abandoned += 1
+                return 408, b"", []
+            if not self.stopping:
+                self.count_error("TimeoutError", "no answer within the client's timeout")
+            return 0, b"", []
+        except Exception as error:  # noqa: BLE001 - every failure is counted, by kind
+            if not self.stopping:
+                self.count_error(type(error).__name__, repr(error))
+            return 0, b"", []
+        finally:
+            self.in_flight -= 1
+        self.requests += 1
+        if status not in (200, 408) and not self.stopping:
+            self.count_error(f"HTTP {status}", body[:300].decode(errors="replace"))
+        return status, body, new
+
+    def nchan_record(self, index: int, body: bytes, into: dict[int, float] | None = None) -> None:
+        notification = json.loads(body)
+        if notification["data"].get("broadcast"):
+            notification["id"] += index  # this client's copy of the one broadcast message
+        self.record([notification], into)
+
+    async def nchan_client(self, index: int) -> None:
+        """Client ``index`` long-polling Nchan from the start, following its cursor."""
+        self.snapshots += 1  # nothing to take first: the first poll is held at once
+        cursor = self.cursors.get(index)
+        while not self.stopping:
+            status, body, new = await self.nchan_get(index, cursor)  # type: ignore[arg-type]
+            if status == 200:
+                self.nchan_record(index, body)
+                cursor = self.cursors[index] = new
+            elif status != 408:  # 408: nothing new within the server's timeout; ask again at once
+                await asyncio.sleep(ERROR_BACKOFF)
+
     def stats(self) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         return {
@@ -221,6 +295,7 @@ class Load:
             "in_flight": self.in_flight,
             "requests": self.requests,
             "churned": self.churned,
+            "abandoned": self.abandoned,
             "errors": dict(self.errors),
             "error_samples": self.error_samples,
             "received": len(self.received),
@@ -245,6 +320,20 @@ class Load:
         gate = asyncio.Semaphore(50)
         caught_up: list[int] = []
 
+        async def nchan_read_all(index: int) -> None:
+            cursor = self.cursors.get(index)
+            async with gate:
+                for _ in range(200):  # failures, and one message an answer
+                    status, body, new = await self.nchan_get(index, cursor, "/catchup")  # type: ignore[arg-type]
+                    if status == 200:
+                        self.nchan_record(index, body, into=self.late)
+                        cursor = self.cursors[index] = new
+                    elif status == 408:  # nothing past the cursor within 1 s
+                        caught_up.append(index)
+                        return
+                    else:
+                        await asyncio.sleep(ERROR_BACKOFF)
+
         async def read_all(index: int) -> None:
             cursor = self.cursors.get(index)
             async with gate:
@@ -265,7 +354,8 @@ class Load:
         timed_out = False
         try:
             async with asyncio.timeout(self.args.catch_up_seconds):
-                await asyncio.gather(*(read_all(i) for i in indexes))
+                reader = nchan_read_all if self.args.mode == "nchan" else read_all
+                await asyncio.gather(*(reader(i) for i in indexes))
         except TimeoutError:
             timed_out = True
         return {
@@ -340,7 +430,7 @@ def main() -> None:
         help="a JSON file: one credential per client, bearer tokens or session cookies ('sessionid=<key>')",
     )
     parser.add_argument("--auth", choices=AUTH_MODES, default="token", help="how the clients authenticate")
-    parser.add_argument("--mode", choices=("long", "short"), default="long")
+    parser.add_argument("--mode", choices=("long", "short", "nchan"), default="long")
     parser.add_argument("--timeout", type=float, default=25.0, help="long poll timeout asked of the server")
     parser.add_argument("--interval", type=float, default=5.0, help="short polling: seconds between polls")
     parser.add_argument("--ramp-rate", type=float, default=2000.0, help="clients started per second")
@@ -348,6 +438,12 @@ def main() -> None:
     parser.add_argument("--catch-up-seconds", type=float, default=60.0, help="the catch-up's time limit")
     parser.add_argument("--max-seconds", type=float, default=300.0)
     parser.add_argument("--uvloop", action="store_true", help="run the client on uvloop")
+    parser.add_argument(
+        "--abandon-after",
+        type=float,
+        default=0.0,
+        help="nchan: abandon a poll unanswered after this many seconds and ask again (0: wait as long as the server)",
+    )
     args = parser.parse_args()
     if "127.0.0.1" not in args.url and "localhost" not in args.url:
         parser.error("loopback only: --url must be http://127.0.0.1:<port>")

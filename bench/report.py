@@ -165,6 +165,7 @@ def summary_row(r: dict[str, Any]) -> str:
 def variant_table(rows: list[dict[str, Any]]) -> list[str]:
     done = [r for r in rows if "skipped" not in r and "error" not in r]
     out = []
+    nchan = bool(done) and done[0]["mode"] == "nchan"
     if done:
         n = done[-1]["n"]
         command = done[-1]["command"].replace(str(n + 1000), "<N+1000>")
@@ -178,7 +179,10 @@ def variant_table(rows: list[dict[str, Any]]) -> list[str]:
         def line(title: str, cells: list[str]) -> None:
             out.append(f"| {title} | " + " | ".join(cells) + " |")
 
-        line("held polls (server, in Redis)", [held_text(r) for r in done])
+        line(
+            "held polls (Nchan's subscribers)" if nchan else "held polls (server, in Redis)",
+            [held_text(r) for r in done],
+        )
         line("ramp time, s", [num(r["ramp"]["seconds"], 1) for r in done])
         line("errors (client; server log)", [errors_text(r) for r in done])
         line(
@@ -192,7 +196,12 @@ def variant_table(rows: list[dict[str, Any]]) -> list[str]:
         line("steady rate achieved, /s", [num(r["steady"]["rate"]) for r in done])
         for key in ("p50", "p95", "p99", "max"):
             line(f"latency {key}, ms", [num(r["latency_ms"][key]) for r in done])
-        line("broadcast: send() returned after, s", [num(r["broadcast"]["send_seconds"], 2) for r in done])
+        line(
+            "broadcast: the publish (answered once every poll was) returned after, s"
+            if nchan
+            else "broadcast: send() returned after, s",
+            [num(r["broadcast"]["send_seconds"], 2) for r in done],
+        )
         for key, title in (("p50_s", "50 %"), ("p99_s", "99 %"), ("p100_s", "100 %")):
             line(f"broadcast: {title} received after, s", [num(r["broadcast"][key], 2) for r in done])
         line(
@@ -220,7 +229,9 @@ def variant_table(rows: list[dict[str, Any]]) -> list[str]:
             ],
         )
         line(
-            "sender (notify.send) CPU steady / broadcast, %",
+            "sender (publishing to Nchan) CPU steady / broadcast, %"
+            if nchan
+            else "sender (notify.send) CPU steady / broadcast, %",
             [f"{num(r['steady']['sender_cpu_pct'])} / {num(r['broadcast']['sender_cpu_pct'])}" for r in done],
         )
         line(
@@ -343,6 +354,71 @@ def targets_section(results: list[dict[str, Any]], variant: str = "uvicorn") -> 
         "|---|---|---|",
     ]
     out += [f"| {a} | {b_} | {c} |" for a, b_, c in rows]
+    return out
+
+
+# A load generator at this share of its one core set the pace of the phase, not the server; a
+# machine this busy (of 200 %: two cores) had no core left for anyone to go faster.
+CLIENT_BOUND_PCT = 90.0
+MACHINE_BUSY_PCT = 190.0
+
+
+def ratio(notify: float | None, nchan: float | None) -> str:
+    if notify is None or not nchan:
+        return "–"
+    return f"{notify / nchan:,.1f}×"
+
+
+def flagged(pct: float | None, limit: float, flag: str) -> str:
+    return num(pct) + (f" **({flag})**" if pct is not None and pct >= limit else "")
+
+
+def client_cpu(r: dict[str, Any]) -> str:
+    """The load generator's CPU in the steady phase and the broadcast, flagged where it set the pace."""
+    return " / ".join(
+        flagged(r[phase].get("loadgen_cpu_pct"), CLIENT_BOUND_PCT, "client-bound") for phase in ("steady", "broadcast")
+    )
+
+
+def nchan_section(results: list[dict[str, Any]]) -> list[str]:
+    """Each notify variant beside Nchan at the same N, in the same invocation: notify / Nchan for
+    p99 delivery, broadcast 99 % and memory per held poll, with the load generator's and the machine's CPU."""
+    done = [r for r in results if "skipped" not in r and "error" not in r]
+    nchan = {r["n"]: r for r in done if r["mode"] == "nchan"}
+    pairs = [(r, nchan[r["n"]]) for r in done if r["mode"] == "long" and r["n"] in nchan]
+    if not pairs:
+        return []
+    out = [
+        (
+            "Nchan (Debian's nginx + libnginx-mod-nchan, one worker; bench/nchan.py) with the same clients, N and "
+            "phases, minutes apart in this run. Ratios are notify / Nchan: above 1, notify is slower or bigger. "
+            "Nchan's latency is from the publish call (Nchan answers the publisher only once it has written the "
+            "subscribers' answers), notify's from `send()` returning. *Load generator CPU*: % of its one core (one "
+            f"process); at {CLIENT_BOUND_PCT:.0f} % or more the client, not the server, set the pace of that phase. "
+            f"*Machine*: the busy share of both cores during the broadcast (of 200 %); at {MACHINE_BUSY_PCT:.0f} % "
+            "or more nobody had a core to go faster. Either way the ratio then says less about the servers."
+        ),
+        "",
+        (
+            "| N | notify variant | p99 ms, notify / Nchan | ratio | broadcast 99 %, s, notify / Nchan | ratio | "
+            "KB per held poll, notify / Nchan | ratio | lost / dups, notify; Nchan | load generator CPU steady / "
+            "broadcast %, notify; Nchan | server CPU broadcast %, notify; Nchan | machine CPU broadcast %, notify; "
+            "Nchan |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r, c in pairs:
+        lat, clat = r["latency_ms"]["p99"], c["latency_ms"]["p99"]
+        b, cb = r["broadcast"]["p99_s"], c["broadcast"]["p99_s"]
+        kb, ckb = r.get("kb_per_held_poll"), c.get("kb_per_held_poll")
+        machine = [flagged(x["broadcast"].get("machine_cpu_pct"), MACHINE_BUSY_PCT, "saturated") for x in (r, c)]
+        out.append(
+            f"| {num(r['n'])} | {r['variant']} | {num(lat, 1)} / {num(clat, 1)} | {ratio(lat, clat)} | "
+            f"{num(b, 2)} / {num(cb, 2)} | {ratio(b, cb)} | {num(kb, 1)} / {num(ckb, 1)} | {ratio(kb, ckb)} | "
+            f"{r['lost']} / {r['client']['duplicates']}; {c['lost']} / {c['client']['duplicates']} | "
+            f"{client_cpu(r)}; {client_cpu(c)} | {num(r['broadcast']['server_cpu_pct'])}; "
+            f"{num(c['broadcast']['server_cpu_pct'])} | {machine[0]}; {machine[1]} |"
+        )
     return out
 
 
@@ -506,6 +582,7 @@ def run_section(meta: dict[str, Any], everything: list[dict[str, Any]]) -> list[
             if auth_section(results)
             else []
         ),
+        *(["### notify and Nchan side by side", "", *nchan_section(results), ""] if nchan_section(results) else []),
         "### All variants",
         "",
         (
@@ -608,6 +685,22 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
             "*late*; not found, *lost*."
         ),
         (
+            "- **Nchan** (`nchan`, bench/nchan.py): Debian's nginx with libnginx-mod-nchan, one worker, loopback only, "
+            "its config written into var/ for the run. Each client long-polls `/sub/user/<id>`: its user's channel and "
+            "the broadcast channel in one request (Nchan's multiplexing), following Nchan's cursor (the answer's "
+            "`Last-Modified` and `Etag`, sent back as `If-Modified-Since` and `If-None-Match`). The sender POSTs each "
+            "notification's JSON (`Notification.as_dict()`'s keys, with an id) to the user's channel at the same rate; "
+            "the broadcast is one POST to the broadcast channel, which client *i* counts as notification *id + i*, so "
+            "loss and duplicates are counted as for notify. *Held*: Nchan's `subscribers` (`nchan_stub_status`). "
+            "Latency is from the publish call: Nchan answers the publisher only once it has written the subscribers' "
+            "answers. Polls are held until a message comes (`nchan_subscriber_timeout 0`), so Nchan's clients do not "
+            "ask again every 25 s as notify's do: Nchan 1.3.6 loses messages on a multiplexed poll once polls end "
+            "without a message (at N = 1,000: 271 and 277 of 7,000 lost in two runs with Nchan's own 408 after 25 s, "
+            "301 with the clients abandoning their polls after 8 s; `--nchan-timeout server` or `client` runs so). "
+            "The bench installs the module when it is missing (`make bench-deps`, or bench/run.py itself when "
+            "run as root); where it cannot, the variant is reported not run, with the reason."
+        ),
+        (
             "- The steady phase and the broadcast use the real `notify.send` in the orchestrator (insert, commit, "
             "Redis publish). Every process is bounded in time and stopped by pid; all traffic is on 127.0.0.1. Raw "
             "results: `var/bench-results-<database>.json`; server logs: `var/logs/bench-*.log`."
@@ -617,6 +710,7 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
         "",
         "```sh",
         ".venv/bin/pip install -r bench/requirements.txt     # the other servers, py-spy, matplotlib",
+        "make bench-deps                               # the same, and nginx + libnginx-mod-nchan (apt-get, as root)",
         ".venv/bin/python bench/run.py                  # every variant on SQLite (~30 min); rewrites this file",
         "DATABASE_URL=postgres://postgres@127.0.0.1:5432/notify_bench \\",
         "    .venv/bin/python bench/run.py --variants uvicorn,uvicorn-session   # tokens and sessions on PostgreSQL",
@@ -624,6 +718,11 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
         ".venv/bin/python bench/run.py --sizes 1000 --variants uvicorn,granian --no-write",
         "# bearer tokens and session cookies side by side, the same server in one run (N = 1,000 to 10,000):",
         ".venv/bin/python bench/run.py --variants uvicorn,uvicorn-session --no-write",
+        "# notify beside Nchan, the same clients, N and phases: the ratios notify / Nchan are printed at the end",
+        "# (and written here by a run that writes)",
+        ".venv/bin/python bench/run.py --sizes 1000 --variants uvicorn,nchan --no-write --no-profile",
+        "# the same at 10,000, tokens and sessions, with the machine to itself (~10 min):",
+        ".venv/bin/python bench/run.py --sizes 10000 --variants uvicorn,uvicorn-session,nchan --no-write --no-profile",
         ".venv/bin/python bench/report.py               # rewrite this file from the saved results",
         "```",
         "",

@@ -7,6 +7,9 @@
                                                # error (never on a speed)
     .venv/bin/python bench/run.py --sizes 1000 --variants uvicorn,uvicorn-session --no-write
                                                # bearer tokens and session cookies side by side
+    .venv/bin/python bench/run.py --sizes 1000 --variants uvicorn,nchan --no-write
+                                               # notify beside Nchan (bench/nchan.py), with the
+                                               # ratios notify / Nchan
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/notify_bench .venv/bin/python bench/run.py
 
 For each variant (a server, a way of polling and a way of authenticating, see
@@ -29,6 +32,11 @@ var/bench-run.sqlite3; a PostgreSQL database is created if missing; a database n
 3. broadcast: one ``notify.send(User.objects.filter(...))`` to all N; the time from the
    call until 50 / 99 / 100 % of them have it;
 4. every notification sent must be received exactly once, by id.
+
+The ``nchan`` variant is not notify but Nchan (Debian's nginx + libnginx-mod-nchan,
+installed here when missing and run as root; bench/nchan.py), measured the same way
+at the same N beside the default: the same load generator in ``--mode nchan``, the
+sender publishing to Nchan instead of calling ``notify.send()``.
 
 Server RSS and threads are read from /proc before and after the ramp; server, load
 generator and sender CPU for each phase. Every run is bounded in time, every process
@@ -53,11 +61,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -80,6 +88,7 @@ USER_PREFIX = "bench-"
 PRIMARY = "uvicorn"
 SESSION = "uvicorn-session"  # the default variant's clients with session cookies: run beside it at every N
 TWIN = "uvicorn-stock-gc"
+NCHAN = "nchan"  # not notify: Nchan, at every N beside the default, for the ratios (bench/nchan.py)
 # The keys of the bench's sessions start with this, so that the next run can delete them.
 SESSION_KEY_MARK = "bench"
 
@@ -313,13 +322,23 @@ def reset_streams() -> None:
 class Watcher(threading.Thread):
     """Samples the server and its held polls every ``period`` seconds while a run lasts."""
 
-    def __init__(self, server: Server, redis_client: Any, prefix: str, period: float = 1.0) -> None:
+    def __init__(
+        self,
+        server: Any,
+        redis_client: Any,
+        prefix: str,
+        period: float = 1.0,
+        held: Callable[[], int] | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.server, self.redis, self.prefix, self.period = server, redis_client, prefix, period
         self.samples: list[dict[str, Any]] = []
         self.halt = threading.Event()
+        self.count_held = held  # a server that says itself how many polls it holds (Nchan)
 
     def held(self) -> int:
+        if self.count_held is not None:
+            return self.count_held()
         return len(self.redis.pubsub_channels(f"{self.prefix}:user:*"))
 
     def run(self) -> None:
@@ -360,8 +379,22 @@ def paced_sends(user_ids: list[int], rate: float, duration: float, title: str, s
     import notify
 
     User = get_user_model()
+
+    def send(user_id: int, i: int) -> int:
+        (created,) = notify.send(User(pk=user_id), title, data={"i": i})
+        return created.pk
+
+    return paced(user_ids, rate, duration, seed, send)
+
+
+def paced(
+    user_ids: list[int], rate: float, duration: float, seed: int, send: Callable[[int, int], int]
+) -> dict[str, Any]:
+    """``send(user id, i)`` to a random user at ``rate`` a second; each id it returns with the time it
+    returned (``sent``) and the time it was called (``called``)."""
     rng = random.Random(seed)
     sent: dict[int, float] = {}
+    called: dict[int, float] = {}
     recipients: dict[int, int] = {}
     count = int(rate * duration)
     worst_lag = 0.0
@@ -373,11 +406,41 @@ def paced_sends(user_ids: list[int], rate: float, duration: float, title: str, s
             time.sleep(due - now)
         else:
             worst_lag = max(worst_lag, now - due)
-        (created,) = notify.send(User(pk=rng.choice(user_ids)), title, data={"i": i})
-        sent[created.pk] = time.monotonic()
-        recipients[created.pk] = created.recipient_id
+        user_id = rng.choice(user_ids)
+        start = time.monotonic()
+        nid = send(user_id, i)
+        sent[nid] = time.monotonic()
+        called[nid] = start
+        recipients[nid] = user_id
     elapsed = time.monotonic() - t0
-    return {"sent": sent, "recipients": recipients, "rate": count / elapsed if elapsed else 0.0, "worst_lag": worst_lag}
+    return {
+        "sent": sent,
+        "called": called,
+        "recipients": recipients,
+        "rate": count / elapsed if elapsed else 0.0,
+        "worst_lag": worst_lag,
+    }
+
+
+def ramp(loadgen: LoadGen, held: Callable[[], int] | None, n: int, deadline: float) -> float:
+    """Start the clients; return once ``held()`` polls are held and every client has its first
+    cursor (short polling, ``held`` None: every client has it), or the ramp stalls, or at
+    ``deadline``. Seconds it took."""
+    started = time.monotonic()
+    loadgen.ask("start")
+    best, best_at = -1, started
+    while True:
+        time.sleep(0.25)
+        stats = loadgen.ask("stats")
+        progress = stats["snapshots"] if held is None else held()
+        now = time.monotonic()
+        if progress > best:
+            best, best_at = progress, now
+        if progress >= n and stats["snapshots"] >= n:
+            break
+        if now > deadline or (stats["started"] >= n and now - best_at > 15):
+            break  # stalled: report what was reached
+    return time.monotonic() - started
 
 
 def wait_received(loadgen: LoadGen, expected: int, timeout: float) -> dict[str, Any]:
@@ -562,21 +625,7 @@ def run_one(
             # 1. ramp: every client takes a cursor, then holds a poll
             spy = Spy(server.worker_pid(), 6, spy_name("ramp")) if profiled else None
             mark = meter.mark()
-            loadgen.ask("start")
-            ramp_deadline = mark["t"] + args.ramp_limit
-            best, best_at = -1, mark["t"]
-            while True:
-                time.sleep(0.25)
-                stats = loadgen.ask("stats")
-                progress = watcher.held() if long else stats["snapshots"]
-                now = time.monotonic()
-                if progress > best:
-                    best, best_at = progress, now
-                if progress >= n and stats["snapshots"] >= n:
-                    break
-                if now > ramp_deadline or (stats["started"] >= n and now - best_at > 15):
-                    break  # stalled: report what was reached
-            ramp_seconds = time.monotonic() - mark["t"]
+            ramp_seconds = ramp(loadgen, watcher.held if long else None, n, mark["t"] + args.ramp_limit)
             if spy is not None:
                 result["profile_ramp"] = spy.hot_spots()
             time.sleep(1.0)
@@ -642,33 +691,235 @@ def run_one(
             if spy is not None:
                 result["profile_broadcast"] = spy.hot_spots()
 
-            receipts = {int(k): v for k, v in loadgen.ask("receipts", timeout=60)["receipts"].items()}
-            # 4. what was not read during the run: late (a poll after the load stops reads it) or lost
-            missing = [pk for pk in sent_all if pk not in receipts]
-            late: dict[int, float] = {}
-            caught_up: set[int] = set()
-            cursors: dict[int, str | None] = {}
-            if missing:
-                index_of = {uid: i for i, uid in enumerate(user_ids)}
-                clients = sorted({index_of[recipient_of[pk]] for pk in missing})
-                log(f"  {len(missing)} notifications not read during the run: {len(clients)} clients catch up")
-                catch_up_started = time.monotonic()
-                answer = loadgen.ask(f"catchup {json.dumps(clients)}", timeout=args.catch_up_seconds + 30)
-                late = {int(k): v for k, v in answer["late"].items()}
-                late.update(read_meanwhile(loadgen, missing, late))
-                caught_up = {user_ids[i] for i in answer["caught_up"]}
-                cursors = {user_ids[int(i)]: c for i, c in answer["cursors"].items()}
-                result["catch_up"] = {
-                    "clients": len(clients),
-                    "caught_up": len(caught_up),
-                    "timed_out": answer["timed_out"],
-                    "seconds": round(time.monotonic() - catch_up_started, 1),
-                }
+            got = collect(loadgen, sent_all, recipient_of, user_ids, args, result)
         finally:
             watcher.halt.set()
             final = loadgen.stop() if loadgen is not None else None
             result["exit_code"] = server.stop()
-    # --- the figures
+    lost = figures(
+        result,
+        final,
+        server,
+        watcher,
+        steady_sent=steady["sent"],
+        broadcast_ids=broadcast_ids,
+        t_call=t_call,
+        sent_all=sent_all,
+        recipient_of=recipient_of,
+        got=got,
+    )
+    if lost:
+        from notify.models import Notification
+
+        rows = Notification.objects.filter(pk__in=lost[:20]).values_list("pk", "recipient_id", "seq")
+        result["lost_detail"] = [
+            {
+                "id": pk,
+                "user": uid,
+                "seq": seq,
+                "client_cursor": got.cursors.get(uid),
+                "why": why_lost(got.cursors.get(uid), seq),
+            }
+            for pk, uid, seq in rows
+        ]
+    return result
+
+
+def run_nchan(n: int, ctx: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Nchan at N (bench/nchan.py): the same clients, phases and figures as ``run_one``, the sender
+    publishing each notification to Nchan instead of calling ``notify.send()``."""
+    from nchan import NchanServer, Publisher
+    from nchan import warm_up as warm_up_nchan
+
+    variant = VARIANTS[NCHAN]
+    user_ids = ctx["user_ids"][:n]
+    result: dict[str, Any] = {
+        "variant": NCHAN,
+        "label": variant.label,
+        "n": n,
+        "mode": variant.mode,
+        "auth": variant.auth,
+        "profiled": False,
+    }
+    credentials_file = VAR / f"bench-nchan-users-{n}.json"  # the clients' channels: their users' ids
+    credentials_file.write_text(json.dumps(user_ids))
+    # Who ends a held poll that nothing answered (bench/nchan.py: Nchan 1.3.6 loses messages on a
+    # multiplexed poll after a timeout): nobody (the default), Nchan (408), or the client.
+    result["nchan_timeout"] = args.nchan_timeout
+    server_timeout = {"none": 0.0, "server": args.timeout, "client": args.timeout + 10}[args.nchan_timeout]
+    server = NchanServer(n, server_timeout, VAR / "logs" / f"bench-nchan-{n}.log")
+    result["command"] = "nginx -c var/nchan-<port>/nginx.conf -g 'daemon off;' (written by bench/nchan.py)"
+    sent_all: dict[int, float] = {}  # notification id -> when the publish returned
+    recipient_of: dict[int, int] = {}  # notification id -> user id
+    started = time.monotonic()
+    server.start()
+    result["start_seconds"] = round(time.monotonic() - started, 2)
+    result["nchan_version"] = server.status().get("nchan version")
+    watcher = Watcher(server, None, "", held=server.held)
+    loadgen = publisher = None
+    try:
+        warm_up_nchan(server)
+        time.sleep(0.5)
+        before = server.sample()
+        result["before"] = before.as_dict()
+        result["processes"] = len(before.pids)
+        loadgen = LoadGen(
+            server.url,
+            credentials_file,
+            "nchan",
+            auth="none",
+            timeout=args.timeout,
+            interval=args.interval,
+            ramp_rate=args.ramp_rate,
+            ramp_concurrency=args.ramp_concurrency,
+            catch_up_seconds=args.catch_up_seconds,
+            max_seconds=args.max_run_seconds,
+            log_path=VAR / "logs" / f"bench-loadgen-nchan-{n}.log",
+            abandon_after=args.timeout if args.nchan_timeout == "client" else 0.0,
+        )
+        meter = Meter(server, loadgen, ctx["redis_pid"])
+        watcher.start()
+
+        # 1. ramp: every client holds a poll (Nchan has no snapshot to take first)
+        mark = meter.mark()
+        ramp_seconds = ramp(loadgen, server.held, n, mark["t"] + args.ramp_limit)
+        time.sleep(1.0)
+        held = server.held()
+        after = server.sample()
+        stats = loadgen.ask("stats")
+        result["ramp"] = {
+            "seconds": round(ramp_seconds, 2),
+            "held": held,
+            "client_in_flight": stats["in_flight"],
+            "snapshots": stats["snapshots"],
+            "errors": stats["errors"],
+            **meter.since(mark),
+        }
+        result["after"] = after.as_dict()
+        if held:
+            result["kb_per_held_poll"] = (after.rss_kb - before.rss_kb) / held
+            result["threads_per_held_poll"] = (after.threads - before.threads) / held
+        log(
+            f"  ramp: held {held} / {n} in {ramp_seconds:.1f} s, in flight {stats['in_flight']}, "
+            f"RSS {before.rss_kb / 1024:.0f} -> {after.rss_kb / 1024:.0f} MB, errors {stats['errors']}"
+        )
+
+        # 2. steady publishes, each to a random user's channel
+        publisher = Publisher(server.url)
+        mark, r0 = meter.mark(), stats["requests"]
+        steady = paced(user_ids, args.rate, args.duration, n, lambda uid, i: publisher.send(uid, "steady", {"i": i}))
+        cpu = meter.since(mark)
+        sent_all.update(steady["sent"])
+        recipient_of.update(steady["recipients"])
+        stats = wait_received(loadgen, len(sent_all), 5)
+        result["steady"] = {
+            "sent": len(steady["sent"]),
+            "rate": steady["rate"],
+            "sender_worst_lag_ms": 1000 * steady["worst_lag"],
+            **cpu,
+            "requests_per_s": (stats["requests"] - r0) / (time.monotonic() - mark["t"]),
+            "held_min": min((s["held"] for s in watcher.samples if s["t"] >= mark["t"]), default=None),
+        }
+
+        # 3. broadcast: one publish on the broadcast channel, which every poll follows
+        mark = meter.mark()
+        t_call = mark["t"]
+        broadcast_ids = publisher.broadcast(n, "broadcast")
+        t_return = time.monotonic()
+        for index, pk in enumerate(broadcast_ids):
+            sent_all[pk] = t_return
+            recipient_of[pk] = user_ids[index]
+        wait_received(loadgen, len(sent_all), 10)
+        result["broadcast"] = {"recipients": n, "send_seconds": t_return - t_call, **meter.since(mark)}
+        got = collect(loadgen, sent_all, recipient_of, user_ids, args, result)
+    finally:
+        watcher.halt.set()
+        final = loadgen.stop() if loadgen is not None else None
+        if publisher is not None:
+            publisher.close()
+        result["exit_code"] = server.stop()
+    # Nchan answers a publish once it has written the subscribers' answers: a client often reads the
+    # message before the publisher is told. So latency is from the publish call, the moment the
+    # message is handed over (notify's: from send() returning, its PUBLISH to Redis done).
+    result["latency_from"] = "publish called"
+    lost = figures(
+        result,
+        final,
+        server,
+        watcher,
+        steady_sent=steady["called"],
+        broadcast_ids=broadcast_ids,
+        t_call=t_call,
+        sent_all=sent_all,
+        recipient_of=recipient_of,
+        got=got,
+    )
+    result["lost_detail"] = [
+        {"id": pk, "user": recipient_of[pk], "client_cursor": got.cursors.get(recipient_of[pk])} for pk in lost[:20]
+    ]
+    return result
+
+
+class Collected(NamedTuple):
+    """What the clients read, by notification id: during the run, and in the catch-up after it."""
+
+    receipts: dict[int, float]  # read during the run: id -> when
+    missing: list[int]  # sent, and not read during the run
+    late: dict[int, float]  # of those, read by the catch-up (or as it began)
+    caught_up: set[int]  # users whose client read everything past its cursor after the run
+    cursors: dict[int, Any]  # user -> the cursor their client had at the end, for those that caught up
+
+
+def collect(
+    loadgen: LoadGen,
+    sent_all: dict[int, float],
+    recipient_of: dict[int, int],
+    user_ids: list[int],
+    args: argparse.Namespace,
+    result: dict[str, Any],
+) -> Collected:
+    """The receipts; then what was not read during the run, asked for once more: late (a poll after
+    the load stops reads it) or lost."""
+    receipts = {int(k): v for k, v in loadgen.ask("receipts", timeout=60)["receipts"].items()}
+    missing = [pk for pk in sent_all if pk not in receipts]
+    late: dict[int, float] = {}
+    caught_up: set[int] = set()
+    cursors: dict[int, Any] = {}
+    if missing:
+        index_of = {uid: i for i, uid in enumerate(user_ids)}
+        clients = sorted({index_of[recipient_of[pk]] for pk in missing})
+        log(f"  {len(missing)} notifications not read during the run: {len(clients)} clients catch up")
+        catch_up_started = time.monotonic()
+        answer = loadgen.ask(f"catchup {json.dumps(clients)}", timeout=args.catch_up_seconds + 30)
+        late = {int(k): v for k, v in answer["late"].items()}
+        late.update(read_meanwhile(loadgen, missing, late))
+        caught_up = {user_ids[i] for i in answer["caught_up"]}
+        cursors = {user_ids[int(i)]: c for i, c in answer["cursors"].items()}
+        result["catch_up"] = {
+            "clients": len(clients),
+            "caught_up": len(caught_up),
+            "timed_out": answer["timed_out"],
+            "seconds": round(time.monotonic() - catch_up_started, 1),
+        }
+    return Collected(receipts, missing, late, caught_up, cursors)
+
+
+def figures(
+    result: dict[str, Any],
+    final: dict[str, Any] | None,
+    server: Any,
+    watcher: Watcher,
+    *,
+    steady_sent: dict[int, float],
+    broadcast_ids: list[int],
+    t_call: float,
+    sent_all: dict[int, float],
+    recipient_of: dict[int, int],
+    got: Collected,
+) -> list[int]:
+    """The run's figures into ``result``: the client's, latency, broadcast, loss, the server's log
+    and peaks. The ids lost."""
+    receipts, missing, late, caught_up = got.receipts, got.missing, got.late, got.caught_up
     if final is not None:
         result["client"] = {
             "errors": final["errors"],
@@ -677,16 +928,17 @@ def run_one(
             "duplicate_ids": final["duplicate_ids"],
             "requests": final["requests"],
             "cpu_seconds": final["cpu"],
+            "abandoned": final.get("abandoned", 0),
             "max_rss_kb": final["max_rss_kb"],
         }
-    latencies = [1000 * (receipts[pk] - t) for pk, t in steady["sent"].items() if pk in receipts]
+    latencies = [1000 * (receipts[pk] - t) for pk, t in steady_sent.items() if pk in receipts]
     # Each steady notification: when send() returned (s after the first) and its latency, for a closer look.
-    first = min(steady["sent"].values(), default=0.0)
-    (VAR / f"bench-latencies-{variant_name}-{n}.json").write_text(
+    first = min(steady_sent.values(), default=0.0)
+    (VAR / f"bench-latencies-{result['variant']}-{result['n']}.json").write_text(
         json.dumps(
             [
                 [round(t - first, 4), None if pk not in receipts else round(1000 * (receipts[pk] - t), 2)]
-                for pk, t in steady["sent"].items()
+                for pk, t in steady_sent.items()
             ]
         )
     )
@@ -715,20 +967,6 @@ def run_one(
     result["lost"] = len(lost)
     # Unverified: the catch-up ran out of time (or of tries) before that client was done.
     result["unverified"] = len([pk for pk in missing if pk not in late and recipient_of[pk] not in caught_up])
-    if lost:
-        from notify.models import Notification
-
-        rows = Notification.objects.filter(pk__in=lost[:20]).values_list("pk", "recipient_id", "seq")
-        result["lost_detail"] = [
-            {
-                "id": pk,
-                "user": uid,
-                "seq": seq,
-                "client_cursor": cursors.get(uid),
-                "why": why_lost(cursors.get(uid), seq),
-            }
-            for pk, uid, seq in rows
-        ]
     result["unexpected"] = len([pk for pk in {**receipts, **late} if pk not in sent_all])
     problems = server.log_problems()
     result["server_log_errors"] = sum(problems.values())
@@ -738,7 +976,7 @@ def run_one(
         "threads": max((s["threads"] for s in watcher.samples), default=None),
         "fds": max((s["fds"] for s in watcher.samples), default=None),
     }
-    return result
+    return lost
 
 
 def read_meanwhile(loadgen: LoadGen, missing: list[int], late: dict[int, float]) -> dict[int, float]:
@@ -783,7 +1021,7 @@ def failed(result: dict[str, Any]) -> list[str]:
         problems.append(f"client errors {result['client']['errors']}")
     if result["server_log_errors"]:
         problems.append(f"{result['server_log_errors']} error lines in the server log")
-    if result["mode"] == "long" and (result["ramp"]["held"] or 0) < result["n"]:
+    if result["mode"] != "short" and (result["ramp"]["held"] or 0) < result["n"]:
         problems.append(f"only {result['ramp']['held']} of {result['n']} polls held")
     return problems
 
@@ -824,7 +1062,7 @@ def attempt(
     if not profiled:
         log(f"{variant_name} N={n}")
     try:
-        result = run_one(variant_name, n, ctx, args, profiled)
+        result = run_nchan(n, ctx, args) if variant_name == NCHAN else run_one(variant_name, n, ctx, args, profiled)
     except Exception as error:  # noqa: BLE001 - reported, and the next run goes on
         log(f"  failed: {error!r}")
         return {
@@ -898,6 +1136,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="seconds for the whole run; runs that would not fit are skipped and reported so",
     )
     parser.add_argument("--max-run-seconds", type=float, default=240.0, help="a load generator stops by itself after")
+    parser.add_argument(
+        "--nchan-timeout",
+        choices=("none", "server", "client"),
+        default="none",
+        help=(
+            "nchan: who ends a held poll nothing answered after --timeout: none (held until a message comes, "
+            "the default), server (Nchan answers 408) or client (abandons it and asks again). Nchan 1.3.6 loses "
+            "messages on a multiplexed poll after either timeout (bench/nchan.py)"
+        ),
+    )
     parser.add_argument("--no-profile", dest="profile", action="store_false", help="skip py-spy")
     parser.add_argument(
         "--no-write",
@@ -1003,16 +1251,24 @@ def main(argv: list[str] | None = None) -> int:
     log(f"bench: {meta['database']}, Redis {meta['redis']}, sizes {args.sizes}, variants {args.variants}")
     results: list[dict[str, Any]] = []
     stopped: dict[str, str] = {}  # variant -> why its larger sizes are not run
+    if NCHAN in args.variants:
+        from nchan import ensure_installed
+
+        cannot = ensure_installed(log)  # Debian's nginx + libnginx-mod-nchan, installed if missing and root
+        if cannot is not None:
+            log(f"{NCHAN}: NOT RUN: {cannot}")
+            stopped[NCHAN] = f"not run: {cannot}"
     # In order of what matters most, so that if the budget runs out it is the tail that is left
-    # out (and said so): the default variant at every N, each N with bearer tokens and then
-    # with session cookies (side by side, minutes apart on the same machine), the others at
-    # the smallest N, the profiles, then the others at larger N. N None: a profiled run.
-    every_size = [v for v in (PRIMARY, SESSION) if v in args.variants]
+    # out (and said so): the default variant at every N, each N with bearer tokens, then with
+    # session cookies, then Nchan (side by side, minutes apart on the same machine), the others
+    # at the smallest N, the profiles, then the others at larger N. N None: a profiled run.
+    every_size = [v for v in (PRIMARY, SESSION, NCHAN) if v in args.variants]
     others = [v for v in args.variants if v not in every_size]
     other_sizes = [n for n in args.other_sizes if n in args.sizes] or args.sizes[:1]
     plan: list[tuple[str, int | None]] = [(v, n) for n in args.sizes for v in every_size]
     plan += [(v, other_sizes[0]) for v in others]
-    plan += [(v, None) for v in every_size] if args.profile else []
+    # py-spy profiles Python: not Nchan, which is C.
+    plan += [(v, None) for v in every_size if v != NCHAN] if args.profile else []
     # At larger N, the other ASGI servers first: the thread-per-poll variants and short polling
     # have shown their costs at the smallest N already.
     tail = sorted(
@@ -1060,6 +1316,11 @@ def main(argv: list[str] | None = None) -> int:
     out = VAR / name
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     log(f"results in {out.relative_to(ROOT)} ({meta['seconds']} s)")
+    from report import nchan_section
+
+    beside_nchan = nchan_section(results)
+    if beside_nchan:
+        log("notify beside Nchan (ratios notify / Nchan; CPU in % of one core):\n" + "\n".join(beside_nchan[2:]))
     if args.write:
         from report import saved_runs, write_report
 

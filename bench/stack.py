@@ -135,10 +135,11 @@ def cpu_of(pid: int | None) -> float:
 class Variant:
     name: str
     label: str
-    mode: str  # "long" or "short" polling by the clients
-    kind: str  # "asgi" or "wsgi"
+    mode: str  # "long" or "short" polling by the clients, or "nchan" (Nchan's long-poll protocol)
+    kind: str  # "asgi" or "wsgi", or "nchan" (nginx, bench/nchan.py)
     env: tuple[tuple[str, str], ...] = ()  # set for the server process
-    auth: str = "token"  # how the clients authenticate: "token" (Bearer) or "session" (Django's session cookie)
+    # How the clients authenticate: "token" (Bearer), "session" (Django's session cookie), "none" (Nchan).
+    auth: str = "token"
 
     def command(self, port: int, n: int) -> list[str]:
         py = str(BIN / "python")
@@ -270,6 +271,15 @@ VARIANTS = {
         Variant("granian", "granian (ASGI, uvloop), LongPollRouter", "long", "asgi"),
         Variant("hypercorn", "hypercorn (uvloop), LongPollRouter", "long", "asgi"),
         Variant("daphne", "daphne (Twisted), LongPollRouter", "long", "asgi"),
+        # Not notify: the C module inside nginx that long-poll users pick for speed, measured by
+        # the same load generator, the same N and the same phases (bench/nchan.py).
+        Variant(
+            "nchan",
+            "Nchan (Debian's nginx + libnginx-mod-nchan), one worker, long-poll on a per-user and a broadcast channel",
+            "nchan",
+            "nchan",
+            auth="none",
+        ),
     ]
 }
 
@@ -366,7 +376,7 @@ PROBLEM = re.compile(r"error|exception|traceback|took over|warning|critical|time
 
 # --- the load generator -------------------------------------------------------------
 
-AUTH_MODES = ("token", "session")
+AUTH_MODES = ("token", "session", "none")
 
 
 def auth_headers(auth: str, credential: str) -> dict[str, str]:
@@ -376,6 +386,8 @@ def auth_headers(auth: str, credential: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {credential}"}
     if auth == "session":
         return {"Cookie": credential}
+    if auth == "none":  # Nchan: the channel is in the URL
+        return {}
     raise ValueError(f"Unknown auth mode {auth!r}, must be one of: {', '.join(AUTH_MODES)}")
 
 
@@ -396,6 +408,7 @@ class LoadGen:
         catch_up_seconds: float,
         max_seconds: float,
         log_path: Path,
+        abandon_after: float = 0.0,
     ) -> None:
         command = [
             str(BIN / "python"),
@@ -421,6 +434,8 @@ class LoadGen:
             "--max-seconds",
             str(max_seconds),
             "--uvloop",
+            "--abandon-after",
+            str(abandon_after),
         ]
         self.log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(

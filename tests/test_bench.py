@@ -79,3 +79,26 @@ def test_polls_abandoned_and_replaced_under_load_lose_nothing_and_are_freed():
     result = run_quick("churn.py")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "churn: OK" in result.stdout
+
+
+def test_the_quick_benchmark_against_nchan_delivers_every_notification_exactly_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # bench/run.py --quick --variants nchan: 200 long polls held by Nchan (Debian's nginx +
+    # libnginx-mod-nchan, what notify is compared with), each on its user's channel and the
+    # broadcast channel, following Nchan's Last-Modified/Etag cursor; the same steady sends and
+    # broadcast, published to Nchan; exits 1 on any loss, duplicate or error.
+    monkeypatch.setattr(sys, "path", list(sys.path))  # bench/nchan.py puts bench/ on it
+    missing = importlib.import_module("bench.nchan").missing()
+    if missing is not None:
+        pytest.skip(f"{missing}: `make bench-deps` installs it, as root (CI does not: it has no time to spare)")
+    if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        pytest.skip("Nchan uses no database, and the quick run is on SQLite anyway: run on the SQLite pass only")
+    result = run_quick("run.py", "--variants", "nchan")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "quick: OK" in result.stdout
+    (run,) = quick_results()
+    assert (run["variant"], run["ramp"]["held"], run["broadcast"]["received"]) == ("nchan", 200, 200)
+    # 3 s at 200/s, then the broadcast: one message that each of the 200 clients counts as its own.
+    assert run["sent_total"] == 3 * 200 + 200 and run["latency_ms"]["count"] == 3 * 200
+    assert run["client"]["errors"] == {} and run["server_log_errors"] == 0
