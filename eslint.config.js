@@ -3,12 +3,20 @@ import js from "@eslint/js";
 import globals from "globals";
 
 export default [
-  // The client and its tests; the demo's own page scripts (project/) are not part of it.
-  { ignores: ["node_modules/", "var/", ".venv*/", "dist/", "project/", "bench/", "docs/"] },
+  // The client, its tests, and the scripts of the demo's pages and the SPA example.
+  { ignores: ["node_modules/", "var/", ".venv*/", "dist/", "bench/", "docs/"] },
   js.configs.recommended,
   {
     files: ["notify/static/**/*.js"],
     languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.browser },
+  },
+  {
+    files: ["project/spa/**/*.js"],
+    languageOptions: { ecmaVersion: 2022, sourceType: "module", globals: globals.browser },
+  },
+  {
+    files: ["project/demo/static/**/*.js"],
+    languageOptions: { ecmaVersion: 2022, sourceType: "script", globals: { ...globals.browser, Notify: "readonly" } },
   },
   {
     files: ["tests/js/**/*.js", "eslint.config.js"],
