@@ -218,7 +218,11 @@ class _SlotQueue:
             frees, self._frees = self._frees, []
             asked, self._asked = self._asked, []
             ops = [("free", slot) for slot in frees] + [op for op, _ in asked]
-            answers = await _redis.call(_many_in_redis, ops)
+            try:
+                answers = await _redis.call(_many_in_redis, ops)
+            except Exception:  # noqa: BLE001 - a bug here must not leave every asker waiting for ever
+                logger.exception("notify: counting limits failed; counting them in this process instead")
+                answers = _FAILED
             for index, (_, future) in enumerate(asked):
                 if not future.done():  # its poll may have been cancelled meanwhile
                     future.set_result(answers if isinstance(answers, _Failed) else answers[len(frees) + index])
