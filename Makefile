@@ -16,7 +16,7 @@ export REDIS_URL
 # SQLite and PostgreSQL; each pair below (python:django) runs MATRIX_TESTS on SQLite in a venv
 # of its own, with requirements.txt's other pins.
 MATRIX ?= 3.12:6.0.10 3.13:6.1.3
-MATRIX_TESTS ?= tests/test_contract.py tests/test_delivery.py tests/test_trust.py tests/test_topics.py tests/test_reminders.py
+MATRIX_TESTS ?= tests/test_contract.py tests/test_delivery.py tests/test_trust.py tests/test_topics.py
 PYENV_ROOT ?= $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 
 $(BIN)/python:
