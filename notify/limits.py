@@ -3,7 +3,7 @@
 Per user, across every worker and host (counted in Redis by notify.ratelimit; in this
 process with the memory broker, or while Redis fails):
 
-- held polls (``MAX_POLLS_PER_USER``): ``PollLimiter.holding``, also counted per process;
+- held polls (``MAX_POLLS_PER_USER``): ``PollLimiter.hold``, also counted per process;
 - streams answered at once, by polls without a cursor (``MAX_SNAPSHOTS_PER_SECOND``);
 - publishes over HTTP, to one topic and in all (``MAX_TOPIC_PUBLISHES_PER_MINUTE``,
   ``MAX_PUBLISHES_PER_MINUTE``), and new topics made by them (``MAX_NEW_TOPICS_PER_HOUR``);
@@ -18,11 +18,13 @@ limited: these limits are for what HTTP clients can make a server do.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -31,6 +33,8 @@ from django.utils import timezone
 from notify import db, ratelimit
 from notify.conf import conf
 from notify.ratelimit import Refused, Rule
+
+T = TypeVar("T")
 
 # Retry-After of a 429 or 503 that no window dates (held polls: one may end any moment).
 RETRY_AFTER = 5
@@ -81,15 +85,14 @@ class PollLimiter:
             if self._held[user_id] <= 0:
                 del self._held[user_id]
 
-    @asynccontextmanager
-    async def holding(self, user_id: int, per_user: int, total: int, timeout: float) -> AsyncIterator[None]:
-        """One more held poll for the block, held at most ``timeout`` seconds; TooManyPolls past a limit.
+    async def hold(self, user_id: int, per_user: int, total: int, timeout: float, holding: Awaitable[T]) -> T:
+        """Run ``holding``, a held poll of at most ``timeout`` seconds, counted; TooManyPolls past a limit.
 
         Counted in this process (the process's limit, and the user's here: the bound that
         remains when Redis fails), then among the user's polls in every worker.
         """
-        async with self.in_process(user_id, per_user, total), across_workers(user_id, per_user, timeout):
-            yield
+        async with self.in_process(user_id, per_user, total):
+            return await across_workers(user_id, per_user, timeout, holding)
 
     @asynccontextmanager
     async def in_process(self, user_id: int, per_user: int, total: int) -> AsyncIterator[None]:
@@ -115,18 +118,39 @@ def _too_many_polls(per_user: int) -> str:
     )
 
 
-@asynccontextmanager
-async def across_workers(user_id: int, per_user: int, timeout: float) -> AsyncIterator[None]:
-    """A slot among the user's ``per_user`` held polls in every worker, for the block; 429 if
-    none is free. It lapses ``slot_seconds(timeout)`` from now, so that a worker killed while
-    holding it leaks it no longer than its poll would have lasted."""
-    slot = await ratelimit.take_slot(user_id, per_user, slot_seconds(timeout))
-    if slot is None:
-        raise TooManyPolls(429, "too_many_polls", _too_many_polls(per_user))
+async def across_workers(user_id: int, per_user: int, timeout: float, holding: Awaitable[T]) -> T:
+    """Run ``holding`` in a slot among the user's ``per_user`` held polls in every worker; 429 if none is free.
+
+    The slot is asked for beside the poll, not before it: the poll subscribes and checks
+    the database while Redis answers, so a client that re-polls the moment it is answered
+    is listening again without waiting on the limits' round trip, which at thousands of
+    re-polls a second queues behind the others (a broadcast). The poll is ended, and
+    answered 429, as soon as Redis says the user has no slot free; an answer found before
+    Redis has said so waits for it. The slot lapses ``slot_seconds(timeout)`` from when it
+    was taken, so that a worker killed while holding it leaks it no longer than its poll
+    would have lasted.
+    """
+    taking = asyncio.ensure_future(ratelimit.take_slot(user_id, per_user, slot_seconds(timeout)))
+    held = asyncio.ensure_future(holding)
     try:
-        yield
+        done, _ = await asyncio.wait((held, taking), return_when=asyncio.FIRST_COMPLETED)
+        if held in done and held.exception() is not None:
+            return held.result()  # the poll's own refusal (401, 403...) needs no slot
+        if await taking is None:
+            raise TooManyPolls(429, "too_many_polls", _too_many_polls(per_user))
+        return await held
     finally:
-        await ratelimit.free_slot(slot)
+        if not held.done():
+            held.cancel()
+            await asyncio.wait((held,))  # let it unsubscribe before the slot is given back
+        if not held.cancelled() and held.done():
+            held.exception()  # retrieved: it is answered above, or superseded by the 429
+        taking.add_done_callback(_free_taken_slot)
+
+
+def _free_taken_slot(taking: asyncio.Future[ratelimit.Slot | None]) -> None:
+    if not taking.cancelled() and taking.exception() is None and (slot := taking.result()) is not None:
+        ratelimit.free_slot(slot)
 
 
 def slot_seconds(timeout: float) -> float:

@@ -169,10 +169,10 @@ async def take_slot(user_id: int, limit: int, seconds: float) -> Slot | None:
     return slot if answer else None
 
 
-async def free_slot(slot: Slot) -> None:
+def free_slot(slot: Slot) -> None:
     """Give a slot back (a slot that cannot be given back lapses by itself). Queued, not
     waited for: the poll's answer does not wait on Redis; the next round trip of this
-    event loop gives it back, before any take queued after it."""
+    event loop gives it back, before any take queued after it. Called in the event loop."""
     if slot is not NOT_COUNTED:
         _slot_queue().free(slot)
 
