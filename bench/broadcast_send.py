@@ -1,4 +1,5 @@
-"""How long a Broadcast to N users takes: bulk insert, numbering, pipelined publish.
+"""How long a broadcast to N users takes: to everyone (one announcement, notify.announce) beside
+to each user (``notify.send`` to all N: bulk insert, numbering, pipelined publish), in one run.
 
     .venv/bin/python bench/broadcast_send.py [--users 10000] [--repeat 3]
 
@@ -52,7 +53,7 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
-    from notify.models import Broadcast
+    import notify
 
     call_command("migrate", verbosity=0)
     User = get_user_model()
@@ -65,33 +66,40 @@ def main() -> None:
 
     client = redis.Redis.from_url(settings.REDIS_URL)
     pubsub = client.pubsub(ignore_subscribe_messages=True)
-    pubsub.psubscribe(f"{settings.NOTIFY['CHANNEL_PREFIX']}:user:*")
+    prefix = settings.NOTIFY["CHANNEL_PREFIX"]
+    pubsub.psubscribe(f"{prefix}:user:*", f"{prefix}:announcements")
+    pubsub.get_message(timeout=1)
     pubsub.get_message(timeout=1)
 
     print(f"{connection.vendor}, {active} active users, Redis {settings.REDIS_URL}")
-    for run in range(args.repeat):
+    for run, how in enumerate(["announce", "send"] * args.repeat):
         # This run's tally and signal, handed to its thread: a closure would read
         # whatever the names hold when it runs, the next run's if this one timed out.
         received = [0]
         all_received = threading.Event()
 
-        def count(received: list[int], all_received: threading.Event) -> None:
-            while received[0] < active:
+        expected = 1 if how == "announce" else active
+
+        def count(received: list[int], all_received: threading.Event, expected: int) -> None:
+            while received[0] < expected:
                 if pubsub.get_message(timeout=1) is not None:
                     received[0] += 1
             all_received.set()
 
-        counter = threading.Thread(target=count, args=(received, all_received), daemon=True)
+        counter = threading.Thread(target=count, args=(received, all_received, expected), daemon=True)
         counter.start()
-        broadcast = Broadcast.objects.create(title=f"Bench {run}")
         started = time.perf_counter()
-        sent = broadcast.send()
+        if how == "announce":  # what the admin's broadcast to everyone does (notify.sending.send_broadcast)
+            notify.announce(f"Bench {run}")
+            sent = active
+        else:
+            sent = len(notify.send(User.objects.filter(is_active=True), f"Bench {run}"))
         returned = time.perf_counter() - started
         all_received.wait(60)
         published = time.perf_counter() - started
         print(
-            f"run {run + 1}: send() returned after {returned:.2f} s for {sent} users; "
-            f"all {received[0]} messages in Redis after {published:.2f} s"
+            f"{how:>8}: returned after {returned * 1000:.0f} ms for {sent} users; "
+            f"all {received[0]} message(s) in Redis after {published * 1000:.0f} ms"
         )
     pubsub.close()
 

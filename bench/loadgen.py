@@ -56,6 +56,19 @@ from stack import AUTH_MODES, auth_headers  # bench/, this script's directory
 ERROR_BACKOFF = 1.0
 
 
+# notify.models.ANNOUNCEMENT_IDS_FROM: an announcement (notify.announce) has one id for every
+# user, so its receipt by client ``index`` is counted under a key of its own.
+ANNOUNCEMENT_IDS_FROM = 2**50
+
+
+def receipt_key(nid: int, index: int) -> int:
+    """What a receipt is counted under: a notification's id, or an announcement's (negative) key
+    for this client: ``-(announcement * 1_000_000 + index)``."""
+    if nid < ANNOUNCEMENT_IDS_FROM:
+        return nid
+    return -((nid - ANNOUNCEMENT_IDS_FROM) * 1_000_000 + index)
+
+
 class Load:
     def __init__(self, args: argparse.Namespace, credentials: list[str]) -> None:
         self.args = args
@@ -149,11 +162,11 @@ class Load:
             self.churned += 1
         self.tasks = [task for task in self.tasks if not task.done()]
 
-    def record(self, notifications: list[dict], into: dict[int, float] | None = None) -> None:
+    def record(self, index: int, notifications: list[dict], into: dict[int, float] | None = None) -> None:
         now = time.monotonic()
         into = self.received if into is None else into
         for notification in notifications:
-            nid = notification["id"]
+            nid = receipt_key(notification["id"], index)
             if nid in self.received or nid in self.late:
                 self.duplicates += 1
                 if len(self.duplicate_ids) < 20:
@@ -206,7 +219,7 @@ class Load:
                     if page is None:
                         await asyncio.sleep(ERROR_BACKOFF)
                         continue
-                    self.record(page["notifications"])
+                    self.record(index, page["notifications"])
                     cursor = page["cursor"]
             self.cursors[index] = cursor
             self.snapshots += 1
@@ -218,7 +231,7 @@ class Load:
                 if page is None:
                     await asyncio.sleep(ERROR_BACKOFF)
                     continue
-                self.record(page["notifications"])
+                self.record(index, page["notifications"])
                 cursor = self.cursors[index] = page["cursor"]
         else:
             interval = self.args.interval
@@ -228,7 +241,7 @@ class Load:
                 next_at += interval
                 page = await self.get(index, {"after": cursor, "timeout": "0"})
                 if page is not None:
-                    self.record(page["notifications"])
+                    self.record(index, page["notifications"])
                     cursor = self.cursors[index] = page["cursor"]
 
     async def nchan_get(
@@ -343,7 +356,7 @@ class Load:
                     if page is None:
                         await asyncio.sleep(ERROR_BACKOFF)
                         continue
-                    self.record(page["notifications"], into=self.late)
+                    self.record(index, page["notifications"], into=self.late)
                     if cursor is not None and page["notifications"]:
                         cursor = self.cursors[index] = page["cursor"]
                         continue

@@ -29,8 +29,8 @@ var/bench-run.sqlite3; a PostgreSQL database is created if missing; a database n
 2. steady: ``notify.send()`` to a random one of the N users at --rate a second for
    --duration seconds; latency is from ``send()`` returning here to the client having
    read the answer (both CLOCK_MONOTONIC);
-3. broadcast: one ``notify.send(User.objects.filter(...))`` to all N; the time from the
-   call until 50 / 99 / 100 % of them have it;
+3. broadcast: one ``notify.announce()`` to everyone (stored once, one message); the time
+   from the call until 50 / 99 / 100 % of the N clients have it;
 4. every notification sent must be received exactly once, by id.
 
 The ``nchan`` variant is not notify but Nchan (Debian's nginx + libnginx-mod-nchan,
@@ -71,6 +71,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from loadgen import receipt_key  # noqa: E402 - needs the path above
 from stack import (  # noqa: E402 - needs the path above
     BIN,
     VARIANTS,
@@ -305,15 +306,19 @@ def session_cookie(key: str) -> str:
 
 
 def reset_streams() -> None:
-    """Every variant starts from empty streams: no notifications, every cursor at 0."""
+    """Every variant starts from empty streams: no notifications or announcements, every cursor at 0."""
     from django.db import connection
 
-    from notify.models import Inbox, Notification
+    from notify.models import Announcement, AnnouncementRead, AnnouncementsHead, Inbox, Notification
 
     quote = connection.ops.quote_name
     with connection.cursor() as cursor:
-        cursor.execute(f"DELETE FROM {quote(Notification._meta.db_table)}")
-        cursor.execute(f"UPDATE {quote(Inbox._meta.db_table)} SET {quote('last_seq')} = 0")
+        for model in (Notification, AnnouncementRead, Announcement):
+            cursor.execute(f"DELETE FROM {quote(model._meta.db_table)}")
+        cursor.execute(
+            f"UPDATE {quote(Inbox._meta.db_table)} SET {quote('last_seq')} = 0, {quote('announcements_read')} = 0"
+        )
+        cursor.execute(f"UPDATE {quote(AnnouncementsHead._meta.db_table)} SET {quote('last_seq')} = 0")
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -541,7 +546,6 @@ def run_one(
 ) -> dict[str, Any]:
     """One variant at one N. ``profiled``: py-spy the server in every phase (a run of its own,
     kept out of the tables, since py-spy takes CPU from the same two cores)."""
-    from django.contrib.auth import get_user_model
     from django.test import override_settings
 
     import notify
@@ -577,10 +581,8 @@ def run_one(
         log_path=VAR / "logs" / f"bench-{variant_name}-{n}{'-profiled' if profiled else ''}.log",
     )
     result["command"] = " ".join(part.removeprefix(f"{BIN}/") for part in variant.command(server.port, n))
-    sent_all: dict[int, float] = {}  # notification id -> when send() returned
-    recipient_of: dict[int, int] = {}  # notification id -> user id
-    User = get_user_model()
-    recipients = User.objects.filter(username__startswith=USER_PREFIX, pk__lte=user_ids[-1])
+    sent_all: dict[int, float] = {}  # notification id (loadgen.receipt_key) -> when send() returned
+    recipient_of: dict[int, int] = {}  # notification id (loadgen.receipt_key) -> user id
     long = variant.mode == "long"
 
     def spy_name(phase: str) -> str:
@@ -676,12 +678,14 @@ def run_one(
             spy = Spy(server.worker_pid(), 4, spy_name("broadcast")) if profiled else None
             mark = meter.mark()
             t_call = mark["t"]
-            created = notify.send(recipients, "broadcast")
+            # To everyone: one announcement (notify.announce), stored and published once;
+            # each client's receipt of it is counted under a key of its own (loadgen.receipt_key).
+            announcement = notify.announce("broadcast")
             t_return = time.monotonic()
-            broadcast_ids = [c.pk for c in created]
-            for c in created:
-                sent_all[c.pk] = t_return
-                recipient_of[c.pk] = c.recipient_id
+            broadcast_ids = [receipt_key(announcement.public_id, index) for index in range(len(user_ids))]
+            for index, key in enumerate(broadcast_ids):
+                sent_all[key] = t_return
+                recipient_of[key] = user_ids[index]
             wait_received(loadgen, len(sent_all), args.interval + 10 if not long else 10)
             result["broadcast"] = {
                 "recipients": len(broadcast_ids),

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import datetime
 
-    from notify.models import Notification, TopicMessage
+    from notify.models import Announcement, Notification, TopicMessage
 
-__all__ = ["send", "asend", "cancel", "reschedule", "publish", "apublish"]
+__all__ = ["send", "asend", "announce", "aannounce", "cancel", "reschedule", "publish", "apublish"]
 
 
 def send(recipients: Any, title: str, body: str = "", **options: Any) -> list[Notification]:
@@ -28,6 +28,22 @@ async def asend(recipients: Any, title: str, body: str = "", **options: Any) -> 
     from notify.sending import asend as _asend
 
     return await _asend(recipients, title, body, **options)
+
+
+def announce(title: str, body: str = "", **options: Any) -> Announcement:
+    """Notify every user at once, stored once; see ``notify.sending.announce``."""
+    from notify.sending import announce as _announce
+
+    return _announce(title, body, **options)
+
+
+async def aannounce(title: str, body: str = "", **options: Any) -> Announcement:
+    """The async twin of ``announce``."""
+    from asgiref.sync import sync_to_async
+
+    from notify.sending import announce as _announce
+
+    return await sync_to_async(_announce)(title, body, **options)
 
 
 def cancel(notification_or_id: Any, *, using: str = "default") -> bool:

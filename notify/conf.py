@@ -254,6 +254,10 @@ class Settings:
     def channel_for_user(self, user_id: int) -> str:
         return f"{self.CHANNEL_PREFIX}:user:{user_id}"
 
+    @property
+    def announcements_channel(self) -> str:
+        return f"{self.CHANNEL_PREFIX}:announcements"
+
     def channel_for_topic(self, name: str) -> str:
         return f"{self.CHANNEL_PREFIX}:topic:{name}"
 

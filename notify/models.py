@@ -76,6 +76,9 @@ class Inbox(models.Model):
         related_name="notify_inbox",
     )
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Every announcement up to this seq is read by this user (``{"all": true}``); the ones
+    # above it read one by one have an AnnouncementRead row each.
+    announcements_read = models.PositiveBigIntegerField(default=0)
 
     class Meta:
         verbose_name_plural = "inboxes"
@@ -386,3 +389,89 @@ class TopicMessage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.topic_id} #{self.seq}"
+
+
+# An announcement's id in poll answers and in POST /notify/read: this plus its primary key.
+# Clients know only notification ids (positive whole numbers, JavaScript-safe below 2**53);
+# announcements share that space without ever meeting a notification's id.
+ANNOUNCEMENT_IDS_FROM = 2**50
+
+
+class AnnouncementsHead(models.Model):
+    """The head of the one stream every user follows: ``last_seq`` of the newest announcement.
+
+    One row, locked while an announcement is numbered, as an ``Inbox`` is for a user's
+    notifications: announcements are numbered in commit order.
+    """
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    last_seq = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"announcements at {self.last_seq}"
+
+
+class Announcement(models.Model):
+    """One notification to every user, stored once (``notify.announce``).
+
+    Every inbox poll follows the announcements beside the user's own notifications, so a
+    broadcast to everyone costs one row and one pub/sub message, not one per user. A
+    user gets the announcements made while their account existed (``last_user_id``: the
+    highest user id when it was made) and reads each one with a row of their own only
+    when they mark it read (``AnnouncementRead``; "mark all read" moves
+    ``Inbox.announcements_read`` instead).
+    """
+
+    # Position in the announcements stream: 1, 2, 3... in commit order. The cursor.
+    seq = models.PositiveBigIntegerField(unique=True, editable=False)
+    title = models.CharField(max_length=200)
+    body = models.TextField(blank=True)
+    level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    url = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    # Users with a higher id were created after it: they do not get it.
+    last_user_id = models.PositiveBigIntegerField(editable=False)
+
+    class Meta:
+        ordering = ["seq"]
+
+    def __str__(self) -> str:
+        return self.title
+
+    # Fixed at creation: renumbered, it would be seen twice or never along a cursor chain.
+    FROZEN_FIELDS = ("seq", "last_user_id")
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        _refuse_frozen_changes(self, self.FROZEN_FIELDS, kwargs)
+        super().save(*args, **kwargs)
+
+    @property
+    def public_id(self) -> int:
+        return ANNOUNCEMENT_IDS_FROM + self.pk
+
+    def as_dict(self, *, read: bool = False) -> dict[str, Any]:
+        """As a notification in the inbox's answer (``read``: by the user it is answered to)."""
+        return {
+            "id": self.public_id,
+            "title": self.title,
+            "body": self.body,
+            "level": self.level,
+            "url": self.url,
+            "data": self.data,
+            "created_at": self.created_at.isoformat(),
+            "read": read,
+        }
+
+
+class AnnouncementRead(models.Model):
+    """One user read one announcement (above their ``Inbox.announcements_read``)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    announcement = models.ForeignKey(Announcement, on_delete=models.CASCADE, related_name="reads")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["user", "announcement"], name="notify_announcement_read")]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} read announcement {self.announcement_id}"

@@ -33,10 +33,16 @@ def message(seq: int, unread: int | None, notification: dict[str, Any]) -> bytes
     return b"%d %s %s" % (seq, b"-" if unread is None else b"%d" % unread, notification_json(notification))
 
 
-def inbox_body(position: int, notifications: list[bytes], unread: int) -> bytes:
+def announcement_message(seq: int, last_user_id: int, announcement: dict[str, Any]) -> bytes:
+    """An announcement on the announcements channel: ``b"<seq> <last_user_id> <item JSON>"``
+    (the item as an unread notification; users above ``last_user_id`` do not get it)."""
+    return b"%d %d %s" % (seq, last_user_id, notification_json(announcement))
+
+
+def inbox_body(position: cursor.InboxCursor, notifications: list[bytes], unread: int) -> bytes:
     """The inbox's answer: ``{"cursor", "notifications", "unread_count"}``."""
     return b'{"cursor":"%s","notifications":[%s],"unread_count":%d}' % (
-        cursor.encode(position).encode(),
+        cursor.encode_inbox(position).encode(),
         b",".join(notifications),
         unread,
     )

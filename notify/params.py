@@ -15,9 +15,10 @@ from django.http import HttpRequest, QueryDict
 
 from notify import cursor
 from notify.conf import conf
+from notify.cursor import INBOX
 from notify.jsondepth import TooDeep
 from notify.sizes import TooLarge
-from notify.topics import INBOX, NAME_RULE, InvalidTopic, check_data, check_name
+from notify.topics import NAME_RULE, InvalidTopic, check_data, check_name
 
 _NUMBER = re.compile(r"-?[0-9]{1,9}(\.[0-9]{1,9})?")
 _INTEGER = re.compile(r"-?[0-9]{1,9}")
@@ -65,17 +66,18 @@ def too_many_fields(where: str) -> BadRequest:
 
 @dataclass(frozen=True)
 class PollParams:
-    after: int | None
+    after: cursor.Cursor | None
     timeout: float
     limit: int
 
 
-def parse_poll(query: QueryDict) -> PollParams:
+def parse_poll(query: QueryDict, stream: str = INBOX) -> PollParams:
+    """A poll of one stream (``stream``: "inbox" or a topic's name)."""
     after = None
     raw_after = query.get("after")
     if raw_after is not None and raw_after != "":
         try:
-            after = cursor.decode(raw_after)
+            after = cursor.decode_for(stream, raw_after)
         except cursor.InvalidCursor as error:
             raise BadRequest("invalid_cursor", str(error)) from None
     return PollParams(after=after, timeout=_timeout(query.get("timeout")), limit=_limit(query.get("limit")))
@@ -90,7 +92,7 @@ def parse_topic(name: str) -> str:
 
 @dataclass(frozen=True)
 class StreamsParams:
-    streams: list[tuple[str, int | None]]  # (name, cursor or None), in the order asked
+    streams: list[tuple[str, cursor.Cursor | None]]  # (name, cursor or None), in the order asked
     timeout: float
     limit: int
 

@@ -32,8 +32,9 @@ from functools import partial
 
 from notify import auth, db, lifecycle
 from notify.auth import Credential, NotAuthenticated
-from notify.broker import Subscription, get_broker
+from notify.broker import Flag, Subscription, get_broker
 from notify.conf import conf
+from notify.cursor import Cursor
 from notify.limits import count_snapshot, poll_limiter
 from notify.pages import AUTH_CHANGED
 from notify.streams import Result, Stream, named
@@ -46,11 +47,12 @@ from notify.streams import Result, Stream, named
 # None in production: one comparison per point.
 _test_hook: Callable[[str, Sequence[Subscription]], Awaitable[None]] | None = None
 
-Followed = list[tuple[Stream, int]]
+# Each stream a held poll follows, and its cursor (the stream's kind: notify.cursor).
+Followed = list[tuple[Stream, Cursor]]
 
 
 async def poll(
-    credential: Credential, wanted: Sequence[tuple[str, int | None]], limit: int, timeout: float
+    credential: Credential, wanted: Sequence[tuple[str, Cursor | None]], limit: int, timeout: float
 ) -> list[tuple[Stream, Result]]:
     """Each wanted stream (by name, with its cursor or None) and its answer.
 
@@ -71,7 +73,7 @@ async def poll(
 
 
 async def snapshot(
-    user_id: int, wanted: Sequence[tuple[Stream, int | None]], limit: int
+    user_id: int, wanted: Sequence[tuple[Stream, Cursor | None]], limit: int
 ) -> list[tuple[Stream, Result]]:
     """Answer at once (some stream has no cursor); the credential is verified already.
 
@@ -102,16 +104,18 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
     broker = get_broker()
     user_channel = conf.channel_for_user(user_id)
     async with contextlib.AsyncExitStack() as stack:
-        # 1. subscribe: each channel once (the inbox's is the user's own).
-        channels = dict.fromkeys([*(stream.channel for stream, _ in followed), user_channel])
-        subscriptions = {channel: await stack.enter_async_context(broker.subscribe(channel)) for channel in channels}
+        # 1. subscribe: each channel once (the inbox's are the user's own and the announcements').
+        # One flag wakes the poll from any of them: one waiter, however many channels.
+        channels = dict.fromkeys([*(c for stream, _ in followed for c in stream.listens_to()), user_channel])
+        woken = Flag()
+        subscriptions = {
+            channel: await stack.enter_async_context(broker.subscribe(channel, woken)) for channel in channels
+        }
         every = list(subscriptions.values())
         # 2. confirm, then clear: a publish from now on, even during the check, wakes the poll.
-        ready_within = min(conf.SUBSCRIBE_TIMEOUT, timeout)
-        if len(every) == 1:
-            await every[0].wait_ready(ready_within)
-        else:
-            await asyncio.gather(*(subscription.wait_ready(ready_within) for subscription in every))
+        ready_by = loop.time() + min(conf.SUBSCRIBE_TIMEOUT, timeout)
+        for subscription in every:  # confirmed together: the hub subscribes them at once
+            await subscription.wait_ready(ready_by - loop.time())
         for subscription in every:
             subscription.clear()
         if _test_hook is not None:
@@ -134,7 +138,7 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
             if not all(s.ready.is_set() for s in every):
                 # Redis is not confirming: nothing may wake us, so look again soon.
                 remaining = min(remaining, conf.RECHECK_INTERVAL)
-            if not await wait_any(every, remaining):
+            if not await woken.wait(remaining):
                 if all(s.ready.is_set() for s in every):
                     # Timed out, listening all along: nothing was published since the
                     # check, so there is nothing new to look for.
@@ -170,9 +174,9 @@ async def first_look(user_id: int, followed: Followed, limit: int) -> list[Resul
             head = await stream.batched_head()
             if head is None:
                 break
-            if after > head:
+            if stream.ahead_of(after, head):
                 raise stream.ahead()
-            if after < head:
+            if stream.behind(after, head):
                 behind.append(len(results))
             results.append(Result(after))
         else:
@@ -184,7 +188,7 @@ async def first_look(user_id: int, followed: Followed, limit: int) -> list[Resul
     return await db.read(look_all, user_id, followed, limit)
 
 
-def look_all(user_id: int, wanted: Sequence[tuple[Stream, int | None]], limit: int) -> list[Result]:
+def look_all(user_id: int, wanted: Sequence[tuple[Stream, Cursor | None]], limit: int) -> list[Result]:
     """Every wanted stream's page (snapshot, for one without a cursor), in one trip. Synchronous.
 
     A guarded stream the user may not read raises its StreamError (403).
@@ -212,12 +216,12 @@ async def answer_wake_up(
     to_look: list[int] = []
     from_messages: list[Stream] = []
     for index, (stream, after) in enumerate(followed):
-        messages = heard[stream.channel]
-        if not messages:
+        mine = {channel: heard[channel] for channel in stream.listens_to()}
+        if not any(mine.values()):
             if not anything:
                 to_look.append(index)
             continue
-        found = stream.from_messages(messages, after, limit)
+        found = stream.from_messages(mine, after, limit)
         if found is None:
             to_look.append(index)
         else:
@@ -233,17 +237,3 @@ async def answer_wake_up(
         if refused is not None:
             raise refused.forbidden()
     return results
-
-
-async def wait_any(subscriptions: list[Subscription], timeout: float) -> bool:
-    """Wait until any of the subscriptions is woken, or ``timeout`` seconds pass; True if woken."""
-    if len(subscriptions) == 1:
-        return await subscriptions[0].wait(timeout)
-    waits = [asyncio.ensure_future(s.wait(timeout)) for s in subscriptions]
-    try:
-        done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiting in waits:
-            waiting.cancel()
-        await asyncio.wait(waits)
-    return any(w.result() for w in done)

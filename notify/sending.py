@@ -15,7 +15,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from notify import pages
+from notify import announcements, pages
 from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
@@ -23,7 +23,7 @@ from notify.models import CHUNK as MODEL_CHUNK
 from notify.sizes import TooLarge
 
 if TYPE_CHECKING:
-    from notify.models import Broadcast, Notification
+    from notify.models import Announcement, Broadcast, Notification
 
 logger = logging.getLogger("notify")
 
@@ -43,11 +43,15 @@ _unread_counts = CompiledQuery("notify.Notification", _unread_query)
 
 
 def unread_counts(user_ids: Iterable[int]) -> dict[int, int]:
-    """Each user's unread count, a query per 500 users (compiled once: notify.compiled)."""
+    """Each user's unread count, notifications and announcements: a query per 500 users
+    (compiled once: notify.compiled), and the announcements' (notify.announcements)."""
     ids = sorted(set(user_ids))
     counts = dict.fromkeys(ids, 0)
     for start in range(0, len(ids), CHUNK):
-        counts.update(_unread_counts(ids[start : start + CHUNK]))
+        chunk = ids[start : start + CHUNK]
+        counts.update(_unread_counts(chunk))
+        for uid, unread in announcements.unread_counts(chunk).items():
+            counts[uid] += unread
     return counts
 
 
@@ -239,20 +243,73 @@ async def asend(
     )
 
 
+def announce(
+    title: str,
+    body: str = "",
+    *,
+    level: str = "info",
+    url: str = "",
+    data: dict[str, Any] | None = None,
+    using: str = "default",
+) -> Announcement:
+    """One notification to every user, stored once and published once (notify.announcements).
+
+    Every inbox poll follows the announcements beside the user's own notifications: it
+    arrives in the inbox answer as a notification (its id from ``ANNOUNCEMENT_IDS_FROM``
+    up), counts in the unread count and is marked read like one. One row and one
+    pub/sub message, however many users: each worker wakes its own held polls. Users
+    created afterwards do not get it. Works inside a transaction as ``send`` does.
+    """
+    from django.db.models import F, Max
+
+    from notify.models import Announcement, AnnouncementsHead, Level
+
+    if level not in Level.values:
+        raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
+    check_content(title, body, url, data)
+    with transaction.atomic(using=using, savepoint=False):
+        heads = AnnouncementsHead.objects.using(using)
+        heads.bulk_create([AnnouncementsHead(id=1)], ignore_conflicts=True)
+        # Locked until the transaction ends: announcements are numbered in commit order.
+        seq = heads.select_for_update().filter(id=1).values_list("last_seq", flat=True).get() + 1
+        heads.filter(id=1).update(last_seq=F("last_seq") + 1)
+        users = get_user_model()._default_manager.using(using)
+        last_user_id = users.aggregate(last=Max("pk"))["last"] or 0
+        announcement = Announcement.objects.using(using).create(
+            seq=seq, title=title, body=body, level=level, url=url, data=data or {}, last_user_id=last_user_id
+        )
+    transaction.on_commit(partial(publish_announcement, announcement), using=using)
+    return announcement
+
+
+def publish_announcement(announcement: Announcement) -> None:
+    """Wake every held inbox poll, on every worker: one message. A failure is logged, never
+    raised (the announcement is saved: the next poll that asks the database has it)."""
+    from notify.broker import get_broker
+
+    message = pages.announcement_message(announcement.seq, announcement.last_user_id, announcement.as_dict())
+    try:
+        get_broker().publish_many([(conf.announcements_channel, message)])
+    except Exception:
+        logger.exception("notify: could not publish announcement %d; it is saved", announcement.pk)
+
+
 def send_broadcast(broadcast: Broadcast) -> int:
-    """Notify every recipient of an admin broadcast (bulk insert, pipelined publish); return how many."""
+    """Send an admin broadcast; return to how many active users.
+
+    To everyone (no groups): one announcement (``announce``), stored and published once.
+    To groups: a notification per member (bulk insert, pipelined publish).
+    """
     if broadcast.sent_at is not None:
         raise ValueError(f"Broadcast {broadcast.pk} was already sent at {broadcast.sent_at}.")
+    content: dict[str, Any] = {"level": broadcast.level, "url": broadcast.url, "data": {"broadcast": broadcast.pk}}
     with transaction.atomic():
-        sent = send(
-            broadcast.recipients(),
-            broadcast.title,
-            broadcast.body,
-            level=broadcast.level,
-            url=broadcast.url,
-            data={"broadcast": broadcast.pk},
-        )
+        if broadcast.groups.exists():
+            count = len(send(broadcast.recipients(), broadcast.title, broadcast.body, **content))
+        else:
+            announce(broadcast.title, broadcast.body, **content)
+            count = broadcast.recipients().count()
         broadcast.sent_at = timezone.now()
-        broadcast.recipient_count = len(sent)
+        broadcast.recipient_count = count
         broadcast.save(update_fields=["sent_at", "recipient_count"])
     return broadcast.recipient_count

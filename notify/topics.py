@@ -29,6 +29,7 @@ from django.utils.module_loading import import_string
 
 from notify import pages
 from notify.conf import conf
+from notify.cursor import INBOX
 from notify.jsondepth import TooDeep, nests_deeper_than
 from notify.sizes import TooLarge
 
@@ -40,9 +41,7 @@ logger = logging.getLogger("notify")
 Action = Literal["read", "post"]
 
 NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-# The user's own stream's name in a multi-stream poll; every other name is a topic's.
-INBOX = "inbox"
-# Names a topic may not take.
+# Names a topic (the user's own stream's name in a multi-stream poll, notify.cursor.INBOX) may not take.
 RESERVED = frozenset({INBOX})
 NAME_RULE = "1 to 100 characters of A-Z a-z 0-9 _ . : -, and not 'inbox'"
 

@@ -197,7 +197,7 @@ async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
         return method_not_allowed("GET")
     try:
         parse_topic(name)
-        params = parse_poll(query_of(request))
+        params = parse_poll(query_of(request), name)
         credential = credential_of(request)
         del request  # not kept while held (see answer_poll)
         [(stream, result)] = await polling.poll(credential, [(name, params.after)], params.limit, params.timeout)

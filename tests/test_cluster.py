@@ -97,17 +97,22 @@ def test_held_polls_are_routed_to_their_shard_over_one_connection_per_shard(
     for thread in threads:
         thread.start()
 
+    # Every inbox poll also follows the announcements' channel, which has a shard of its own.
+    announcements = f"{settings.NOTIFY['CHANNEL_PREFIX']}:announcements"
+    held_channels = {**owners, announcements: cluster.node_for(announcements)}
+
     def routed() -> bool:
         # Each channel is SSUBSCRIBEd on the master that owns its slot, and nowhere else.
         return all(
-            node.shard_channels() == {ch for ch, owner in owners.items() if owner is node} for node in cluster.nodes
+            node.shard_channels() == {ch for ch, owner in held_channels.items() if owner is node}
+            for node in cluster.nodes
         )
 
     assert eventually(routed), {node.port: node.shard_channels() for node in cluster.nodes}
     for node in cluster.nodes:
         hubs = hub_connections(node)
         assert len(hubs) == 1  # one pub/sub connection per shard for the worker, not one per poll
-        assert int(hubs[0]["ssub"]) == sum(1 for owner in owners.values() if owner is node)
+        assert int(hubs[0]["ssub"]) == sum(1 for owner in held_channels.values() if owner is node)
 
     for node in cluster.nodes:
         node.client().config_resetstat()
@@ -241,7 +246,8 @@ def sentinel() -> Iterator[OwnSentinel]:
 
 
 def hub_subscriptions(port: int) -> int:
-    """Channels this run's hubs hold for polls on the Redis at ``port`` (-1: it does not answer)."""
+    """Channels this run's hubs hold for polls on the Redis at ``port`` (-1: it does not answer);
+    inbox polls hold their users' channels and the announcements'."""
     name = f"{settings.NOTIFY['CHANNEL_PREFIX']}:hub"
     try:
         clients = redis.Redis(port=port).client_list()
@@ -274,7 +280,7 @@ def test_sentinel_failover_costs_latency_never_a_notification(sentinel, make_use
         followers = Followers(server.url, tokens, cursors).start()
         with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": sentinel.url}):
             old = sentinel.current_master()
-            assert eventually(lambda: hub_subscriptions(old) == len(users))  # the hub found the master
+            assert eventually(lambda: hub_subscriptions(old) == len(users) + 1)  # the hub found the master
             notify.send(users, "before")
             assert followers.wait_for(1, deadline=10)
 
@@ -285,7 +291,7 @@ def test_sentinel_failover_costs_latency_never_a_notification(sentinel, make_use
             new = sentinel.wait_failover(old)
             assert new == sentinel.replica_port
             # The hub asked the sentinel again and subscribed everything on the new master.
-            assert eventually(lambda: hub_subscriptions(new) == len(users), timeout=20)
+            assert eventually(lambda: hub_subscriptions(new) == len(users) + 1, timeout=20)
             started = time.monotonic()
             notify.send(users, "after")  # published to the new master
             assert followers.wait_for(3, deadline=10)
@@ -320,14 +326,14 @@ def test_sentinel_manual_failover_moves_the_hub_at_once(sentinel, make_user, tok
         # Polls longer than the test: only pub/sub can answer them in time.
         followers = Followers(server.url, tokens, cursors, timeout=40).start()
         old = sentinel.current_master()
-        assert eventually(lambda: hub_subscriptions(old) == len(users))
+        assert eventually(lambda: hub_subscriptions(old) == len(users) + 1)
 
         # The old master lives on, and stays a master until the sentinel turns it into
         # a replica seconds later: a hub still listening there would hear nothing.
         redis.Redis(port=sentinel.sentinel_port).execute_command("SENTINEL", "FAILOVER", sentinel.service)
         new = sentinel.wait_failover(old)
         switched = time.monotonic()
-        assert eventually(lambda: hub_subscriptions(new) == len(users), timeout=10)
+        assert eventually(lambda: hub_subscriptions(new) == len(users) + 1, timeout=10)
         assert time.monotonic() - switched < 3  # moved on +switch-master, not when the old master dropped it
         with override_settings(NOTIFY={**settings.NOTIFY, "REDIS_URL": sentinel.url}):
             notify.send(users, "after the switch")

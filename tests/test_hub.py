@@ -47,7 +47,8 @@ def test_one_pubsub_connection_serves_every_held_poll(server, make_user, token_f
     threads = [threading.Thread(target=hold, args=pair) for pair in zip(tokens, cursors, strict=True)]
     for thread in threads:
         thread.start()
-    assert eventually(lambda: subscribed_channels(redis_client) == 30)
+    # Each user's channel, and the announcements' that every inbox poll follows: once.
+    assert eventually(lambda: subscribed_channels(redis_client) == 30 + 1)
     assert len(hub_clients(redis_client)) == 1  # not one connection per held request
 
     notify.send(users, "to everyone")
@@ -74,7 +75,7 @@ def test_clients_that_go_away_free_their_waiters_and_subscriptions(server, make_
     for _ in range(5):
         sockets = [open_raw_poll(server, token, cursor) for _ in range(10)]
         server.wait_for_held_polls(10, alice.pk)  # all ten held and listening
-        assert eventually(lambda: subscribed_channels(redis_client) == 1)
+        assert eventually(lambda: subscribed_channels(redis_client) == 2)  # alice's and the announcements'
         for sock in sockets:
             sock.close()
         server.wait_for_held_polls(0, alice.pk)  # their waiters and slots freed
@@ -97,7 +98,7 @@ def test_lost_pubsub_connection_reconnects_and_delivers_what_was_missed(server, 
     result: list[dict] = []
     poller = threading.Thread(target=lambda: result.append(server.poll(token, after=cursor, timeout=20).json()))
     poller.start()
-    assert eventually(lambda: subscribed_channels(redis_client) == 1)
+    assert eventually(lambda: subscribed_channels(redis_client) == 2)  # alice's and the announcements'
     [hub] = hub_clients(redis_client)
 
     redis_client.client_kill_filter(_id=hub["id"])

@@ -60,7 +60,7 @@ from notify.streams import inbox, topic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PATHS = ["session", "trusted token", "trusted session", "topic", "streams"]
+PATHS = ["session", "trusted token", "trusted session", "topic", "streams", "announcement"]
 POINTS = ["subscribed", "during the check", "checked"]
 # The held poll's timeout: what a lost send costs a test. Under the hub's first keepalive
 # PING (5 s after it connects), so that a failing test's teardown does not meet it.
@@ -189,6 +189,9 @@ async def test_a_send_at_each_point_of_a_held_poll_is_delivered_at_once(
     if path == "topic":
         send = sync_to_async(lambda: notify.publish(room, {"text": "landed"}, sender=alice))
         channel = conf.channel_for_topic(room)
+    elif path == "announcement":  # to everyone, on the channel every inbox poll follows (a trusted token's)
+        send = sync_to_async(lambda: notify.announce("landed"))
+        channel = conf.announcements_channel
     else:
         send = sync_to_async(lambda: notify.send(alice, "landed"))
         channel = conf.channel_for_user(alice.pk)
@@ -214,4 +217,4 @@ async def test_a_send_at_each_point_of_a_held_poll_is_delivered_at_once(
     assert delivered(path, response.json()) == ["landed"], f"lost at {point!r} on the {path} path: {response.json()}"
     assert elapsed < TIMEOUT / 2, f"answered after {elapsed:.1f} s: by its timeout, not by the send"
     # The path really was the one named: trusted or verified.
-    assert trusted == [path in ("trusted token", "trusted session", "streams")]
+    assert trusted == [path in ("trusted token", "trusted session", "streams", "announcement")]

@@ -27,13 +27,14 @@ class Thread(threading.Thread):
         self._call = (target, args, kwargs)
         self.delay = delay
         self.error: BaseException | None = None
+        self.result: Any = None  # what the target returned
 
     def run(self) -> None:
         target, args, kwargs = self._call
         try:
             if self.delay:
                 time.sleep(self.delay)
-            target(*args, **kwargs)
+            self.result = target(*args, **kwargs)
         except BaseException as error:
             self.error = error
             raise
@@ -47,8 +48,9 @@ class Thread(threading.Thread):
             raise self.error
 
 
-def join_all(threads: list[Thread], timeout: float | None = None) -> None:
-    """Join every thread (each up to ``timeout`` seconds); raise every exception they raised, together."""
+def join_all(threads: list[Thread], timeout: float | None = None) -> list[Any]:
+    """Join every thread (each up to ``timeout`` seconds); raise every exception they raised, together.
+    What each returned, in order."""
     errors: list[Exception] = []
     for thread in threads:
         try:
@@ -59,6 +61,7 @@ def join_all(threads: list[Thread], timeout: float | None = None) -> None:
         raise errors[0]
     if errors:
         raise ExceptionGroup(f"{len(errors)} of {len(threads)} threads failed", errors)
+    return [thread.result for thread in threads]
 
 
 def start(target: Callable[..., Any], *args: Any, delay: float = 0.0, **kwargs: Any) -> Thread:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from notify.broker.base import Broker, Subscription
+from notify.broker.base import Broker, Flag, Subscription
 from notify.conf import conf
 
-__all__ = ["Broker", "Subscription", "get_broker", "listen_to_auth_channel", "wake_everyone"]
+__all__ = ["Broker", "Flag", "Subscription", "get_broker", "listen_to_auth_channel", "wake_everyone"]
 
 _brokers: dict[tuple[str, str], Broker] = {}
 _lock = threading.Lock()

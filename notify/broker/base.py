@@ -65,10 +65,12 @@ class Subscription:
 
     __slots__ = ("channel", "ready", "_woken", "messages")
 
-    def __init__(self, channel: str) -> None:
+    def __init__(self, channel: str, woken: Flag | None = None) -> None:
         self.channel = channel
         self.ready = Flag()
-        self._woken = Flag()
+        # A poll that listens on several channels gives them one flag to wait on (one
+        # waiter, no task per channel); each keeps its own messages.
+        self._woken = Flag() if woken is None else woken
         self.messages: list[bytes | str] = []
 
     def wake(self, message: bytes | str | None = None) -> None:
@@ -96,8 +98,8 @@ class Hub:
     """
 
     @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channel)
+    async def subscribe(self, channel: str, woken: Flag | None = None) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channel, woken)
         self._add(subscription)
         try:
             yield subscription
@@ -115,8 +117,9 @@ class Broker(Protocol):
     def publish_many(self, messages: list[tuple[str, bytes]]) -> None:
         """Publish ``(channel, payload)`` pairs. Called from synchronous code."""
 
-    def subscribe(self, channel: str) -> AbstractAsyncContextManager[Subscription]:
-        """Hold a subscription to ``channel`` for the duration of the block."""
+    def subscribe(self, channel: str, woken: Flag | None = None) -> AbstractAsyncContextManager[Subscription]:
+        """Hold a subscription to ``channel`` for the duration of the block (woken by ``woken``,
+        a flag it may share with the poll's other subscriptions, if given)."""
 
     def wake_everyone(self) -> int:
         """Wake every subscription of this process; return how many."""

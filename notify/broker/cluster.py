@@ -39,7 +39,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
-from notify.broker.base import Hub, Subscription
+from notify.broker.base import Flag, Hub, Subscription
 from notify.broker.redis import COMMAND_BATCH, RedisHub, wake_hubs
 
 logger = logging.getLogger("notify.broker")
@@ -364,8 +364,10 @@ class ClusterBroker:
         self._clients: dict[Address, redis.Redis] = {}
         self._lock = threading.Lock()
 
-    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
-        return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay).subscribe(channel)
+    def subscribe(
+        self, channel: str, woken: Flag | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        return hub_for_running_loop(self.url, self.client_name, self.unsubscribe_delay).subscribe(channel, woken)
 
     def wake_everyone(self) -> int:
         return wake_hubs(_hubs)

@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from notify.broker.base import Subscription
+from notify.broker.base import Flag, Subscription
 
 
 class MemoryBroker:
@@ -31,8 +31,8 @@ class MemoryBroker:
                     loop.call_soon_threadsafe(subscription.wake, payload)
 
     @asynccontextmanager
-    async def subscribe(self, channel: str) -> AsyncIterator[Subscription]:
-        subscription = Subscription(channel)
+    async def subscribe(self, channel: str, woken: Flag | None = None) -> AsyncIterator[Subscription]:
+        subscription = Subscription(channel, woken)
         subscription.ready.set()
         entry = (asyncio.get_running_loop(), subscription)
         with self._lock:

@@ -28,7 +28,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from notify.broker.base import Hub, Subscription
+from notify.broker.base import Flag, Hub, Subscription
 
 logger = logging.getLogger("notify.broker")
 
@@ -428,8 +428,10 @@ class RedisBroker:
     def hub(self) -> RedisHub:
         return hub_for_running_loop(self.url, self.hub_class, **self.hub_options)
 
-    def subscribe(self, channel: str) -> contextlib.AbstractAsyncContextManager[Subscription]:
-        return self.hub().subscribe(channel)
+    def subscribe(
+        self, channel: str, woken: Flag | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Subscription]:
+        return self.hub().subscribe(channel, woken)
 
     def auth_epoch(self) -> object | None:
         # Never starts a hub: a POST under WSGI (a loop per request) must not open

@@ -7,10 +7,10 @@ set of them with one protocol. ``named`` turns a name from a request into one.
 
 from __future__ import annotations
 
+from notify.cursor import INBOX
 from notify.streams.base import Result, Stream, StreamError
 from notify.streams.inbox import InboxStream
 from notify.streams.topic import TopicStream
-from notify.topics import INBOX
 
 __all__ = ["INBOX", "InboxStream", "Result", "Stream", "StreamError", "TopicStream", "named"]
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
+
+from notify.cursor import Cursor
 
 
 class StreamError(Exception):
@@ -23,7 +26,7 @@ class Result:
     """What one stream answers: the cursor past its items, the items (JSON, ready to send),
     and for the inbox the unread count (None until known)."""
 
-    cursor: int
+    cursor: Cursor
     items: list[bytes] = field(default_factory=list)
     unread: int | None = None
 
@@ -35,6 +38,8 @@ class Stream:
     name: str
     #: The pub/sub channel its new items are announced on.
     channel: str
+    #: Every channel that can carry its news (the inbox: the user's own and the announcements').
+    channels: tuple[str, ...] = ()
     #: Whether reading it needs the project's permission (asked on every poll, and again
     #: before a held poll answers with new items: the right may have ended meanwhile).
     guarded = False
@@ -43,7 +48,7 @@ class Stream:
         """The head and the newest items up to it (a poll without a cursor)."""
         raise NotImplementedError
 
-    def look(self, after: int, limit: int) -> Result:
+    def look(self, after: Any, limit: int) -> Result:
         """Up to ``limit`` items after ``after``; StreamError for a cursor this stream did not issue
         (400) or no longer keeps (410)."""
         raise NotImplementedError
@@ -54,7 +59,7 @@ class Stream:
     def forbidden(self) -> StreamError:
         return StreamError(403, "forbidden", f"You may not read {self.name!r}.", self.name)
 
-    async def batched_head(self) -> int | None:
+    async def batched_head(self) -> Any:
         """The head read with other polls' in one query (notify.batching), or None if this
         stream has no batched head: the engine then looks in the database."""
         return None
@@ -68,8 +73,20 @@ class Stream:
         """The error for a cursor past the stream's head (never issued for this stream)."""
         raise NotImplementedError
 
-    def from_messages(self, messages: Iterable[bytes | str], after: int, limit: int) -> Result | None:
-        """The page that continues ``after`` from pub/sub messages alone, or None if they cannot tell."""
+    def ahead_of(self, after: Any, head: Any) -> bool:
+        """Whether ``after`` is past the head (``batched_head``'s): a cursor never issued here."""
+        return bool(after > head)
+
+    def behind(self, after: Any, head: Any) -> bool:
+        """Whether the stream has items past ``after``."""
+        return bool(after < head)
+
+    def listens_to(self) -> tuple[str, ...]:
+        return self.channels or (self.channel,)
+
+    def from_messages(self, heard: Mapping[str, Sequence[bytes | str]], after: Any, limit: int) -> Result | None:
+        """The page that continues ``after`` from the pub/sub messages heard on its channels
+        alone, or None if they cannot tell."""
         raise NotImplementedError
 
     async def finish(self, result: Result) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
 
 from notify import pages, topics
 from notify.conf import conf
@@ -98,11 +98,12 @@ class TopicStream(Stream):
             self.name,
         )
 
-    def from_messages(self, messages: Iterable[bytes | str], after: int, limit: int) -> Result | None:
-        picked = pages.run_from_messages(messages, after, limit, conf.MAX_ANSWER_BYTES)
+    def from_messages(self, heard: Mapping[str, Sequence[bytes | str]], after: int, limit: int) -> Result | None:
+        picked = pages.run_from_messages(heard.get(self.channel, ()), after, limit, conf.MAX_ANSWER_BYTES)
         if not picked:
             return None
         return Result(picked[-1][0], [body for _, _, body in picked])
 
     def body(self, result: Result) -> bytes:
+        assert isinstance(result.cursor, int)
         return pages.topic_body(result.cursor, result.items)
