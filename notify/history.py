@@ -140,21 +140,24 @@ def _delivered(user_id: int) -> NotificationQuerySet:
     return Notification.objects.filter(recipient_id=user_id).delivered()
 
 
-def _unread_count(user_id: int) -> int:
+def unread_count_of(user_id: int) -> int:
     return _delivered(user_id).filter(read_at__isnull=True).count()
 
 
-def page(user_id: int, params: ListParams) -> dict[str, Any]:
-    """One page, newest first: at most ``limit`` notifications and no more than fit in
-    MAX_ANSWER_BYTES; ``next`` is the cursor of the page after it, None on the last."""
-    rows = _delivered(user_id)
-    filters = params.filters
+def filtered(rows: NotificationQuerySet, filters: Filters) -> NotificationQuerySet:
     if filters.unread is not None:
         rows = rows.filter(read_at__isnull=filters.unread)
     if filters.levels:
         rows = rows.filter(level__in=filters.levels)
     if filters.kinds:
         rows = rows.filter(kind__in=filters.kinds)
+    return rows
+
+
+def page(user_id: int, params: ListParams) -> dict[str, Any]:
+    """One page, newest first: at most ``limit`` notifications and no more than fit in
+    MAX_ANSWER_BYTES; ``next`` is the cursor of the page after it, None on the last."""
+    rows = filtered(_delivered(user_id), params.filters)
     if params.before is not None:
         rows = rows.filter(seq__lt=params.before)
     # One more than the page: whether there is a next page, without a second query.
@@ -166,7 +169,7 @@ def page(user_id: int, params: ListParams) -> dict[str, Any]:
     return {
         "notifications": kept,
         "next": cursor.encode(last) if more and last is not None else None,
-        "unread_count": _unread_count(user_id),
+        "unread_count": unread_count_of(user_id),
     }
 
 
@@ -179,13 +182,13 @@ def mark(user_id: int, ids: list[int] | None, *, read: bool) -> dict[str, int]:
         updated = rows.filter(read_at__isnull=True).update(read_at=timezone.now())
     else:
         updated = rows.filter(read_at__isnull=False).update(read_at=None)
-    return {"updated": updated, "unread_count": _unread_count(user_id)}
+    return {"updated": updated, "unread_count": unread_count_of(user_id)}
 
 
 def delete(user_id: int, ids: list[int]) -> dict[str, int]:
     """Delete the user's notifications among ``ids``, for good (see the module docstring)."""
     deleted, _ = _delivered(user_id).filter(pk__in=ids).delete()
-    return {"deleted": deleted, "unread_count": _unread_count(user_id)}
+    return {"deleted": deleted, "unread_count": unread_count_of(user_id)}
 
 
 # --- views -----------------------------------------------------------------------------
@@ -214,7 +217,7 @@ async def unread_count(request: HttpRequest) -> JsonResponse:
     try:
         query_of(request)  # refuses a flood of parameters, which nothing else here would read
         user_id, _ = await authenticate(request)
-        return answer({"unread_count": await db.read(_unread_count, user_id)})
+        return answer({"unread_count": await db.read(unread_count_of, user_id)})
     except ANSWERED as problem:
         return answer_error(problem)
 
