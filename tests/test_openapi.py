@@ -20,8 +20,6 @@ from notify.models import Notification
 from notify.openapi import document
 from tests.server import Server
 
-pytestmark = pytest.mark.system
-
 # Generated cases per operation and mode (positive, negative), beside the examples and coverage
 # phases' own: the whole run stays within about 30 s on two shared cores.
 MAX_EXAMPLES = 12
@@ -62,6 +60,7 @@ schema = schemathesis.openapi.from_dict(document())
 schema.config.generation.update(with_security_parameters=False)
 
 
+@pytest.mark.system  # a uvicorn of its own (api_server)
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
