@@ -170,6 +170,17 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
         )
 
 
+def check_kind(kind: Any) -> str:
+    """Refuse, with a clear error, what cannot be a notification's kind (models.KIND_RULE)."""
+    from notify.models import KIND_PATTERN, KIND_RULE
+
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a string, got {type(kind).__name__} {kind!r}")
+    if kind and not KIND_PATTERN.match(kind):
+        raise ValueError(f"Unsupported kind {kind[:60]!r}: a kind is {KIND_RULE}, or '' for none")
+    return kind
+
+
 def check_deliver_at(deliver_at: Any) -> datetime.datetime:
     """Refuse, with a clear error, what cannot be a delivery time."""
     if not isinstance(deliver_at, datetime.datetime):
@@ -188,6 +199,7 @@ def send(
     body: str = "",
     *,
     level: str = "info",
+    kind: str = "",
     url: str = "",
     data: dict[str, Any] | None = None,
     deliver_at: datetime.datetime | None = None,
@@ -208,6 +220,7 @@ def send(
     if level not in Level.values:
         raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
     check_content(title, body, url, data)
+    check_kind(kind)
     if deliver_at is not None and check_deliver_at(deliver_at) <= timezone.now():
         deliver_at = None  # due already: an ordinary send
     user_ids = list(dict.fromkeys(resolve_recipient_ids(recipients)))
@@ -215,7 +228,14 @@ def send(
         return []
     notifications = [
         Notification(
-            recipient_id=uid, title=title, body=body, level=level, url=url, data=data or {}, deliver_at=deliver_at
+            recipient_id=uid,
+            title=title,
+            body=body,
+            level=level,
+            kind=kind,
+            url=url,
+            data=data or {},
+            deliver_at=deliver_at,
         )
         for uid in user_ids
     ]
@@ -228,6 +248,7 @@ async def asend(
     body: str = "",
     *,
     level: str = "info",
+    kind: str = "",
     url: str = "",
     data: dict[str, Any] | None = None,
     deliver_at: datetime.datetime | None = None,
@@ -235,7 +256,7 @@ async def asend(
 ) -> list[Notification]:
     """The async twin of ``send``."""
     return await sync_to_async(send)(
-        recipients, title, body, level=level, url=url, data=data, deliver_at=deliver_at, using=using
+        recipients, title, body, level=level, kind=kind, url=url, data=data, deliver_at=deliver_at, using=using
     )
 
 
