@@ -39,7 +39,7 @@ class DeliveryFilter(admin.SimpleListFilter):
 @admin.register(Notification)
 class NotificationAdmin(admin.ModelAdmin):
     list_display = ["title", "recipient", "level", "is_read", "created_at", "delivery"]
-    list_filter = ["level", ("read_at", admin.EmptyFieldListFilter), DeliveryFilter, "created_at"]
+    list_filter = ["level", "kind", ("read_at", admin.EmptyFieldListFilter), DeliveryFilter, "created_at"]
     search_fields = ["title", "body", "recipient__username", "recipient__email"]
     raw_id_fields = ["recipient"]
     readonly_fields = ["seq"]

@@ -16,6 +16,8 @@ from notify.conf import DEFAULTS, conf
 # The deepest MAX_JSON_DEPTH accepted: answers are encoded by json's recursive encoder,
 # inside a server's own call stack, and a publish 960 levels deep failed there (issue 13).
 MAX_JSON_DEPTH_CEILING = 256
+# The largest HISTORY_MAX_LIMIT accepted: a history page's rows are read into memory at once.
+HISTORY_LIMIT_CEILING = 1000
 
 
 @register(Tags.compatibility)
@@ -66,7 +68,15 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             problems.append(
                 Error(f"NOTIFY['{name}'] must be a number of seconds, 0 or more, not {value!r}.", id="notify.E005")
             )
-    integers = ("DEFAULT_LIMIT", "MAX_LIMIT", "MAX_POLLS_PER_USER", "DB_THREADS", "PUBLISH_BATCH_SIZE")
+    integers = (
+        "DEFAULT_LIMIT",
+        "MAX_LIMIT",
+        "MAX_POLLS_PER_USER",
+        "DB_THREADS",
+        "PUBLISH_BATCH_SIZE",
+        "HISTORY_DEFAULT_LIMIT",
+        "HISTORY_MAX_LIMIT",
+    )
     for name in integers:
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -106,6 +116,23 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                     "NOTIFY['DEFAULT_LIMIT'] is above NOTIFY['MAX_LIMIT'].",
                     hint="Raise MAX_LIMIT or lower DEFAULT_LIMIT.",
                     id="notify.E008",
+                )
+            )
+        if conf.HISTORY_DEFAULT_LIMIT > conf.HISTORY_MAX_LIMIT:
+            problems.append(
+                Error(
+                    "NOTIFY['HISTORY_DEFAULT_LIMIT'] is above NOTIFY['HISTORY_MAX_LIMIT'].",
+                    hint="Raise HISTORY_MAX_LIMIT or lower HISTORY_DEFAULT_LIMIT.",
+                    id="notify.E021",
+                )
+            )
+        if conf.HISTORY_MAX_LIMIT > HISTORY_LIMIT_CEILING:
+            problems.append(
+                Error(
+                    f"NOTIFY['HISTORY_MAX_LIMIT'] is {conf.HISTORY_MAX_LIMIT}; at most {HISTORY_LIMIT_CEILING} "
+                    "is accepted.",
+                    hint="A history page is read into memory whole; clients page on with 'before'.",
+                    id="notify.E022",
                 )
             )
     if conf.CACHE_ALIAS is not None and conf.CACHE_ALIAS not in settings.CACHES:

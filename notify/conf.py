@@ -88,6 +88,11 @@ DEFAULTS: dict[str, Any] = {
     # Reminders (deliver_at) pending at once, where users create them over HTTP
     # (notify.limits.bounded_reminders; the demo's "Remind me" form).
     "MAX_PENDING_REMINDERS_PER_USER": 100,
+    # The history API (notify.history, docs/history.md): notifications in one page when
+    # the client gives no 'limit', and the most it may ask for (each page also stops at
+    # MAX_ANSWER_BYTES).
+    "HISTORY_DEFAULT_LIMIT": 20,
+    "HISTORY_MAX_LIMIT": 100,
     # Middleware LongPollRouter applies to the polls it serves (they skip MIDDLEWARE):
     # dotted paths of async-capable middleware classes, outermost first. None: those of
     # MIDDLEWARE that polls need (POLL_MIDDLEWARE_FROM_MIDDLEWARE), in MIDDLEWARE's order.
@@ -237,6 +242,14 @@ class Settings:
     @property
     def MAX_PENDING_REMINDERS_PER_USER(self) -> int | None:
         return self._get("MAX_PENDING_REMINDERS_PER_USER")
+
+    @property
+    def HISTORY_DEFAULT_LIMIT(self) -> int:
+        return self._get("HISTORY_DEFAULT_LIMIT")
+
+    @property
+    def HISTORY_MAX_LIMIT(self) -> int:
+        return self._get("HISTORY_MAX_LIMIT")
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models, router, transaction
 from django.db.models import F
 from django.dispatch import Signal
@@ -85,6 +87,18 @@ class Inbox(models.Model):
 
     def __str__(self) -> str:
         return f"inbox of user {self.user_id} at {self.last_seq}"
+
+
+# A notification's kind (``notify.send(..., kind="billing.invoice")``): what it is about,
+# set by the sender, for filters and per-kind preferences. Slug-like, so that it is the
+# same in a URL, a filter and a settings key; lower case, so that "Billing" and "billing"
+# are never two kinds. Blank: no kind.
+KIND_MAX_LENGTH = 50
+KIND_PATTERN = re.compile(rf"\A[a-z0-9][a-z0-9._-]{{0,{KIND_MAX_LENGTH - 1}}}\Z")
+KIND_RULE = (
+    f"1 to {KIND_MAX_LENGTH} characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit "
+    "(e.g. 'billing.invoice')"
+)
 
 
 # Rows locked or updated by one statement; well under SQLite's variable limit.
@@ -168,6 +182,13 @@ class Notification(models.Model):
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    kind = models.CharField(
+        max_length=KIND_MAX_LENGTH,
+        blank=True,
+        default="",
+        validators=[RegexValidator(KIND_PATTERN, f"A kind is {KIND_RULE}.")],
+        help_text="What it is about, set by the sender (e.g. billing.invoice); blank for none.",
+    )
     url = models.CharField(max_length=500, blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -190,6 +211,8 @@ class Notification(models.Model):
                 condition=models.Q(read_at__isnull=True),
                 name="notify_unread",
             ),
+            # The history's kind filter: recipient = ? AND kind IN (...) AND seq < ? ORDER BY seq DESC.
+            models.Index(fields=["recipient", "kind", "seq"], name="notify_kind"),
             # The dispatcher's query: reminders not yet delivered, by due time.
             models.Index(
                 fields=["deliver_at"],
@@ -235,6 +258,7 @@ class Notification(models.Model):
             "title": self.title,
             "body": self.body,
             "level": self.level,
+            "kind": self.kind,
             "url": self.url,
             "data": self.data,
             "created_at": self.created_at.isoformat(),
@@ -427,6 +451,9 @@ class Announcement(models.Model):
     title = models.CharField(max_length=200)
     body = models.TextField(blank=True)
     level = models.CharField(max_length=10, choices=Level.choices, default=Level.INFO)
+    kind = models.CharField(
+        max_length=KIND_MAX_LENGTH, blank=True, validators=[RegexValidator(KIND_PATTERN, f"A kind is {KIND_RULE}.")]
+    )
     url = models.CharField(max_length=500, blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -457,6 +484,7 @@ class Announcement(models.Model):
             "title": self.title,
             "body": self.body,
             "level": self.level,
+            "kind": self.kind,
             "url": self.url,
             "data": self.data,
             "created_at": self.created_at.isoformat(),

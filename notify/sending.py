@@ -174,6 +174,17 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
         )
 
 
+def check_kind(kind: Any) -> str:
+    """Refuse, with a clear error, what cannot be a notification's kind (models.KIND_RULE)."""
+    from notify.models import KIND_PATTERN, KIND_RULE
+
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a string, got {type(kind).__name__} {kind!r}")
+    if kind and not KIND_PATTERN.match(kind):
+        raise ValueError(f"Unsupported kind {kind[:60]!r}: a kind is {KIND_RULE}, or '' for none")
+    return kind
+
+
 def check_deliver_at(deliver_at: Any) -> datetime.datetime:
     """Refuse, with a clear error, what cannot be a delivery time."""
     if not isinstance(deliver_at, datetime.datetime):
@@ -192,6 +203,7 @@ def send(
     body: str = "",
     *,
     level: str = "info",
+    kind: str = "",
     url: str = "",
     data: dict[str, Any] | None = None,
     deliver_at: datetime.datetime | None = None,
@@ -212,6 +224,7 @@ def send(
     if level not in Level.values:
         raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
     check_content(title, body, url, data)
+    check_kind(kind)
     if deliver_at is not None and check_deliver_at(deliver_at) <= timezone.now():
         deliver_at = None  # due already: an ordinary send
     user_ids = list(dict.fromkeys(resolve_recipient_ids(recipients)))
@@ -219,7 +232,14 @@ def send(
         return []
     notifications = [
         Notification(
-            recipient_id=uid, title=title, body=body, level=level, url=url, data=data or {}, deliver_at=deliver_at
+            recipient_id=uid,
+            title=title,
+            body=body,
+            level=level,
+            kind=kind,
+            url=url,
+            data=data or {},
+            deliver_at=deliver_at,
         )
         for uid in user_ids
     ]
@@ -232,6 +252,7 @@ async def asend(
     body: str = "",
     *,
     level: str = "info",
+    kind: str = "",
     url: str = "",
     data: dict[str, Any] | None = None,
     deliver_at: datetime.datetime | None = None,
@@ -239,7 +260,7 @@ async def asend(
 ) -> list[Notification]:
     """The async twin of ``send``."""
     return await sync_to_async(send)(
-        recipients, title, body, level=level, url=url, data=data, deliver_at=deliver_at, using=using
+        recipients, title, body, level=level, kind=kind, url=url, data=data, deliver_at=deliver_at, using=using
     )
 
 
@@ -248,6 +269,7 @@ def announce(
     body: str = "",
     *,
     level: str = "info",
+    kind: str = "",
     url: str = "",
     data: dict[str, Any] | None = None,
     using: str = "default",
@@ -267,6 +289,7 @@ def announce(
     if level not in Level.values:
         raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
     check_content(title, body, url, data)
+    check_kind(kind)
     with transaction.atomic(using=using, savepoint=False):
         heads = AnnouncementsHead.objects.using(using)
         heads.bulk_create([AnnouncementsHead(id=1)], ignore_conflicts=True)
@@ -276,7 +299,14 @@ def announce(
         users = get_user_model()._default_manager.using(using)
         last_user_id = users.aggregate(last=Max("pk"))["last"] or 0
         announcement = Announcement.objects.using(using).create(
-            seq=seq, title=title, body=body, level=level, url=url, data=data or {}, last_user_id=last_user_id
+            seq=seq,
+            title=title,
+            body=body,
+            level=level,
+            kind=kind,
+            url=url,
+            data=data or {},
+            last_user_id=last_user_id,
         )
     transaction.on_commit(partial(publish_announcement, announcement), using=using)
     return announcement

@@ -1,12 +1,18 @@
 from django.urls import path
 
-from notify import views
+from notify import history, openapi, views
 
 app_name = "notify"
 
 urlpatterns = [
     path("poll", views.poll, name="poll"),
     path("read", views.read, name="read"),
+    path("history", history.history, name="history"),
+    path("history/unread_count", history.unread_count, name="history_unread_count"),
+    path("history/read", history.mark_read, name="history_read"),
+    path("history/unread", history.mark_unread, name="history_unread"),
+    path("history/delete", history.delete_view, name="history_delete"),
+    path("openapi.json", openapi.openapi, name="openapi"),
     path("topics/<path:name>/poll", views.topic_poll, name="topic_poll"),
     path("topics/<path:name>/publish", views.topic_publish, name="topic_publish"),
 ]

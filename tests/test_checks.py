@@ -59,6 +59,22 @@ def test_e008_default_limit_above_maximum():
     assert ids(DEFAULT_LIMIT=200) == ["notify.E008"]
 
 
+@pytest.mark.parametrize("name", ["HISTORY_DEFAULT_LIMIT", "HISTORY_MAX_LIMIT"])
+@pytest.mark.parametrize("value", [0, 2.5, "10", True, None])
+def test_e006_history_limits_must_be_whole_numbers(name, value):
+    assert ids(**{name: value}) == ["notify.E006"]
+
+
+def test_e021_history_default_limit_above_maximum():
+    assert ids(HISTORY_DEFAULT_LIMIT=50, HISTORY_MAX_LIMIT=40) == ["notify.E021"]
+    assert ids(HISTORY_DEFAULT_LIMIT=40, HISTORY_MAX_LIMIT=40) == []
+
+
+def test_e022_history_max_limit_has_a_ceiling():
+    assert ids(HISTORY_MAX_LIMIT=1001) == ["notify.E022"]
+    assert ids(HISTORY_MAX_LIMIT=1000) == []
+
+
 def test_e009_cache_alias_must_exist():
     assert ids(CACHE_ALIAS="tokens") == ["notify.E009"]
 

@@ -35,7 +35,7 @@ def test_first_poll_returns_newest_unread_oldest_first_and_the_current_cursor(se
 
 def test_poll_with_pending_notifications_answers_at_once_oldest_first(server, alice, token):
     cursor = server.poll(token).json()["cursor"]
-    notify.send(alice, "first", "body", level="warning", url="/x", data={"k": [1]})
+    notify.send(alice, "first", "body", level="warning", kind="build.failed", url="/x", data={"k": [1]})
     notify.send(alice, "second")
 
     started = time.monotonic()
@@ -46,7 +46,8 @@ def test_poll_with_pending_notifications_answers_at_once_oldest_first(server, al
     assert (first["title"], second["title"]) == ("first", "second")
     assert first["body"] == "body" and first["level"] == "warning" and first["url"] == "/x"
     assert first["data"] == {"k": [1]} and first["read"] is False and first["created_at"]
-    assert set(first) == {"id", "title", "body", "level", "url", "data", "created_at", "read"}
+    assert first["kind"] == "build.failed" and second["kind"] == ""
+    assert set(first) == {"id", "title", "body", "level", "kind", "url", "data", "created_at", "read"}
     assert page["unread_count"] == 2
 
 

@@ -24,7 +24,7 @@ LAYERS = {
     "identity": 3,  # notify.auth
     "streams": 4,  # notify.streams
     "engine": 5,  # notify.polling
-    "edge": 6,  # views, asgi, params, urls, admin, commands, template tags, checks, the client
+    "edge": 6,  # views, history, asgi, params, urls, admin, commands, template tags, checks, the client, contrib
 }
 
 
@@ -41,7 +41,21 @@ def layer(module: str) -> str:
         return "streams"
     if top == "polling":
         return "engine"
-    if top in ("views", "asgi", "params", "urls", "admin", "forms", "management", "templatetags", "checks", "client"):
+    if top in (
+        "views",
+        "asgi",
+        "params",
+        "urls",
+        "admin",
+        "forms",
+        "management",
+        "templatetags",
+        "checks",
+        "client",
+        "history",
+        "openapi",
+        "contrib",
+    ):
         return "edge"
     if top in ("", "apps"):
         return "edge"  # the package's lazy public face, the AppConfig

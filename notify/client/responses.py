@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypedDict
+from typing import Any, NamedTuple, NotRequired, TypedDict
 
 from notify.client.backoff import parse_retry_after
 from notify.client.errors import (
@@ -25,6 +25,7 @@ class Notification(TypedDict):
     title: str
     body: str
     level: str
+    kind: NotRequired[str]  # "" for none; absent from servers older than the field
     url: str
     data: Any
     created_at: str

@@ -47,6 +47,7 @@ class Command(BaseCommand):
         parser.add_argument("title")
         parser.add_argument("--body", default="")
         parser.add_argument("--level", default=Level.INFO, choices=Level.values)
+        parser.add_argument("--kind", default="", help="What it is about, e.g. billing.invoice (lower-case slug).")
         parser.add_argument("--url", default="")
         parser.add_argument(
             "--at",
@@ -62,14 +63,18 @@ class Command(BaseCommand):
             user = User._default_manager.get_by_natural_key(options["username"])
         except User.DoesNotExist:
             raise CommandError(f"No user with {User.USERNAME_FIELD} {options['username']!r}.") from None
-        [notification] = send(
-            user,
-            options["title"],
-            options["body"],
-            level=options["level"],
-            url=options["url"],
-            deliver_at=deliver_at,
-        )
+        try:
+            [notification] = send(
+                user,
+                options["title"],
+                options["body"],
+                level=options["level"],
+                kind=options["kind"],
+                url=options["url"],
+                deliver_at=deliver_at,
+            )
+        except (TypeError, ValueError) as problem:
+            raise CommandError(str(problem)) from None
         if notification.seq is None:
             when = timezone.localtime(notification.deliver_at).isoformat(timespec="seconds")
             self.stdout.write(f"Scheduled notification {notification.pk} to {user} for {when}.")

@@ -8,6 +8,8 @@ export interface Notification {
   body: string;
   url: string;
   level: "info" | "success" | "warning" | "error" | string;
+  /** What it is about, set by the sender ("billing.invoice"); "" for none. Absent from servers before it existed. */
+  kind?: string;
   read: boolean;
   created_at: string;
   [field: string]: unknown;
