@@ -22,7 +22,7 @@ from django.middleware.csrf import _get_new_csrf_string, _mask_cipher_secret
 from django.utils import timezone
 
 import notify
-from notify.models import ApiToken, Broadcast, FrozenFieldChanged, Notification, TopicMessage
+from notify.models import Announcement, ApiToken, Broadcast, FrozenFieldChanged, Notification, TopicMessage
 from tests.server import Response, expect_error
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -323,4 +323,5 @@ def test_a_broadcast_to_every_active_user_asks_for_confirmation_with_the_count(s
 
     assert confirmed.status == 302, confirmed.body[:2000]
     assert Broadcast.objects.get().recipient_count == active
-    assert Notification.objects.filter(title="Everyone").count() == active
+    # To everyone: one announcement (notify.announce), not a row per user.
+    assert Announcement.objects.filter(title="Everyone").count() == 1

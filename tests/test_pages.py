@@ -10,7 +10,9 @@ from asgiref.sync import sync_to_async
 from django.test import AsyncClient
 
 import notify
-from notify.pages import inbox_body, message
+from notify.conf import conf
+from notify.cursor import InboxCursor
+from notify.pages import announcement_message, inbox_body, message
 from notify.streams import Result, inbox
 from notify.streams.inbox import InboxStream
 
@@ -20,7 +22,13 @@ def msg(seq: int, unread: int | None = 1) -> bytes:
 
 
 def page_from_messages(messages: list[bytes], after: int, limit: int) -> Result | None:
-    return InboxStream(1).from_messages(messages, after, limit)
+    """User 1's page from messages on their own channel, its cursor the notifications' part."""
+    stream = InboxStream(1)
+    page = stream.from_messages({stream.channel: messages}, InboxCursor(after, 3), limit)
+    if page is not None:
+        assert isinstance(page.cursor, InboxCursor) and page.cursor.announcements == 3  # untouched
+        page.cursor = page.cursor.notifications
+    return page
 
 
 def titles(page: Result | None) -> list[str]:
@@ -60,8 +68,27 @@ def test_an_unknown_unread_count_or_a_garbled_message_means_ask_the_database():
 
 
 def test_the_body_is_the_documented_json():
-    body = json.loads(inbox_body(7, [b'{"id":1}'], 2))
+    body = json.loads(inbox_body(InboxCursor(7), [b'{"id":1}'], 2))
     assert body == {"cursor": "7", "notifications": [{"id": 1}], "unread_count": 2}
+    # Once announcements exist, the inbox cursor carries both parts.
+    assert json.loads(inbox_body(InboxCursor(7, 2), [], 0))["cursor"] == "7.2"
+
+
+def announced(seq: int, last_user_id: int) -> bytes:
+    return announcement_message(seq, last_user_id, {"id": 2**50 + seq, "title": f"a{seq}"})
+
+
+def test_announcements_continue_their_part_of_the_cursor_for_the_users_that_get_them():
+    stream = InboxStream(5)
+    heard = {conf.announcements_channel: [announced(3, 9), announced(4, 4)]}
+    page = stream.from_messages(heard, InboxCursor(10, 2), 50)
+    # User 5 gets the one made when user 9 existed, not the one made before user 5 was.
+    assert titles(page) == ["a3"] and page is not None and page.cursor == InboxCursor(10, 4)
+    assert page.unread is None  # counted later, with other polls' (InboxStream.finish)
+    assert stream.from_messages({conf.announcements_channel: [announced(4, 9)]}, InboxCursor(10, 2), 50) is None
+    # Both kinds at once: the database merges them in order.
+    both = {stream.channel: [msg(11)], conf.announcements_channel: [announced(3, 9)]}
+    assert stream.from_messages(both, InboxCursor(10, 2), 50) is None
 
 
 @pytest.fixture
