@@ -39,7 +39,7 @@ from django.http import HttpResponse
 from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
-from notify import lifecycle, views
+from notify import lifecycle, metrics, views
 from notify.conf import conf
 
 logger = logging.getLogger("notify")
@@ -231,6 +231,7 @@ setting_changed.connect(_settings_changed)
 
 def server_error(exception: Exception) -> HttpResponse:
     logger.error("notify: poll failed", exc_info=exception)
+    metrics.poll_answered("500")
     return views.error(500, "server_error", "The server failed to answer this poll.")
 
 

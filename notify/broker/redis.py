@@ -28,6 +28,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from notify import metrics
 from notify.broker.base import Hub, Subscription
 
 logger = logging.getLogger("notify.broker")
@@ -104,6 +105,8 @@ class RedisHub(Hub):
         # For each SUBSCRIBE sent and not yet answered, in order: the polls its
         # answer makes ready. Redis answers every SUBSCRIBE of a channel once.
         self._replies_due: dict[str, deque[list[Subscription]]] = {}
+        # When each SUBSCRIBE was sent (the latest, by channel): notify_redis_confirm_seconds.
+        self._sent_at: dict[str, float] = {}
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False  # set by aclose(): the hub's task must end, not reconnect
@@ -219,14 +222,17 @@ class RedisHub(Hub):
         self._replies_due.clear()
         self._last_read = asyncio.get_running_loop().time()
         self.connected = True
+        metrics.hub_connected()
         self._auth_due = self._auth_channel is not None
         self.resubscribe_missing()  # every channel that has waiters, on the new connection
 
     def _end_connection(self) -> None:
         was_connected, self.connected = self.connected, False
+        metrics.hub_disconnected(was_connected, self._closing, len(self._subscribed))
         self._auth_epoch = None  # messages may be missed from now on
         self._subscribed.clear()
         self._replies_due.clear()
+        self._sent_at.clear()
         # Messages published from now on are missed: every held poll falls back
         # to re-checking the database until its subscription is confirmed again.
         for waiters in self._waiters.values():
@@ -254,6 +260,8 @@ class RedisHub(Hub):
                     subscription.wake(response[2])
             elif kind == subscribe_kind:
                 due = self._replies_due.get(channel)
+                if channel in self._sent_at:
+                    metrics.subscribe_confirmed(self._last_read - self._sent_at.pop(channel))
                 if due:
                     for subscription in due.popleft():
                         subscription.ready.set()
@@ -292,8 +300,10 @@ class RedisHub(Hub):
             self._subscribed.difference_update(to_unsubscribe)
             for channel in to_subscribe:
                 self._subscribed.add(channel)
+                self._sent_at[channel] = now
                 pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
                 self._replies_due.setdefault(channel, deque()).append(pending)
+            metrics.hub_channels(len(to_subscribe) - len(to_unsubscribe))
             if self._auth_due and self._auth_channel is not None:
                 self._auth_due = False
                 to_subscribe.insert(0, self._auth_channel)  # first: its epoch starts before any poll's
