@@ -158,6 +158,8 @@ class LongPollRouter:
             if message["type"] == "lifespan.startup":
                 lifecycle.install_signal_handlers(asyncio.get_running_loop())
                 self._signals_installed = True
+            elif message["type"] == "lifespan.shutdown":
+                metrics.process_dead()  # this worker's live gauges leave the sums
             unanswered.append(message)
             return message
 

@@ -120,8 +120,10 @@ def multiprocess() -> bool:
 
 def process_dead(pid: int | None = None) -> None:
     """Forget a worker's live gauges (held polls, hubs, channels, draining): at its exit, or
-    called by a supervisor with the pid of a worker that died without exiting cleanly."""
-    if not multiprocess():
+    called by a supervisor with the pid of a worker that died without exiting cleanly.
+    LongPollRouter calls it at lifespan shutdown (a uvicorn worker may exit without running
+    atexit handlers), and it is registered with atexit too."""
+    if not (conf.METRICS and multiprocess()):
         return
     from prometheus_client import multiprocess as prometheus_multiprocess
 

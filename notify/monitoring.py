@@ -12,7 +12,6 @@ import hmac
 
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from notify import db, lifecycle, metrics
@@ -22,7 +21,6 @@ from notify.views import error, method_not_allowed
 
 
 @csrf_exempt  # GET only: it changes nothing
-@never_cache
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """The Prometheus exposition: for staff users, or with ``Authorization: Bearer <METRICS_TOKEN>``."""
     if request.method != "GET":
@@ -37,7 +35,7 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
             "'Authorization: Bearer <NOTIFY['METRICS_TOKEN']>'.",
         )
     body, content_type = metrics.exposition()
-    return HttpResponse(body, content_type=content_type)
+    return HttpResponse(body, content_type=content_type, headers={"Cache-Control": "no-store"})
 
 
 def allowed(request: HttpRequest) -> bool:

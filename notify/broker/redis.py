@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -261,7 +262,7 @@ class RedisHub(Hub):
             elif kind == subscribe_kind:
                 due = self._replies_due.get(channel)
                 if channel in self._sent_at:
-                    metrics.subscribe_confirmed(self._last_read - self._sent_at.pop(channel))
+                    metrics.subscribe_confirmed(time.perf_counter() - self._sent_at.pop(channel))
                 if due:
                     for subscription in due.popleft():
                         subscription.ready.set()
@@ -298,9 +299,10 @@ class RedisHub(Hub):
             to_subscribe = [ch for ch in self._pending if ch in self._waiters and ch not in self._subscribed]
             self._pending.clear()
             self._subscribed.difference_update(to_unsubscribe)
+            sent = time.perf_counter()  # loop.time() may count whole milliseconds (uvloop)
             for channel in to_subscribe:
                 self._subscribed.add(channel)
-                self._sent_at[channel] = now
+                self._sent_at[channel] = sent
                 pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
                 self._replies_due.setdefault(channel, deque()).append(pending)
             metrics.hub_channels(len(to_subscribe) - len(to_unsubscribe))
