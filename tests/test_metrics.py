@@ -8,6 +8,7 @@ workers of one server would; each scrape goes to one of them and must show both.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,24 @@ def test_the_metrics_url_is_404_while_metrics_are_off(client):
     reply = client.get("/notify/metrics")
     assert reply.status_code == 404 and reply.json()["error"] == "not_found"
     assert "NOTIFY['METRICS']" in reply.json()["detail"]
+
+
+@pytest.mark.unit
+def test_the_grafana_dashboard_reads_only_metrics_notify_exports():
+    """Every notify_* series the dashboard queries is one the exposition has (a renamed metric
+    would leave a panel silently empty)."""
+    dashboard = json.loads((Path(__file__).resolve().parents[1] / "deploy/grafana/notify-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bnotify_[a-z_]+", target["expr"])
+    }
+    with override_settings(NOTIFY={**settings.NOTIFY, "METRICS": True}):
+        from notify import metrics
+
+        text = metrics.exposition()[0].decode()
+    families = list(text_string_to_metric_families(text))
+    exported = {sample.name for family in families for sample in family.samples}
+    exported |= {f"{family.name}_total" for family in families if family.type == "counter"}  # labelled, none yet
+    assert queried and queried <= exported, sorted(queried - exported)
