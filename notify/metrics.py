@@ -89,11 +89,19 @@ class _Metrics:
             buckets=LATENCY_BUCKETS,
         )
         self.refusals = Counter("notify_refusals", "Requests refused by a rate limit or a cap, by code.", ["code"])
+        # Labelled children, looked up once: labels() takes a lock and builds a key each call.
+        self._answered: dict[str, Any] = {}
         self.draining = Gauge(
             "notify_draining",
             "Workers shutting down: answering held polls, holding no new ones.",
             multiprocess_mode="livesum",
         )
+
+    def answered(self, outcome: str) -> Any:
+        child = self._answered.get(outcome)
+        if child is None:
+            child = self._answered[outcome] = self.polls_answered.labels(outcome)
+        return child
 
 
 _metrics: _Metrics | None = None
@@ -176,7 +184,7 @@ def poll_answered(outcome: str) -> None:
     """A poll answered: "snapshot", or the HTTP status of a refusal ("400", "429", "503", ...)."""
     m = _get()
     if m is not None:
-        m.polls_answered.labels(outcome).inc()
+        m.answered(outcome).inc()
 
 
 def held_poll_answered(news: bool, waited: bool, draining: bool, heard: Iterable[Iterable[bytes | str]]) -> None:
@@ -187,7 +195,7 @@ def held_poll_answered(news: bool, waited: bool, draining: bool, heard: Iterable
     if m is None:
         return
     outcome = ("woken" if waited else "found") if news else ("drained" if draining else "timed_out")
-    m.polls_answered.labels(outcome).inc()
+    m.answered(outcome).inc()
     if news and waited:
         published = earliest_stamp(heard)
         if published is not None:

@@ -106,7 +106,7 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
     try:
         query = query_of(request)
     except BadRequest as problem:
-        return answer_error(problem)
+        return poll_refused(problem)
     if "streams" in query:
         return await answer_streams(request)
     try:
