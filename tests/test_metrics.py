@@ -137,6 +137,24 @@ def test_metrics_add_up_held_polls_deliveries_and_refusals_over_two_workers(work
     )
 
 
+@pytest.mark.system  # three uvicorn workers
+def test_a_worker_that_stops_leaves_the_sums_of_live_gauges(workers, django_db_blocker):
+    """A third worker sharing the directory adds its hub to notify_redis_connected; stopped
+    (SIGTERM), its live gauges leave the sums: the others' scrape shows 2 hubs again, not 3."""
+    first, second = workers
+    for server in (first, second):
+        assert server.request("GET", "/notify/health").status == 200  # its hub is connected
+    directory = Path(first.env["PROMETHEUS_MULTIPROC_DIR"])
+    with django_db_blocker.unblock():
+        third = metrics_server(directory).start()
+    try:
+        assert third.request("GET", "/notify/health").status == 200  # its hub connects
+        assert value(scrape(first), "notify_redis_connected") == 3
+    finally:
+        third.stop()
+    assert value(scrape(first), "notify_redis_connected") == 2
+
+
 @pytest.mark.system  # two uvicorn workers
 def test_a_held_poll_that_times_out_is_counted_as_timed_out(workers, make_user, token_for):
     first, second = workers
