@@ -7,7 +7,8 @@ stream the unread count when it was published (``-`` if unknown; always ``-`` on
 a topic, which has no such count). A woken poll whose messages continue its
 cursor without a gap answers from them without a database query; anything else
 (a gap, an unknown count where one is needed, a wake-up without a message) sends
-it back to the database, which stays the record of truth.
+it back to the database, which stays the record of truth. With NOTIFY["METRICS"] on,
+the seq field is ``<seq>@<publish time in Unix ms>`` (notify.metrics: delivery latency).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from notify import cursor
+from notify import cursor, metrics
 
 # Published on a user's channel when a credential of theirs ends (a token revoked, a
 # logout, a password change): held polls then check that their credentials still hold.
@@ -30,7 +31,13 @@ def notification_json(notification: dict[str, Any]) -> bytes:
 
 
 def message(seq: int, unread: int | None, notification: dict[str, Any]) -> bytes:
-    return b"%d %s %s" % (seq, b"-" if unread is None else b"%d" % unread, notification_json(notification))
+    """With metrics on, the seq field ends in ``@<publish time in Unix ms>`` (notify.metrics.stamp)."""
+    return b"%d%s %s %s" % (
+        seq,
+        metrics.stamp(),
+        b"-" if unread is None else b"%d" % unread,
+        notification_json(notification),
+    )
 
 
 def inbox_body(position: int, notifications: list[bytes], unread: int) -> bytes:
@@ -88,7 +95,9 @@ def run_from_messages(
             if data == AUTH_CHANGED:
                 continue
             seq_field, unread_field, body = data.split(b" ", 2)
-            parsed.append((int(seq_field), None if unread_field == b"-" else int(unread_field), body))
+            parsed.append(
+                (int(seq_field.partition(b"@")[0]), None if unread_field == b"-" else int(unread_field), body)
+            )
     except ValueError:
         return []
     parsed.sort(key=lambda item: item[0])

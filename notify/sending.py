@@ -15,7 +15,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from notify import pages
+from notify import metrics, pages
 from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
@@ -79,6 +79,7 @@ def publish(notifications: Sequence[Notification]) -> None:
         for n in notifications
         if n.seq is not None  # always: publish_on_commit leaves out the unnumbered
     ]
+    metrics.notifications_published(len(messages))
     try:
         get_broker().publish_many(messages)
     except Exception:
