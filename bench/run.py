@@ -89,6 +89,7 @@ USER_PREFIX = "bench-"
 PRIMARY = "uvicorn"
 SESSION = "uvicorn-session"  # the default variant's clients with session cookies: run beside it at every N
 TWIN = "uvicorn-stock-gc"
+METRICS = "uvicorn-metrics"  # the default with NOTIFY["METRICS"] on: beside it, the metrics' cost
 NCHAN = "nchan"  # not notify: Nchan, at every N beside the default, for the ratios (bench/nchan.py)
 # The keys of the bench's sessions start with this, so that the next run can delete them.
 SESSION_KEY_MARK = "bench"
@@ -589,7 +590,11 @@ def run_one(
         return phase if variant_name == PRIMARY else f"{variant_name}-{phase}"
 
     with contextlib.ExitStack() as during_run:
-        during_run.enter_context(override_settings(NOTIFY={**ctx["notify_settings"], "CHANNEL_PREFIX": prefix}))
+        # With metrics on the sender stamps each message with its publish time (notify.metrics).
+        metrics_on = {"METRICS": True} if ("NOTIFY_METRICS", "1") in variant.env else {}
+        during_run.enter_context(
+            override_settings(NOTIFY={**ctx["notify_settings"], "CHANNEL_PREFIX": prefix, **metrics_on})
+        )
         forged = None
         if variant.auth == "session":
             during_run.enter_context(sessions_cached_for(ctx["sessions"][:n], prefix))
@@ -671,6 +676,11 @@ def run_one(
                 "sender_worst_lag_ms": 1000 * steady["worst_lag"],
                 **cpu,
                 "requests_per_s": (stats["requests"] - r0) / (time.monotonic() - mark["t"]),
+                # The server's CPU per poll answered (each answer is followed by the client's next poll).
+                "server_cpu_ms_per_request": 10
+                * cpu["server_cpu_pct"]
+                * cpu["seconds"]
+                / max(1, stats["requests"] - r0),
                 "held_min": min((s["held"] for s in watcher.samples if s["t"] >= mark["t"]), default=None),
             }
 
@@ -696,6 +706,8 @@ def run_one(
                 result["profile_broadcast"] = spy.hot_spots()
 
             got = collect(loadgen, sent_all, recipient_of, user_ids, args, result)
+            if metrics_on:
+                result["metrics"] = scrape_metrics(server)
         finally:
             watcher.halt.set()
             final = loadgen.stop() if loadgen is not None else None
@@ -727,6 +739,91 @@ def run_one(
             for pk, uid, seq in rows
         ]
     return result
+
+
+def scrape_metrics(server: Server) -> dict[str, float]:
+    """The uvicorn-metrics variant's /notify/metrics at the end of its run: a few totals."""
+    from stack import METRICS_TOKEN
+
+    request = urllib.request.Request(
+        f"{server.url}/notify/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as reply:
+        text = reply.read().decode()
+    wanted = (
+        'notify_polls_answered_total{outcome="woken"}',
+        'notify_polls_answered_total{outcome="snapshot"}',
+        "notify_delivery_seconds_count",
+        "notify_delivery_seconds_sum",
+        "notify_db_seconds_count",
+        "notify_db_seconds_sum",
+        "notify_redis_connected",
+    )
+    found = {}
+    for line in text.splitlines():
+        name, _, number = line.rpartition(" ")
+        if name in wanted:
+            found[name] = float(number)
+    return found
+
+
+def metrics_cost(results: list[dict[str, Any]]) -> list[str]:
+    """Lines comparing uvicorn-metrics with uvicorn at each N both ran, and bench/metrics_cost.py's
+    microbenchmark of the same calls (µs of CPU per poll)."""
+    lines = []
+    by = {(r["variant"], r["n"]): r for r in results if "steady" in r and not r.get("profiled")}
+    micro: dict[str, float] | None = None
+    for (variant, n), with_metrics in sorted(by.items()):
+        without = by.get((PRIMARY, n))
+        if variant != METRICS or without is None:
+            continue
+        on = 1000 * with_metrics["steady"]["server_cpu_ms_per_request"]
+        off = 1000 * without["steady"]["server_cpu_ms_per_request"]
+        cpu_on, cpu_off = with_metrics["steady"]["server_cpu_pct"], without["steady"]["server_cpu_pct"]
+        scraped = with_metrics.get("metrics", {})
+        delivered = scraped.get("notify_delivery_seconds_count") or 0
+        mean = 1000 * scraped.get("notify_delivery_seconds_sum", 0) / delivered if delivered else None
+        lines.append(
+            f"  N={n}: {off:.0f} µs without, {on:.0f} µs with metrics ({100 * (on - off) / off:+.1f} %); "
+            f"server CPU {cpu_off:.0f} % vs {cpu_on:.0f} % of a core; "
+            f"scraped: {delivered:.0f} deliveries measured" + (f", mean {mean:.1f} ms" if mean is not None else "")
+        )
+        if micro is None:
+            reply = subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "metrics_cost.py")], capture_output=True, text=True, check=True
+            )
+            micro = json.loads(reply.stdout)
+        calls_on, calls_off = micro["us_per_poll_metrics_on"], micro["us_per_poll_metrics_off"]
+        lines.append(
+            f"  N={n}: the metrics calls alone (bench/metrics_cost.py): {calls_on} µs per poll on, {calls_off} µs "
+            f"off: {100 * calls_on / off:.1f} % of a poll's {off:.0f} µs"
+        )
+    profiled = [r for r in results if r["variant"] == METRICS and r.get("profiled") and "steady" in r]
+    if profiled:
+        from django.db import connection
+
+        share = profile_share(VAR / f"bench-profile-{connection.vendor}-{METRICS}-steady.txt")
+        if share is not None:
+            lines.append(
+                f"  N={profiled[0]['n']}, py-spy of the steady phase: {share:.1f} % of the server's samples "
+                "inside notify/metrics.py (prometheus_client's writes included)"
+            )
+    return lines
+
+
+def profile_share(path: Path) -> float | None:
+    """The % of a ``py-spy record --format raw`` file's samples with notify/metrics.py on the stack."""
+    if not path.exists():
+        return None
+    total = inside = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        if "notify/metrics.py" in stack:
+            inside += int(count)
+    return 100 * inside / total if total else None
 
 
 def run_nchan(n: int, ctx: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -1273,6 +1370,8 @@ def main(argv: list[str] | None = None) -> int:
     plan += [(v, other_sizes[0]) for v in others]
     # py-spy profiles Python: not Nchan, which is C.
     plan += [(v, None) for v in every_size if v != NCHAN] if args.profile else []
+    # With metrics: where their cost shows in a profile (metrics_cost).
+    plan += [(METRICS, None)] if args.profile and METRICS in args.variants else []
     # At larger N, the other ASGI servers first: the thread-per-poll variants and short polling
     # have shown their costs at the smallest N already.
     tail = sorted(
@@ -1320,6 +1419,9 @@ def main(argv: list[str] | None = None) -> int:
     out = VAR / name
     out.write_text(json.dumps({"meta": meta, "results": results}, indent=1, default=str))
     log(f"results in {out.relative_to(ROOT)} ({meta['seconds']} s)")
+    cost = metrics_cost(results)
+    if cost:
+        log("metrics' cost (steady phase; server CPU per poll answered):\n" + "\n".join(cost))
     from report import nchan_section
 
     beside_nchan = nchan_section(results)

@@ -28,6 +28,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# What the uvicorn-metrics variant's scrapes send (bench/run.py reads the metrics at the end of a run).
+METRICS_TOKEN = "bench-metrics-token-not-a-secret"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
@@ -156,7 +158,7 @@ class Variant:
             "5",
         ]
         fast = ["--loop", "uvloop", "--http", "httptools"]
-        if self.name in ("uvicorn", "uvicorn-stock-gc", "uvicorn-session"):
+        if self.name in ("uvicorn", "uvicorn-stock-gc", "uvicorn-session", "uvicorn-metrics"):
             return [*uvicorn, *fast, "project.asgi:application"]
         if self.name == "uvicorn-2workers":
             # Scale-out on one machine (docs/deploy.md): two worker processes on one socket,
@@ -263,6 +265,19 @@ VARIANTS = {
             "asgi",
             (("NOTIFY_STOCK_GC", "1"),),
         ),
+        # The same server with Prometheus metrics on (docs/metrics.md), in multiprocess mode as a
+        # deployment of several workers runs them: run beside "uvicorn", it gives their cost.
+        Variant(
+            "uvicorn-metrics",
+            "uvicorn as above, NOTIFY['METRICS'] on (multiprocess mode)",
+            "long",
+            "asgi",
+            (
+                ("NOTIFY_METRICS", "1"),
+                ("NOTIFY_METRICS_TOKEN", METRICS_TOKEN),
+                ("PROMETHEUS_MULTIPROC_DIR", str(ROOT / "var" / "bench-prometheus")),
+            ),
+        ),
         Variant("short-poll", "short polling every 5 s, uvicorn uvloop + httptools", "short", "asgi"),
         Variant("gunicorn-gthread", "gunicorn gthread, WSGI, a thread per poll", "long", "wsgi"),
         Variant("uvicorn-django", "uvicorn, plain Django ASGI handler (no LongPollRouter)", "long", "asgi"),
@@ -300,6 +315,12 @@ class Server:
 
     def start(self, wait: float = 30.0) -> Server:
         env = {**os.environ, **self.env, **dict(self.variant.env), "PYTHONUNBUFFERED": "1"}
+        if "PROMETHEUS_MULTIPROC_DIR" in env:
+            # Emptied at every start, as docs/metrics.md asks of a deployment.
+            directory = Path(env["PROMETHEUS_MULTIPROC_DIR"])
+            directory.mkdir(parents=True, exist_ok=True)
+            for stale in directory.glob("*.db"):
+                stale.unlink()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

@@ -39,7 +39,7 @@ from django.http import HttpResponse
 from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
-from notify import lifecycle, views
+from notify import lifecycle, metrics, views
 from notify.conf import conf
 
 logger = logging.getLogger("notify")
@@ -158,6 +158,8 @@ class LongPollRouter:
             if message["type"] == "lifespan.startup":
                 lifecycle.install_signal_handlers(asyncio.get_running_loop())
                 self._signals_installed = True
+            elif message["type"] == "lifespan.shutdown":
+                metrics.process_dead()  # this worker's live gauges leave the sums
             unanswered.append(message)
             return message
 
@@ -231,6 +233,7 @@ setting_changed.connect(_settings_changed)
 
 def server_error(exception: Exception) -> HttpResponse:
     logger.error("notify: poll failed", exc_info=exception)
+    metrics.poll_answered("500")
     return views.error(500, "server_error", "The server failed to answer this poll.")
 
 

@@ -55,7 +55,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         )
     elif conf.BROKER == "redis":
         problems += check_cluster_url(str(conf.REDIS_URL))
-    numbers = ("DEFAULT_TIMEOUT", "MAX_TIMEOUT", "SUBSCRIBE_TIMEOUT", "RECHECK_INTERVAL", "DB_TIMEOUT")
+    numbers = (
+        "DEFAULT_TIMEOUT",
+        "MAX_TIMEOUT",
+        "SUBSCRIBE_TIMEOUT",
+        "RECHECK_INTERVAL",
+        "DB_TIMEOUT",
+        "HEALTH_TIMEOUT",
+    )
     for name in numbers:
         value = user.get(name, DEFAULTS[name])
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -101,6 +108,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
         )
     problems += check_sizes(user)
+    problems += check_metrics(user)
     if not problems:
         if conf.DEFAULT_TIMEOUT > conf.MAX_TIMEOUT:
             problems.append(
@@ -164,6 +172,38 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
                 id="notify.W002",
             )
         )
+    return problems
+
+
+# The shortest METRICS_TOKEN: a guessable token would publish the metrics to anyone.
+MIN_METRICS_TOKEN_LENGTH = 16
+
+
+def check_metrics(user: dict[str, Any]) -> list[Error | Warning]:
+    problems: list[Error | Warning] = []
+    enabled = user.get("METRICS", DEFAULTS["METRICS"])
+    if not isinstance(enabled, bool):
+        problems.append(Error(f"NOTIFY['METRICS'] must be True or False, not {enabled!r}.", id="notify.E023"))
+    token = user.get("METRICS_TOKEN")
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_METRICS_TOKEN_LENGTH):
+        problems.append(
+            Error(
+                f"NOTIFY['METRICS_TOKEN'] must be None or a string of at least {MIN_METRICS_TOKEN_LENGTH} characters.",
+                hint="For example secrets.token_urlsafe(32), read from the environment.",
+                id="notify.E023",
+            )
+        )
+    if enabled is True:
+        try:
+            import prometheus_client  # noqa: F401
+        except ImportError:
+            problems.append(
+                Error(
+                    "NOTIFY['METRICS'] is True but prometheus_client is not installed.",
+                    hint="pip install prometheus-client (requirements.txt pins it).",
+                    id="notify.E023",
+                )
+            )
     return problems
 
 

@@ -97,6 +97,12 @@ DEFAULTS: dict[str, Any] = {
     # dotted paths of async-capable middleware classes, outermost first. None: those of
     # MIDDLEWARE that polls need (POLL_MIDDLEWARE_FROM_MIDDLEWARE), in MIDDLEWARE's order.
     "POLL_MIDDLEWARE": None,
+    # Prometheus metrics (notify.metrics, docs/metrics.md): off by default. On, /notify/metrics
+    # answers staff users, and requests with "Authorization: Bearer <METRICS_TOKEN>" when it is set.
+    "METRICS": False,
+    "METRICS_TOKEN": None,
+    # The most /notify/health waits for Redis to confirm a subscription and for the database.
+    "HEALTH_TIMEOUT": 1.0,
 }
 
 # What POLL_MIDDLEWARE None takes from MIDDLEWARE: middleware without which a poll's
@@ -258,6 +264,23 @@ class Settings:
             middleware = getattr(settings, "MIDDLEWARE", None) or []
             return [path for path in middleware if path in POLL_MIDDLEWARE_FROM_MIDDLEWARE]
         return list(value)
+
+    @property
+    def METRICS(self) -> bool:
+        return self._get("METRICS") is True
+
+    @property
+    def METRICS_TOKEN(self) -> str | None:
+        return self._get("METRICS_TOKEN")
+
+    @property
+    def HEALTH_TIMEOUT(self) -> float:
+        return float(self._get("HEALTH_TIMEOUT"))
+
+    @property
+    def HEALTH_CHANNEL(self) -> str:
+        """What /notify/health subscribes to, to learn that Redis confirms this worker's subscriptions."""
+        return f"{self.CHANNEL_PREFIX}:health"
 
     @property
     def AUTH_CHANNEL(self) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 
 from django.db import DatabaseError, InterfaceError, OperationalError, connections
 
+from notify import metrics
 from notify.conf import conf
 
 T = TypeVar("T")
@@ -87,9 +89,12 @@ async def read(fn: Callable[..., T], *args: Any) -> T:
 
 async def _in_thread(call: Callable[..., T], fn: Callable[..., T], *args: Any) -> T:
     loop = asyncio.get_running_loop()
+    started = time.perf_counter()
     future = loop.run_in_executor(_get_executor(), partial(call, fn, *args))
     try:
         async with asyncio.timeout(conf.DB_TIMEOUT):
             return await future
     except TimeoutError:
         raise DatabaseTimeout(f"{getattr(fn, '__name__', fn)} took over {conf.DB_TIMEOUT:g} s") from None
+    finally:
+        metrics.db_trip(started)

@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from notify import cursor, db, pages
+from notify import announcements, cursor, db, pages
 from notify.auth import authenticate
 from notify.conf import conf
 from notify.models import KIND_PATTERN, KIND_RULE, Level, Notification, NotificationQuerySet
@@ -141,7 +141,9 @@ def _delivered(user_id: int) -> NotificationQuerySet:
 
 
 def unread_count_of(user_id: int) -> int:
-    return _delivered(user_id).filter(read_at__isnull=True).count()
+    """The badge: unread notifications and announcements, as the poll counts them."""
+    own = _delivered(user_id).filter(read_at__isnull=True).count()
+    return own + announcements.unread_counts([user_id]).get(user_id, 0)
 
 
 def filtered(rows: NotificationQuerySet, filters: Filters) -> NotificationQuerySet:
@@ -180,6 +182,11 @@ def mark(user_id: int, ids: list[int] | None, *, read: bool) -> dict[str, int]:
         rows = rows.filter(pk__in=ids)
     if read:
         updated = rows.filter(read_at__isnull=True).update(read_at=timezone.now())
+        # Announcements are not listed here, but read here as by POST /notify/read.
+        if ids is None:
+            announcements.mark_all_read(user_id)
+        else:
+            announcements.mark_read(user_id, ids)
     else:
         updated = rows.filter(read_at__isnull=False).update(read_at=None)
     return {"updated": updated, "unread_count": unread_count_of(user_id)}

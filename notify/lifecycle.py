@@ -28,6 +28,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from notify import metrics
+
 logger = logging.getLogger("notify")
 
 # The longest a signal is held back while held polls are answered.
@@ -49,6 +51,7 @@ def start_draining() -> None:
     if _draining:
         return
     _draining = True
+    metrics.draining()
     from notify.broker import wake_everyone
 
     woken = wake_everyone()

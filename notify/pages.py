@@ -7,7 +7,8 @@ stream the unread count when it was published (``-`` if unknown; always ``-`` on
 a topic, which has no such count). A woken poll whose messages continue its
 cursor without a gap answers from them without a database query; anything else
 (a gap, an unknown count where one is needed, a wake-up without a message) sends
-it back to the database, which stays the record of truth.
+it back to the database, which stays the record of truth. With NOTIFY["METRICS"] on,
+the seq field is ``<seq>@<publish time in Unix ms>`` (notify.metrics: delivery latency).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from notify import cursor
+from notify import cursor, metrics
 
 # Published on a user's channel when a credential of theirs ends (a token revoked, a
 # logout, a password change): held polls then check that their credentials still hold.
@@ -30,13 +31,19 @@ def notification_json(notification: dict[str, Any]) -> bytes:
 
 
 def message(seq: int, unread: int | None, notification: dict[str, Any]) -> bytes:
-    return b"%d %s %s" % (seq, b"-" if unread is None else b"%d" % unread, notification_json(notification))
+    """With metrics on, the seq field ends in ``@<publish time in Unix ms>`` (notify.metrics.stamp)."""
+    return b"%d%s %s %s" % (
+        seq,
+        metrics.stamp(),
+        b"-" if unread is None else b"%d" % unread,
+        notification_json(notification),
+    )
 
 
 def announcement_message(seq: int, last_user_id: int, announcement: dict[str, Any]) -> bytes:
     """An announcement on the announcements channel: ``b"<seq> <last_user_id> <item JSON>"``
     (the item as an unread notification; users above ``last_user_id`` do not get it)."""
-    return b"%d %d %s" % (seq, last_user_id, notification_json(announcement))
+    return b"%d%s %d %s" % (seq, metrics.stamp(), last_user_id, notification_json(announcement))
 
 
 def inbox_body(position: cursor.InboxCursor, notifications: list[bytes], unread: int) -> bytes:
@@ -94,7 +101,9 @@ def run_from_messages(
             if data == AUTH_CHANGED:
                 continue
             seq_field, unread_field, body = data.split(b" ", 2)
-            parsed.append((int(seq_field), None if unread_field == b"-" else int(unread_field), body))
+            parsed.append(
+                (int(seq_field.partition(b"@")[0]), None if unread_field == b"-" else int(unread_field), body)
+            )
     except ValueError:
         return []
     parsed.sort(key=lambda item: item[0])

@@ -30,7 +30,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from notify import auth, db, lifecycle
+from notify import auth, db, lifecycle, metrics
 from notify.auth import Credential, NotAuthenticated
 from notify.broker import Flag, Subscription, get_broker
 from notify.conf import conf
@@ -94,6 +94,7 @@ async def snapshot(
     answered = [(stream, results[index]) for index, (stream, _) in enumerate(wanted)]
     for stream, result in answered:
         await stream.finish(result)
+    metrics.poll_answered("snapshot")
     return answered
 
 
@@ -131,7 +132,11 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
         if _test_hook is not None:
             await _test_hook("checked", every)
         # 5. wait, 6. answer.
+        stack.enter_context(metrics.holding())
+        heard: dict[str, list[bytes | str]] = {}
+        waited = False
         while not any(result.items for result in results):
+            waited = True
             remaining = deadline - loop.time()
             if remaining <= 0 or lifecycle.draining():
                 break
@@ -155,6 +160,7 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
             if not any(heard.values()) and lifecycle.draining():
                 break  # woken to shut down: answer empty, the client polls another worker
             results = await answer_wake_up(user_id, followed, heard, limit)
+    metrics.held_poll_answered(any(r.items for r in results), waited, lifecycle.draining(), heard.values())
     for (stream, _), result in zip(followed, results, strict=True):
         await stream.finish(result)
     return results

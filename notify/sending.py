@@ -15,7 +15,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from notify import announcements, pages
+from notify import announcements, metrics, pages
 from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
@@ -83,6 +83,7 @@ def publish(notifications: Sequence[Notification]) -> None:
         for n in notifications
         if n.seq is not None  # always: publish_on_commit leaves out the unnumbered
     ]
+    metrics.notifications_published(len(messages))
     try:
         get_broker().publish_many(messages)
     except Exception:
@@ -318,6 +319,7 @@ def publish_announcement(announcement: Announcement) -> None:
     from notify.broker import get_broker
 
     message = pages.announcement_message(announcement.seq, announcement.last_user_id, announcement.as_dict())
+    metrics.notifications_published(1)
     try:
         get_broker().publish_many([(conf.announcements_channel, message)])
     except Exception:

@@ -27,7 +27,7 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from notify import pages
+from notify import metrics, pages
 from notify.conf import conf
 from notify.cursor import INBOX
 from notify.jsondepth import TooDeep, nests_deeper_than
@@ -205,6 +205,7 @@ def _publish(topic: str, payload: bytes) -> None:
     committed, and the next poll that checks the database delivers it."""
     from notify.broker import get_broker
 
+    metrics.topic_message_published()
     try:
         get_broker().publish_many([(conf.channel_for_topic(topic), payload)])
     except Exception:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from notify import history, openapi, views
+from notify import history, monitoring, openapi, views
 
 app_name = "notify"
 
@@ -15,4 +15,6 @@ urlpatterns = [
     path("openapi.json", openapi.openapi, name="openapi"),
     path("topics/<path:name>/poll", views.topic_poll, name="topic_poll"),
     path("topics/<path:name>/publish", views.topic_publish, name="topic_publish"),
+    path("metrics", monitoring.metrics_view, name="metrics"),
+    path("health", monitoring.health, name="health"),
 ]

@@ -13,7 +13,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from notify import cursor, db, polling, topics
+from notify import cursor, db, metrics, polling, topics
 from notify.auth import NotAuthenticated, authenticate, credential_of
 from notify.conf import conf
 from notify.limits import LimitExceeded, count_publish
@@ -72,10 +72,18 @@ def answer_error(problem: Exception, *, multi: bool = False) -> JsonResponse:
     if isinstance(problem, StreamError):
         return stream_error(problem, multi=multi)
     if isinstance(problem, LimitExceeded):
+        metrics.refused(problem.code)
         return error(problem.status, problem.code, problem.detail, **{"Retry-After": str(problem.retry_after)})
     if isinstance(problem, DatabaseError):
         return database_unavailable(problem)
     raise problem
+
+
+def poll_refused(problem: Exception, *, multi: bool = False) -> JsonResponse:
+    """``answer_error`` for a poll, counted in notify_polls_answered by its status."""
+    response = answer_error(problem, multi=multi)
+    metrics.poll_answered(str(response.status_code))
+    return response
 
 
 def database_unavailable(problem: DatabaseError) -> JsonResponse:
@@ -98,7 +106,7 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
     try:
         query = query_of(request)
     except BadRequest as problem:
-        return answer_error(problem)
+        return poll_refused(problem)
     if "streams" in query:
         return await answer_streams(request)
     try:
@@ -110,7 +118,7 @@ async def answer_poll(request: HttpRequest) -> HttpResponse:
         del request, query
         [(stream, result)] = await polling.poll(credential, [(INBOX, params.after)], params.limit, params.timeout)
     except ANSWERED as problem:
-        return answer_error(problem)
+        return poll_refused(problem)
     return json_body(stream.body(result))
 
 
@@ -202,7 +210,7 @@ async def answer_topic_poll(request: HttpRequest, name: str) -> HttpResponse:
         del request  # not kept while held (see answer_poll)
         [(stream, result)] = await polling.poll(credential, [(name, params.after)], params.limit, params.timeout)
     except ANSWERED as problem:
-        return answer_error(problem)
+        return poll_refused(problem)
     return json_body(stream.body(result))
 
 
@@ -214,7 +222,7 @@ async def answer_streams(request: HttpRequest) -> HttpResponse:
         del request  # not kept while held (see answer_poll)
         answered = await polling.poll(credential, params.streams, params.limit, params.timeout)
     except ANSWERED as problem:
-        return answer_error(problem, multi=True)
+        return poll_refused(problem, multi=True)
     parts = b",".join(json.dumps(stream.name).encode() + b":" + stream.body(result) for stream, result in answered)
     compound = cursor.encode_compound((stream.name, result.cursor) for stream, result in answered)
     return json_body(b'{"cursor":%s,"streams":{%s}}' % (json.dumps(compound).encode(), parts))

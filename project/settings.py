@@ -117,6 +117,7 @@ for _key in (
     "SUBSCRIBE_TIMEOUT",
     "DB_TIMEOUT",
     "CREDENTIAL_TRUST_SECONDS",
+    "HEALTH_TIMEOUT",
 ):
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = float(os.environ[f"NOTIFY_{_key}"])
@@ -135,6 +136,13 @@ for _key in (
 ):
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = int(os.environ[f"NOTIFY_{_key}"])
+
+# Prometheus metrics at /notify/metrics (docs/metrics.md): NOTIFY_METRICS=1, and the scraper's
+# token in NOTIFY_METRICS_TOKEN (else staff users only).
+if env_bool("NOTIFY_METRICS", False):
+    NOTIFY["METRICS"] = True
+if os.environ.get("NOTIFY_METRICS_TOKEN"):
+    NOTIFY["METRICS_TOKEN"] = os.environ["NOTIFY_METRICS_TOKEN"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -47,7 +47,10 @@ def test_an_announcement_wakes_every_held_poll_from_one_row(server, make_user, t
     users = [make_user() for _ in range(3)]
     tokens = [token_for(user) for user in users]
     cursors = [server.poll(token).json()["cursor"] for token in tokens]
-    held = [threads.start(server.poll, token, after=cursor, timeout=20) for token, cursor in zip(tokens, cursors)]
+    held = [
+        threads.start(server.poll, token, after=cursor, timeout=20)
+        for token, cursor in zip(tokens, cursors, strict=True)
+    ]
     for user in users:
         server.wait_for_held_polls(1, user.pk)
 
@@ -62,7 +65,7 @@ def test_an_announcement_wakes_every_held_poll_from_one_row(server, make_user, t
     # Stored once, whatever the number of users: no row per recipient.
     assert Announcement.objects.count() == 1 and not Notification.objects.exists()
     # The next poll from each answer's cursor has nothing new: held, then empty.
-    for token, page in zip(tokens, pages):
+    for token, page in zip(tokens, pages, strict=True):
         assert server.poll(token, after=page["cursor"], timeout=0).json()["notifications"] == []
 
 
@@ -194,3 +197,18 @@ def test_an_announcement_past_the_size_limit_is_refused_before_anything_is_store
     with pytest.raises(ValueError, match="MAX_NOTIFICATION_BYTES"):
         notify.announce("big", "x" * 2000)
     assert not Announcement.objects.exists()
+
+
+def test_the_history_counts_announcements_and_reads_them_as_the_poll_does(server, alice, token):
+    announcement = notify.announce("to all")
+    notify.send(alice, "mine")
+    headers = {"Authorization": f"Bearer {token}"}
+    count = server.request("GET", "/notify/history/unread_count", headers=headers).json()["unread_count"]
+    assert count == server.poll(token).json()["unread_count"] == 2
+    reply = server.request(
+        "POST",
+        "/notify/history/read",
+        body=json.dumps({"ids": [ANNOUNCEMENT_IDS_FROM + announcement.pk]}).encode(),
+        headers={**headers, "Content-Type": "application/json"},
+    )
+    assert reply.json()["unread_count"] == 1 == server.poll(token).json()["unread_count"]

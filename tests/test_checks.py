@@ -107,3 +107,16 @@ def test_max_held_polls_defaults_below_the_open_file_limit():
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     with override_settings(NOTIFY={}):
         assert max(16, soft - 256) == conf.MAX_HELD_POLLS
+
+
+@pytest.mark.parametrize("value", [0, -1, "1", None])
+def test_e005_health_timeout_must_be_a_positive_number(value):
+    assert ids(HEALTH_TIMEOUT=value) == ["notify.E005"]
+
+
+@pytest.mark.parametrize(
+    "settings", [{"METRICS": 1}, {"METRICS": "yes"}, {"METRICS_TOKEN": "short"}, {"METRICS_TOKEN": 5}]
+)
+def test_e023_metrics_must_be_a_bool_and_the_token_long_enough(settings):
+    assert ids(**settings) == ["notify.E023"]
+    assert ids(METRICS=True, METRICS_TOKEN="a-token-of-enough-length") == []

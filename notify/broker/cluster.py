@@ -39,6 +39,7 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.retry import Retry
 
+from notify import metrics
 from notify.broker.base import Flag, Hub, Subscription
 from notify.broker.redis import COMMAND_BATCH, RedisHub, wake_hubs
 
@@ -122,6 +123,8 @@ class ShardHub(RedisHub):
     def evict(self, channel: str) -> set[Subscription]:
         """Forget ``channel`` without a command (its slot is served elsewhere now,
         and its old master dropped the subscription); return its waiters."""
+        if channel in self._subscribed:
+            metrics.hub_channels(-1)
         self._subscribed.discard(channel)
         self._idle.pop(channel, None)
         self._replies_due.pop(channel, None)
@@ -160,6 +163,7 @@ class ShardHub(RedisHub):
             return
         # Redis unsubscribed us by itself: the channel's slot left this master.
         # Its polls may miss messages until it is subscribed where it lives now.
+        metrics.hub_channels(-1)
         self._subscribed.discard(channel)
         self._replies_due.pop(channel, None)
         for subscription in self._waiters.get(channel, ()):

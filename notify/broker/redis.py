@@ -17,6 +17,7 @@ import logging
 import math
 import random
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from notify import metrics
 from notify.broker.base import Flag, Hub, Subscription
 
 logger = logging.getLogger("notify.broker")
@@ -104,6 +106,8 @@ class RedisHub(Hub):
         # For each SUBSCRIBE sent and not yet answered, in order: the polls its
         # answer makes ready. Redis answers every SUBSCRIBE of a channel once.
         self._replies_due: dict[str, deque[list[Subscription]]] = {}
+        # When each SUBSCRIBE was sent (the latest, by channel): notify_redis_confirm_seconds.
+        self._sent_at: dict[str, float] = {}
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False  # set by aclose(): the hub's task must end, not reconnect
@@ -219,14 +223,17 @@ class RedisHub(Hub):
         self._replies_due.clear()
         self._last_read = asyncio.get_running_loop().time()
         self.connected = True
+        metrics.hub_connected()
         self._auth_due = self._auth_channel is not None
         self.resubscribe_missing()  # every channel that has waiters, on the new connection
 
     def _end_connection(self) -> None:
         was_connected, self.connected = self.connected, False
+        metrics.hub_disconnected(was_connected, self._closing, len(self._subscribed))
         self._auth_epoch = None  # messages may be missed from now on
         self._subscribed.clear()
         self._replies_due.clear()
+        self._sent_at.clear()
         # Messages published from now on are missed: every held poll falls back
         # to re-checking the database until its subscription is confirmed again.
         for waiters in self._waiters.values():
@@ -254,6 +261,8 @@ class RedisHub(Hub):
                     subscription.wake(response[2])
             elif kind == subscribe_kind:
                 due = self._replies_due.get(channel)
+                if channel in self._sent_at:
+                    metrics.subscribe_confirmed(time.perf_counter() - self._sent_at.pop(channel))
                 if due:
                     for subscription in due.popleft():
                         subscription.ready.set()
@@ -290,10 +299,13 @@ class RedisHub(Hub):
             to_subscribe = [ch for ch in self._pending if ch in self._waiters and ch not in self._subscribed]
             self._pending.clear()
             self._subscribed.difference_update(to_unsubscribe)
+            sent = time.perf_counter()  # loop.time() may count whole milliseconds (uvloop)
             for channel in to_subscribe:
                 self._subscribed.add(channel)
+                self._sent_at[channel] = sent
                 pending = [s for s in self._waiters[channel] if not s.ready.is_set()]
                 self._replies_due.setdefault(channel, deque()).append(pending)
+            metrics.hub_channels(len(to_subscribe) - len(to_unsubscribe))
             if self._auth_due and self._auth_channel is not None:
                 self._auth_due = False
                 to_subscribe.insert(0, self._auth_channel)  # first: its epoch starts before any poll's
