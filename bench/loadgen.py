@@ -284,7 +284,7 @@ class Load:
         notification = json.loads(body)
         if notification["data"].get("broadcast"):
             notification["id"] += index  # this client's copy of the one broadcast message
-        self.record([notification], into)
+        self.record(index, [notification], into)
 
     async def nchan_client(self, index: int) -> None:
         """Client ``index`` long-polling Nchan from the start, following its cursor."""
