@@ -701,9 +701,11 @@ def write_report(runs: list[dict[str, Any]], md_path: Path, png_path: Path) -> N
             "run as root); where it cannot, the variant is reported not run, with the reason."
         ),
         (
-            "- The steady phase and the broadcast use the real `notify.send` in the orchestrator (insert, commit, "
-            "Redis publish). Every process is bounded in time and stopped by pid; all traffic is on 127.0.0.1. Raw "
-            "results: `var/bench-results-<database>.json`; server logs: `var/logs/bench-*.log`."
+            "- The steady phase uses the real `notify.send` in the orchestrator (insert, commit, Redis publish); the "
+            "broadcast is the real `notify.announce` (one row, one message, for everyone), which client *i* reads "
+            "as its own copy, counted as such for loss and duplicates. Every process is bounded in time and stopped "
+            "by pid; all traffic is on 127.0.0.1. Raw results: `var/bench-results-<database>.json`; server logs: "
+            "`var/logs/bench-*.log`."
         ),
         "",
         "Rerun:",
