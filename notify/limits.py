@@ -22,7 +22,7 @@ import asyncio
 import math
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import TypeVar
 
@@ -85,8 +85,11 @@ class PollLimiter:
             if self._held[user_id] <= 0:
                 del self._held[user_id]
 
-    async def hold(self, user_id: int, per_user: int, total: int, timeout: float, holding: Awaitable[T]) -> T:
-        """Run ``holding``, a held poll of at most ``timeout`` seconds, counted; TooManyPolls past a limit.
+    async def hold(
+        self, user_id: int, per_user: int, total: int, timeout: float, holding: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run ``holding()``, a held poll of at most ``timeout`` seconds, counted; TooManyPolls past a limit
+        (and then it is never started).
 
         Counted in this process (the process's limit, and the user's here: the bound that
         remains when Redis fails), then among the user's polls in every worker.
@@ -118,8 +121,8 @@ def _too_many_polls(per_user: int) -> str:
     )
 
 
-async def across_workers(user_id: int, per_user: int, timeout: float, holding: Awaitable[T]) -> T:
-    """Run ``holding`` in a slot among the user's ``per_user`` held polls in every worker; 429 if none is free.
+async def across_workers(user_id: int, per_user: int, timeout: float, holding: Callable[[], Awaitable[T]]) -> T:
+    """Run ``holding()`` in a slot among the user's ``per_user`` held polls in every worker; 429 if none is free.
 
     The slot is asked for beside the poll, not before it: the poll subscribes and checks
     the database while Redis answers, so a client that re-polls the moment it is answered
@@ -131,7 +134,7 @@ async def across_workers(user_id: int, per_user: int, timeout: float, holding: A
     would have lasted.
     """
     taking = asyncio.ensure_future(ratelimit.take_slot(user_id, per_user, slot_seconds(timeout)))
-    held = asyncio.ensure_future(holding)
+    held = asyncio.ensure_future(holding())
     try:
         done, _ = await asyncio.wait((held, taking), return_when=asyncio.FIRST_COMPLETED)
         if held in done and held.exception() is not None:

@@ -67,7 +67,7 @@ async def poll(
     # Held: start from the credential's hint; hold() verifies it once subscribed.
     user_id = await auth.identify(credential)
     followed: Followed = [(named(name, user_id), after) for name, after in wanted if after is not None]
-    holding = hold(credential, user_id, followed, limit, timeout)
+    holding = partial(hold, credential, user_id, followed, limit, timeout)  # started only if within the limits
     results = await poll_limiter.hold(user_id, conf.MAX_POLLS_PER_USER, conf.MAX_HELD_POLLS, timeout, holding)
     return list(zip([stream for stream, _ in followed], results, strict=True))
 
