@@ -15,4 +15,5 @@ urlpatterns = [
     path("openapi.json", openapi.openapi, name="openapi"),
     path("topics/<path:name>/poll", views.topic_poll, name="topic_poll"),
     path("topics/<path:name>/publish", views.topic_publish, name="topic_publish"),
+    path("topics/<path:name>/presence", views.topic_presence, name="topic_presence"),
 ]
