@@ -256,3 +256,37 @@ async def test_presence_off_answers_404(alice):
     with override_settings(NOTIFY={"BROKER": "memory", "TOPIC_PERMISSION": "project.demo.topics.can_use"}):
         reply = await AsyncClient().get("/notify/topics/room:x/presence", headers=bearer(token))
     assert reply.status_code == 404 and reply.json()["error"] == "presence_off"
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_memory_broker_keeps_presence_in_this_process(make_user):
+    """One process, no Redis: the same marks, sweep and events."""
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+
+    from notify import presence
+    from notify.models import TopicMessage
+
+    user = await sync_to_async(make_user)()
+
+    async def until(condition: Callable[[], Any]) -> None:
+        async with asyncio.timeout(5):
+            while not await condition():
+                await asyncio.sleep(0.02)
+
+    async def present_count(n: int) -> bool:
+        return (await presence.members("room:m"))[0] == n
+
+    def published() -> list[str]:
+        return [m.data["event"] for m in TopicMessage.objects.filter(topic_id="presence:room:m").order_by("seq")]
+
+    async def announced() -> bool:
+        return await sync_to_async(published)() == ["join", "leave"]
+
+    with override_settings(NOTIFY={"BROKER": "memory", "PRESENCE": True, "PRESENCE_TTL": 0.2}):
+        with presence.holding(user.pk, ["room:m"], 1.0):
+            await until(lambda: present_count(1))
+            assert await presence.members("room:m") == (1, [user.pk])
+        await until(lambda: present_count(0))
+        await until(announced)  # the sweeper runs on for PRESENCE_TTL after the loop's last poll
