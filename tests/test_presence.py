@@ -23,7 +23,8 @@ from tests.server import Response, Server, expect_error
 
 TTL = 1.0
 SWEEP = 0.25  # notify.presence.sweep_interval(): a quarter of the TTL, at least 0.2 s
-SETTINGS = {"PRESENCE": True, "PRESENCE_TTL": TTL, "MAX_PRESENCE": 3}
+# The hook opens every topic to posts: a publish to "presence:<topic>" is refused by notify itself.
+SETTINGS = {"PRESENCE": True, "PRESENCE_TTL": TTL, "MAX_PRESENCE": 3, "TOPIC_PERMISSION": "tests.presence_hook.can_use"}
 
 _rooms = iter(range(10**6))
 
@@ -90,7 +91,7 @@ def events(server: Server, token: str, name: str) -> list[tuple[str, str]]:
 class Follower:
     """A user following a topic as the JS client does: a held poll, and the next at once, until stopped."""
 
-    def __init__(self, server: Server, token: str, name: str, timeout: float = 3) -> None:
+    def __init__(self, server: Server, token: str, name: str, timeout: float = 2) -> None:
         self.stopped = False
         cursor = topic_poll(server, token, name).json()["cursor"]
         self.thread = threads.start(self._run, server, token, name, cursor, timeout)
@@ -127,7 +128,7 @@ def test_two_users_present_across_two_workers_one_leaves_and_events_come_once(wo
     # The documented bound: PRESENCE_TTL after the poll ends, plus a sweep (and a request's slack).
     assert time.monotonic() - ended <= TTL + SWEEP + 1.0
     following.stop()
-    wait_until(lambda: len(events(first, alice_token, room)) == 4, 3 + TTL + SWEEP + 1, "alice's leave")
+    wait_until(lambda: len(events(first, alice_token, room)) == 4, 2 + TTL + SWEEP + 1, "alice's leave")
     time.sleep(SWEEP * 2)  # a sweep or two more: nothing is announced twice
     assert present(first, bob_token, room) == []
     assert events(first, alice_token, room) == [
@@ -147,15 +148,15 @@ def test_a_killed_workers_user_drops_within_the_poll_timeout_and_ttl(workers, ma
     following = Follower(first, alice_token, room)  # alice's worker sweeps
     doomed = presence_server().start()
     doomed.check_log = False
-    held = threads.start(_poll_ignoring_errors, doomed, bob_token, room, 3)
+    held = threads.start(_poll_ignoring_errors, doomed, bob_token, room, 2)
     wait_until(lambda: bob.username in present(first, alice_token, room), 5, "bob present")
     assert doomed.process is not None
     os.kill(doomed.process.pid, signal.SIGKILL)
     killed = time.monotonic()
     doomed.process.wait()
     wait_until(lambda: present(first, alice_token, room) == [alice.username], 10, "bob gone after the kill")
-    # Held when killed: the poll's timeout (3 s) plus PRESENCE_TTL from its start, plus a sweep.
-    assert time.monotonic() - killed <= 3 + TTL + SWEEP + 1.0
+    # Held when killed: the poll's timeout (2 s) plus PRESENCE_TTL from its start, plus a sweep.
+    assert time.monotonic() - killed <= 2 + TTL + SWEEP + 1.0
     held.join(10)
     following.stop()
     wait_until(lambda: present(first, alice_token, room) == [], 25, "alice gone")
@@ -178,7 +179,7 @@ def test_two_tabs_of_one_user_keep_them_present_until_the_last_ends(workers, mak
     alice_token, bob_token = token_for(alice), token_for(bob)
     following = Follower(first, alice_token, room)
     short = threads.start(topic_poll, first, bob_token, room, after="0", timeout=1)
-    longer = threads.start(topic_poll, second, bob_token, room, after="0", timeout=4)
+    longer = threads.start(topic_poll, second, bob_token, room, after="0", timeout=3)
     wait_until(lambda: bob.username in present(first, alice_token, room), 5, "bob present")
     short.join(10)
     time.sleep(TTL + SWEEP + 0.5)  # past when the short poll alone would have let bob lapse
@@ -239,7 +240,7 @@ def test_presence_lists_at_most_max_presence_and_counts_everyone(workers, make_u
     first, second = workers
     users = [make_user() for _ in range(4)]
     tokens = [token_for(user) for user in users]
-    held = [threads.start(topic_poll, first, t, room, after="0", timeout=3) for t in tokens]
+    held = [threads.start(topic_poll, first, t, room, after="0", timeout=2) for t in tokens]
     wait_until(lambda: presence(second, tokens[0], room).json()["count"] == 4, 5, "four present")
     reply = presence(second, tokens[0], room).json()
     assert len(reply["users"]) == 3  # MAX_PRESENCE
