@@ -16,7 +16,7 @@ from django.views.decorators.csrf import csrf_exempt
 from notify import cursor, db, polling, presence, topics
 from notify.auth import NotAuthenticated, authenticate, credential_of
 from notify.conf import conf
-from notify.limits import LimitExceeded, count_publish
+from notify.limits import LimitExceeded, count_publish, count_snapshot
 from notify.params import (
     MAX_READ_IDS,
     BadRequest,
@@ -271,6 +271,7 @@ async def topic_presence(request: HttpRequest, name: str) -> JsonResponse:
             return error(404, "presence_off", "Presence is off on this server (NOTIFY['PRESENCE']).")
         if not await db.run(topics.permitted, user_id, name, "read"):
             return error(403, "forbidden", f"You may not read topic {name!r}.")
+        await count_snapshot(user_id, 1)  # answered at once, as a snapshot is: 429 past MAX_SNAPSHOTS_PER_SECOND
         await presence.sweep()  # the leaves of users no held poll's worker swept yet
         count, ids = await presence.members(name)
         users = await db.run(presence.users, ids)

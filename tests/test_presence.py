@@ -24,7 +24,14 @@ from tests.server import Response, Server, expect_error
 TTL = 1.0
 SWEEP = 0.25  # notify.presence.sweep_interval(): a quarter of the TTL, at least 0.2 s
 # The hook opens every topic to posts: a publish to "presence:<topic>" is refused by notify itself.
-SETTINGS = {"PRESENCE": True, "PRESENCE_TTL": TTL, "MAX_PRESENCE": 3, "TOPIC_PERMISSION": "tests.presence_hook.can_use"}
+# A presence read counts as a snapshot: 50 a second, above what the tests' waits ask.
+SETTINGS = {
+    "PRESENCE": True,
+    "PRESENCE_TTL": TTL,
+    "MAX_PRESENCE": 3,
+    "TOPIC_PERMISSION": "tests.presence_hook.can_use",
+    "MAX_SNAPSHOTS_PER_SECOND": 50,
+}
 
 _rooms = iter(range(10**6))
 
@@ -245,6 +252,17 @@ def test_presence_lists_at_most_max_presence_and_counts_everyone(workers, make_u
     reply = presence(second, tokens[0], room).json()
     assert len(reply["users"]) == 3  # MAX_PRESENCE
     threads.join_all(held, 10)
+
+
+@pytest.mark.system
+def test_presence_reads_count_as_snapshots(workers, token, room):
+    """160 reads in a burst pass 50 in some second (fixed windows: in at most 3 of them): 429 with Retry-After."""
+    first, _ = workers
+    replies = [presence(first, token, room) for _ in range(160)]
+    refused = [reply for reply in replies if reply.status != 200]
+    assert refused, "no read was refused"
+    assert {reply.status for reply in refused} == {429} and "retry-after" in refused[0].headers
+    expect_error(refused[0], 429, "too_many_snapshots")
 
 
 @pytest.mark.django_db
