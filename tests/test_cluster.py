@@ -187,7 +187,11 @@ def test_presence_holds_on_a_cluster(cluster, cluster_server, make_user, token_f
     assert eventually(lambda: present() == [], 5)  # PRESENCE_TTL (1 s) after the poll ended
 
     def events() -> list[str]:
-        return list(TopicMessage.objects.filter(topic_id=f"presence:{room}").order_by("seq").values_list("data__event", flat=True))
+        return list(
+            TopicMessage.objects.filter(topic_id=f"presence:{room}")
+            .order_by("seq")
+            .values_list("data__event", flat=True)
+        )
 
     assert eventually(lambda: events() == ["join", "leave"], 5)
 
