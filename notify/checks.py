@@ -18,6 +18,8 @@ from notify.conf import DEFAULTS, conf
 MAX_JSON_DEPTH_CEILING = 256
 # The largest HISTORY_MAX_LIMIT accepted: a history page's rows are read into memory at once.
 HISTORY_LIMIT_CEILING = 1000
+# The most users GET /notify/topics/<name>/presence may list (NOTIFY['MAX_PRESENCE']).
+MAX_PRESENCE_CEILING = 10_000
 
 
 @register(Tags.compatibility)
@@ -62,6 +64,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         "RECHECK_INTERVAL",
         "DB_TIMEOUT",
         "HEALTH_TIMEOUT",
+        "PRESENCE_TTL",
     )
     for name in numbers:
         value = user.get(name, DEFAULTS[name])
@@ -109,6 +112,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         )
     problems += check_sizes(user)
     problems += check_metrics(user)
+    problems += check_presence(user)
     if not problems:
         if conf.DEFAULT_TIMEOUT > conf.MAX_TIMEOUT:
             problems.append(
@@ -427,4 +431,22 @@ def check_rate_limits(user: dict[str, Any]) -> list[Error | Warning]:
                     id="notify.E020",
                 )
             )
+    return problems
+
+
+def check_presence(user: dict[str, Any]) -> list[Error | Warning]:
+    """PRESENCE is a bool; MAX_PRESENCE bounds one answer (PRESENCE_TTL is checked with the other seconds)."""
+    problems: list[Error | Warning] = []
+    enabled = user.get("PRESENCE", DEFAULTS["PRESENCE"])
+    if not isinstance(enabled, bool):
+        problems.append(Error(f"NOTIFY['PRESENCE'] must be True or False, not {enabled!r}.", id="notify.E030"))
+    most = user.get("MAX_PRESENCE", DEFAULTS["MAX_PRESENCE"])
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_PRESENCE_CEILING:
+        problems.append(
+            Error(
+                f"NOTIFY['MAX_PRESENCE'] must be a whole number from 1 to {MAX_PRESENCE_CEILING}, not {most!r}.",
+                hint="It bounds one answer of GET /notify/topics/<name>/presence; its 'count' counts everyone.",
+                id="notify.E030",
+            )
+        )
     return problems

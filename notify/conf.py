@@ -103,6 +103,18 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_TOKEN": None,
     # The most /notify/health waits for Redis to confirm a subscription and for the database.
     "HEALTH_TIMEOUT": 1.0,
+    # Presence (notify.presence, docs/topics.md#presence): a held poll on a topic marks its
+    # user present there, across every worker and host (in Redis; per process with the
+    # memory broker), and "presence:<topic>" carries "join" and "leave" events. Off by
+    # default: it costs a Redis script per held topic poll and a database row per event.
+    "PRESENCE": False,
+    # Seconds a user stays present after their last poll on the topic ends (a client
+    # re-polls at once, so this only bridges the gap). A worker killed while holding the
+    # poll: its timeout plus this after the poll began. Leave is seen within this plus a
+    # sweep (a quarter of it, 0.2 to 5 s).
+    "PRESENCE_TTL": 10.0,
+    # The most users GET /notify/topics/<name>/presence lists (its "count" counts them all).
+    "MAX_PRESENCE": 100,
 }
 
 # What POLL_MIDDLEWARE None takes from MIDDLEWARE: middleware without which a poll's
@@ -256,6 +268,18 @@ class Settings:
     @property
     def HISTORY_MAX_LIMIT(self) -> int:
         return self._get("HISTORY_MAX_LIMIT")
+
+    @property
+    def PRESENCE(self) -> bool:
+        return bool(self._get("PRESENCE"))
+
+    @property
+    def PRESENCE_TTL(self) -> float:
+        return float(self._get("PRESENCE_TTL"))
+
+    @property
+    def MAX_PRESENCE(self) -> int:
+        return self._get("MAX_PRESENCE")
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

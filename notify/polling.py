@@ -30,7 +30,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from notify import auth, db, lifecycle, metrics
+from notify import auth, db, lifecycle, metrics, presence
 from notify.auth import Credential, NotAuthenticated
 from notify.broker import Flag, Subscription, get_broker
 from notify.conf import conf
@@ -129,6 +129,8 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
             raise NotAuthenticated("The token was revoked or the session ended.")
         # 4. check.
         results = await first_look(user_id, followed, limit)
+        # Present on the topics it follows (first_look asked the permission) while held: notify.presence.
+        stack.enter_context(presence.holding(user_id, [s.name for s, _ in followed if s.marks_presence], timeout))
         if _test_hook is not None:
             await _test_hook("checked", every)
         # 5. wait, 6. answer.

@@ -17,4 +17,5 @@ urlpatterns = [
     path("topics/<path:name>/publish", views.topic_publish, name="topic_publish"),
     path("metrics", monitoring.metrics_view, name="metrics"),
     path("health", monitoring.health, name="health"),
+    path("topics/<path:name>/presence", views.topic_presence, name="topic_presence"),
 ]

@@ -13,10 +13,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from notify import cursor, db, metrics, polling, topics
+from notify import cursor, db, metrics, polling, presence, topics
 from notify.auth import NotAuthenticated, authenticate, credential_of
 from notify.conf import conf
-from notify.limits import LimitExceeded, count_publish
+from notify.limits import LimitExceeded, count_publish, count_snapshot
 from notify.params import (
     MAX_READ_IDS,
     BadRequest,
@@ -239,6 +239,8 @@ async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
         refused = await csrf_refusal(request, via)
         if refused is not None:
             return refused
+        if presence.is_events_topic(name):
+            return error(403, "forbidden", f"Topic {name!r} carries presence events, which notify writes itself.")
         data = parse_publish(request.body)
         if not await db.run(topics.permitted, user_id, name, "post"):
             return error(403, "forbidden", f"You may not post to topic {name!r}.")
@@ -257,6 +259,37 @@ async def topic_publish(request: HttpRequest, name: str) -> JsonResponse:
     except ANSWERED as problem:
         return answer_error(problem)
     return JsonResponse({"message": message, "cursor": str(seq)}, status=201, headers={"Cache-Control": "no-store"})
+
+
+@csrf_exempt  # GET only: it changes nothing
+async def topic_presence(request: HttpRequest, name: str) -> JsonResponse:
+    """``GET /notify/topics/<name>/presence``: who follows the topic now (notify.presence)."""
+    if request.method != "GET":
+        return method_not_allowed("GET")
+    try:
+        query_of(request)  # refuses a flood of parameters, which nothing else here would read
+        parse_topic(name)
+        if presence.is_events_topic(name):
+            topic = name.removeprefix(presence.EVENTS_PREFIX)
+            raise BadRequest(
+                "invalid_topic", f"{name!r} is a topic's presence events; ask for the topic's presence: {topic!r}."
+            )
+        user_id, _ = await authenticate(request)
+        if not conf.PRESENCE:
+            return error(404, "presence_off", "Presence is off on this server (NOTIFY['PRESENCE']).")
+        if not await db.run(topics.permitted, user_id, name, "read"):
+            return error(403, "forbidden", f"You may not read topic {name!r}.")
+        await count_snapshot(user_id, 1)  # answered at once, as a snapshot is: 429 past MAX_SNAPSHOTS_PER_SECOND
+        await presence.sweep()  # the leaves of users no held poll's worker swept yet
+        count, ids = await presence.members(name)
+        users = await db.run(presence.users, ids)
+    except presence.Unavailable:
+        return error(
+            503, "unavailable", "Presence is not answering; try again shortly.", **{"Retry-After": str(RETRY_AFTER)}
+        )
+    except ANSWERED as problem:
+        return answer_error(problem)
+    return answer({"topic": name, "count": count, "users": users, "events": presence.events_topic(name)})
 
 
 def _publish_as(user_id: int, name: str, data: dict[str, Any]) -> tuple[dict[str, Any], int]:

@@ -108,6 +108,8 @@ NOTIFY: dict[str, Any] = {
     "CHANNEL_PREFIX": os.environ.get("NOTIFY_CHANNEL_PREFIX", "notify"),
     # Topic streams: signed-in users may read and post rooms named "room:*" (project/demo/topics.py).
     "TOPIC_PERMISSION": "project.demo.topics.can_use",
+    # The chat shows who is in the room and who joins and leaves (docs/topics.md#presence).
+    "PRESENCE": True,
 }
 # Any other NOTIFY key can be set as NOTIFY_<KEY>, e.g. NOTIFY_MAX_TIMEOUT=30.
 for _key in (
@@ -118,6 +120,7 @@ for _key in (
     "DB_TIMEOUT",
     "CREDENTIAL_TRUST_SECONDS",
     "HEALTH_TIMEOUT",
+    "PRESENCE_TTL",
 ):
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = float(os.environ[f"NOTIFY_{_key}"])

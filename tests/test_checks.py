@@ -120,3 +120,25 @@ def test_e005_health_timeout_must_be_a_positive_number(value):
 def test_e023_metrics_must_be_a_bool_and_the_token_long_enough(settings):
     assert ids(**settings) == ["notify.E023"]
     assert ids(METRICS=True, METRICS_TOKEN="a-token-of-enough-length") == []
+
+
+@pytest.mark.parametrize("value", [0, -1, "10", None, True])
+def test_e005_presence_ttl_must_be_positive_seconds(value):
+    assert ids(PRESENCE_TTL=value) == ["notify.E005"]
+    assert ids(PRESENCE_TTL=0.5) == []
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"PRESENCE": "yes"},
+        {"PRESENCE": 1},
+        {"MAX_PRESENCE": 0},
+        {"MAX_PRESENCE": 10_001},
+        {"MAX_PRESENCE": 2.5},
+        {"MAX_PRESENCE": True},
+    ],
+)
+def test_e030_presence_is_a_bool_and_max_presence_bounded(settings):
+    assert ids(**settings) == ["notify.E030"]
+    assert ids(PRESENCE=True, MAX_PRESENCE=10_000) == ids(MAX_PRESENCE=1) == []

@@ -55,6 +55,7 @@ def cluster_server(cluster: OwnCluster, django_db_setup: Any, django_db_blocker:
                 "NOTIFY_PUBSUB_URL": cluster.url,
                 "NOTIFY_RECHECK_INTERVAL": "1",
                 "NOTIFY_SUBSCRIBE_TIMEOUT": "0.5",
+                "NOTIFY_PRESENCE_TTL": "1",
             }
         ).start()
     yield live
@@ -157,6 +158,42 @@ def test_a_multi_stream_poll_waits_on_channels_of_several_shards(
     held.join(30)
     assert [m["data"] for m in answer[0].json()["streams"][room]["messages"]] == [{"text": "hello"}]
     assert time.monotonic() - started < 5  # woken by the room's master, not by the poll's timeout
+
+
+def test_presence_holds_on_a_cluster(cluster, cluster_server, make_user, token_for):
+    """A topic's presence keys share its hash tag ({t:<topic>}): each script runs on one master; the
+    deadlines index lives on another slot. Join and leave are published once each."""
+    from notify.models import TopicMessage
+
+    alice, bob = make_user(), make_user()
+    room = f"room:presence-{os.urandom(3).hex()}"
+    headers = {"Authorization": f"Bearer {token_for(alice)}"}
+    bobs = {"Authorization": f"Bearer {token_for(bob)}"}
+    path = f"/notify/topics/{room}"
+    held = threading.Thread(
+        target=cluster_server.request,
+        args=("GET", f"{path}/poll"),
+        kwargs={"params": {"after": "0", "timeout": 1}, "headers": bobs},
+    )
+    held.start()
+
+    def present() -> list[int]:
+        reply = cluster_server.request("GET", f"{path}/presence", headers=headers)
+        assert reply.status == 200, reply.body
+        return [user["id"] for user in reply.json()["users"]]
+
+    assert eventually(lambda: present() == [bob.pk], 5)
+    held.join(10)
+    assert eventually(lambda: present() == [], 5)  # PRESENCE_TTL (1 s) after the poll ended
+
+    def events() -> list[str]:
+        return list(
+            TopicMessage.objects.filter(topic_id=f"presence:{room}")
+            .order_by("seq")
+            .values_list("data__event", flat=True)
+        )
+
+    assert eventually(lambda: events() == ["join", "leave"], 5)
 
 
 def test_no_notification_lost_across_a_shard_restart(cluster, cluster_server, on_cluster, make_user):

@@ -8,13 +8,17 @@ set of them with one protocol. ``named`` turns a name from a request into one.
 from __future__ import annotations
 
 from notify.cursor import INBOX
+from notify.presence import is_events_topic
 from notify.streams.base import Result, Stream, StreamError
 from notify.streams.inbox import InboxStream
-from notify.streams.topic import TopicStream
+from notify.streams.topic import PresenceEventsStream, TopicStream
 
-__all__ = ["INBOX", "InboxStream", "Result", "Stream", "StreamError", "TopicStream", "named"]
+__all__ = ["INBOX", "InboxStream", "PresenceEventsStream", "Result", "Stream", "StreamError", "TopicStream", "named"]
 
 
 def named(name: str, user_id: int) -> Stream:
-    """The stream a poll names: ``"inbox"`` (the user's own) or a topic's name (already validated)."""
-    return InboxStream(user_id) if name == INBOX else TopicStream(name)
+    """The stream a poll names: ``"inbox"`` (the user's own), a topic's presence events
+    (``presence:<topic>``) or a topic's name (already validated)."""
+    if name == INBOX:
+        return InboxStream(user_id)
+    return PresenceEventsStream(name) if is_events_topic(name) else TopicStream(name)

@@ -43,6 +43,8 @@ class Stream:
     #: Whether reading it needs the project's permission (asked on every poll, and again
     #: before a held poll answers with new items: the right may have ended meanwhile).
     guarded = False
+    #: Whether a held poll on it marks its user present there (a topic: notify.presence).
+    marks_presence = False
 
     def snapshot(self, limit: int) -> Result:
         """The head and the newest items up to it (a poll without a cursor)."""

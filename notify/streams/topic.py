@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from notify import pages, topics
+from notify import pages, presence, topics
 from notify.conf import conf
 from notify.models import Topic, TopicMessage
 from notify.streams.base import Result, Stream, StreamError
@@ -59,6 +59,7 @@ def topic_page_after(name: str, after: int, limit: int) -> tuple[int, list[bytes
 
 class TopicStream(Stream):
     guarded = True
+    marks_presence = True
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -107,3 +108,20 @@ class TopicStream(Stream):
     def body(self, result: Result) -> bytes:
         assert isinstance(result.cursor, int)
         return pages.topic_body(result.cursor, result.items)
+
+
+class PresenceEventsStream(TopicStream):
+    """``presence:<topic>``: the topic's join and leave events (notify.presence), readable by
+    whoever may read the topic. Following it marks no presence."""
+
+    marks_presence = False
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.topic = name.removeprefix(presence.EVENTS_PREFIX)
+
+    def permitted(self, user_id: int) -> bool:
+        return topics.permitted(user_id, self.topic, "read")
+
+    def forbidden(self) -> StreamError:
+        return StreamError(403, "forbidden", f"You may not read topic {self.topic!r}'s presence.", self.name)

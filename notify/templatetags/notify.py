@@ -84,6 +84,9 @@ def notify_client(
         "data-notify-publish-url": reverse("notify:topic_publish", kwargs={"name": "__topic__"}).replace(
             "__topic__", "{topic}"
         ),
+        "data-notify-presence-url": reverse("notify:topic_presence", kwargs={"name": "__topic__"}).replace(
+            "__topic__", "{topic}"
+        ),
     }
     names = _topics(topics)
     if names:

@@ -16,7 +16,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 import notify
-from notify import topics
+from notify import presence, topics
+from notify.conf import conf
 from notify.forms import CheckedContent
 from notify.limits import LimitExceeded, bounded_reminders
 from notify.models import Level, TopicMessage
@@ -153,5 +154,14 @@ def chat(request: HttpRequest, room: str) -> HttpResponse:
     if not topics.permitted(request.user.pk, topic, "read"):
         return forbidden(request, f"You may not read the room #{room}.")
     newest = TopicMessage.objects.filter(topic_id=topic).select_related("sender").order_by("-seq")[:CHAT_HISTORY]
-    context = {"room": room, "topic": topic, "chat_messages": list(reversed(newest)), "room_pattern": ROOM_PATTERN}
+    # The room, and its join and leave events (presence:<topic>, for a name short enough to take the prefix).
+    events = presence.events_topic(topic) if conf.PRESENCE else None
+    context = {
+        "room": room,
+        "topic": topic,
+        "follow": f"{topic} {events}" if events else topic,
+        "presence": conf.PRESENCE,
+        "chat_messages": list(reversed(newest)),
+        "room_pattern": ROOM_PATTERN,
+    }
     return render(request, "demo/chat.html", context)

@@ -82,10 +82,15 @@ class Polls(PollWatch):
         return max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
 
 
+def chat_streams(topic: str) -> str:
+    """What a chat page's one poll follows: the inbox, the room, and the room's join and leave events."""
+    return f"inbox,{topic},presence:{topic}"
+
+
 def assert_one_multi_stream_poll(polls: Polls, topic: str) -> None:
     """Every poll of the page was one multi-stream poll of the inbox and the room, one at a time."""
     assert polls.requests, "no poll"
-    assert {query(r).get("streams") for r in polls.requests} == {f"inbox,{topic}"}
+    assert {query(r).get("streams") for r in polls.requests} == {chat_streams(topic)}
     assert polls.most_in_flight == 1 and not polls.aborted()
     assert any(float(query(r).get("timeout", 0)) > 0 for r in polls.requests), "no held poll"
 
@@ -172,9 +177,9 @@ def test_a_topic_the_site_refuses_is_reported_and_dropped(server, browser, make_
     first, second = page.evaluate("window.__forbidden")
     assert (first["topic"], first["action"], first["error"]) == ("room:staff-ops", "read", "forbidden")
     assert (second["topic"], second["action"], refused) == ("room:staff-ops", "post", 403)
-    assert page.evaluate("Notify.client.topics") == [topic]
+    assert page.evaluate("Notify.client.topics") == [topic, f"presence:{topic}"]
     asked = [query(r)["streams"] for r in polls.requests]
-    assert f"inbox,{topic},room:staff-ops" in asked and asked[-1] == f"inbox,{topic}"
+    assert f"{chat_streams(topic)},room:staff-ops" in asked and asked[-1] == chat_streams(topic)
     # follow() restarted the held poll once; apart from that, one poll at a time.
     assert len(polls.aborted()) == 1 and polls.most_at_once_not_aborted() == 1
     assert page.goto(f"{server.url}/chat/staff-ops/").status == 403
@@ -250,7 +255,7 @@ def test_an_inbox_tab_polls_the_room_of_a_chat_tab_in_its_one_poll(server, brows
     assert inbox.evaluate("Notify.client.leader") and not chat.evaluate("Notify.client.leader")
     assert inbox.evaluate("window.__topics") == []  # the inbox tab does not follow the room
     assert polls.pages() == {inbox} and polls.most_at_once_not_aborted() == 1
-    assert query(polls.requests[-1])["streams"] == f"inbox,{topic}"
+    assert query(polls.requests[-1])["streams"] == chat_streams(topic)
 
     chat.close()  # says so: the leader goes back to the inbox-only poll
     inbox.wait_for_function("Notify.client._polling === ''", timeout=3000)
@@ -281,7 +286,7 @@ def test_another_chat_tab_takes_over_the_room_when_the_polling_tab_closes(server
 
     assert follower.evaluate("window.__topics") == [first.pk, second.pk]  # each once, none again
     assert shown_ids(follower) == [first.pk, second.pk]
-    assert {query(r)["streams"] for r in polls.requests} == {f"inbox,{topic}"}
+    assert {query(r)["streams"] for r in polls.requests} == {chat_streams(topic)}
     resumed = [query(r) for r in polls.requests if r.frame.page == follower]
     assert f"{topic}:{second.seq - 1}" in resumed[0]["after"].split(",")  # the cursor the leader reached
 
@@ -300,6 +305,7 @@ def test_client_tag_follows_topics(make_user):
 
     assert 'data-notify-topics="room:42 lobby"' in html
     assert 'data-notify-publish-url="/notify/topics/{topic}/publish"' in html
+    assert 'data-notify-presence-url="/notify/topics/{topic}/presence"' in html
     assert "data-notify-topics" not in render("{% notify_client %}", make_user())
 
 
@@ -319,7 +325,7 @@ def test_chat_page_renders_the_rooms_last_messages_escaped(client, make_user):
 
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script>alert(1)" not in html
     assert "from the server" in html
-    assert 'data-notify-topics="room:tea"' in html
+    assert 'data-notify-topics="room:tea presence:room:tea"' in html
 
 
 def test_staff_rooms_are_for_staff(client, make_user):

@@ -266,7 +266,7 @@ export class Tab {
     this.events = [];
     this.navigated = [];
     this.target = new EventTarget();
-    for (const type of ["message", "sync", "unread", "read", "status", "unauthorized", "topic", "gap", "forbidden"]) {
+    for (const type of ["message", "sync", "unread", "read", "status", "unauthorized", "topic", "gap", "forbidden", "presence"]) {
       this.target.addEventListener(`notify:${type}`, (event) => this.events.push([type, event.detail]));
     }
     const { clock } = world;

@@ -26,6 +26,7 @@ function optionsFromScript(script) {
   if (data.notifyDesktop !== undefined) options.desktop = data.notifyDesktop !== "false";
   if (data.notifyTopics) options.topics = data.notifyTopics.split(/\s+/).filter(Boolean);
   if (data.notifyPublishUrl) options.publishUrl = data.notifyPublishUrl;
+  if (data.notifyPresenceUrl) options.presenceUrl = data.notifyPresenceUrl;
   return options;
 }
 

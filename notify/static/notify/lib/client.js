@@ -9,7 +9,7 @@ import { requestPermission } from "./desktop.js";
 import { browserEnv } from "./env.js";
 import { Http, NotifyError } from "./http.js";
 import { Inbox } from "./inbox.js";
-import { DEFAULTS, checkTopic } from "./options.js";
+import { DEFAULTS, PRESENCE_PREFIX, checkTopic } from "./options.js";
 import { lead } from "./poller.js";
 import { TimeoutAdapter } from "./retry.js";
 import { Status } from "./status.js";
@@ -164,6 +164,32 @@ export class NotifyClient {
     return body;
   }
 
+  /**
+   * Who follows `topic` now: GET presenceUrl. Resolves to {topic, count, users, events}
+   * (`users`: [{id, username}], at most the server's MAX_PRESENCE; `count`: all of them).
+   * Rejects with a NotifyError (403 also dispatches notify:forbidden; 404 presence_off).
+   */
+  async presence(topic) {
+    checkTopic(topic);
+    const url = this.options.presenceUrl.replace("{topic}", encodeURIComponent(topic));
+    const { status, ok, body } = await this._http.get(url);
+    if (status === 401) this._unauthorized(body, false);
+    if (status === 403 && body.error === "forbidden") {
+      this._emit("forbidden", { topic, action: "read", error: body.error, detail: body.detail });
+    }
+    if (!ok) throw new NotifyError(status, body.error, body.detail);
+    return body;
+  }
+
+  /** Follow `topic`'s join and leave events too: notify:presence events (the topic "presence:<topic>"). */
+  followPresence(topic) {
+    return this.follow(PRESENCE_PREFIX + checkTopic(topic));
+  }
+
+  unfollowPresence(topic) {
+    return this.unfollow(PRESENCE_PREFIX + topic);
+  }
+
   /* ---- events and status ---- */
 
   _emit(type, detail) {
@@ -209,7 +235,8 @@ export class NotifyClient {
 
   _announceTopic(topic, messages, snapshot) {
     for (const message of this._topics.fresh(topic, messages)) {
-      this._emit("topic", { topic, message, snapshot: Boolean(snapshot) });
+      if (topic.startsWith(PRESENCE_PREFIX)) this._emit("presence", presenceEvent(topic, message, snapshot));
+      else this._emit("topic", { topic, message, snapshot: Boolean(snapshot) });
     }
   }
 
@@ -279,4 +306,16 @@ export class NotifyClient {
   _wakeUp() {
     if (this._wake) this._wake();
   }
+}
+
+/** A message of "presence:<topic>" as a notify:presence event's detail. */
+function presenceEvent(stream, message, snapshot) {
+  const data = message.data || {};
+  return {
+    topic: stream.slice(PRESENCE_PREFIX.length),
+    event: data.event,
+    user: message.sender || { id: data.user_id, username: null },
+    at: data.at,
+    snapshot: Boolean(snapshot),
+  };
 }

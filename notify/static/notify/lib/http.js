@@ -90,6 +90,16 @@ export class Http {
     if (this.current) this.current.abort(reason);
   }
 
+  /** GET `path`; resolves to {status, ok, body} (body {} when not JSON). */
+  async get(path) {
+    const response = await this.env.fetch(this.url(path), {
+      headers: this.headers(),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+    return { status: response.status, ok: response.ok, body: (await json(response)) || {} };
+  }
+
   /** POST `payload` as JSON; resolves to {status, ok, body} (body {} when not JSON). */
   async post(path, payload, { keepalive = false } = {}) {
     const headers = { "Content-Type": "application/json" };

@@ -66,6 +66,8 @@ export interface Options {
   readUrl: string;
   /** POST URL of publish(); "{topic}" is replaced by the encoded name. */
   publishUrl: string;
+  /** GET URL of presence(); "{topic}" is replaced by the encoded name. Default "/notify/topics/{topic}/presence". */
+  presenceUrl: string;
   /** Seconds a poll is held (the server clamps it); lowered by itself behind a proxy that cuts sooner. Default 25. */
   timeout: number;
   /** Notifications per answer; null: the server's default. */
@@ -106,6 +108,36 @@ export interface EventDetails {
   "notify:topic": { topic: string; message: TopicMessage; snapshot: boolean };
   "notify:gap": { topic: string; oldest_cursor: string };
   "notify:forbidden": { topic: string; action: "read" | "post"; error: string; detail?: string };
+  "notify:presence": PresenceEvent;
+}
+
+/** A user who follows a topic. */
+export interface PresentUser {
+  id: number;
+  /** null in an event of a user deleted since. */
+  username: string | null;
+}
+
+/** What presence() resolves to (GET /notify/topics/<name>/presence). */
+export interface Presence {
+  topic: string;
+  /** How many users are present (all of them). */
+  count: number;
+  /** At most the server's MAX_PRESENCE of them, the most recently active, by username. */
+  users: PresentUser[];
+  /** The stream of its join and leave events ("presence:<topic>"), or null for a name too long. */
+  events: string | null;
+}
+
+/** A join or a leave on a topic whose presence this tab follows (followPresence). */
+export interface PresenceEvent {
+  topic: string;
+  event: "join" | "leave";
+  user: PresentUser;
+  /** When, in ms since the epoch on the server's Redis clock: a later event about a user wins. */
+  at: number;
+  /** Part of the events stream's snapshot (past events, when first followed): not news. */
+  snapshot: boolean;
 }
 
 export type NotifyEvent<K extends keyof EventDetails> = CustomEvent<EventDetails[K]>;
@@ -140,6 +172,11 @@ export declare class NotifyClient {
   unfollow(topic: string): this;
   /** Resolves to the server's {message, cursor}; rejects with a NotifyError. */
   publish(topic: string, data: Record<string, unknown>): Promise<{ message: TopicMessage; cursor: string }>;
+  /** Who follows the topic now; rejects with a NotifyError (404 "presence_off" when the server has it off). */
+  presence(topic: string): Promise<Presence>;
+  /** Follow the topic's join and leave events (notify:presence), in the same one poll. */
+  followPresence(topic: string): this;
+  unfollowPresence(topic: string): this;
   /** Poll for every tab until this one stops or steps down (called by the election). */
   lead(): Promise<void>;
   /** Stop polling: another tab polls (called by the election). */
@@ -178,6 +215,7 @@ declare global {
     "notify:status": NotifyEvent<"notify:status">;
     "notify:unauthorized": NotifyEvent<"notify:unauthorized">;
     "notify:topic": NotifyEvent<"notify:topic">;
+    "notify:presence": NotifyEvent<"notify:presence">;
     "notify:gap": NotifyEvent<"notify:gap">;
     "notify:forbidden": NotifyEvent<"notify:forbidden">;
   }

@@ -5,6 +5,7 @@ export const DEFAULTS = Object.freeze({
   pollUrl: "/notify/poll",
   readUrl: "/notify/read",
   publishUrl: "/notify/topics/{topic}/publish",
+  presenceUrl: "/notify/topics/{topic}/presence", // GET: who follows a topic now
   timeout: 25, // seconds a poll is held; lowered by itself behind a proxy that cuts sooner
   limit: null, // notifications per answer; null: the server's default
   user: "default", // names storage keys, the lock and the channel: one stream per user
@@ -25,6 +26,8 @@ export const DEFAULTS = Object.freeze({
 // poll, the inbox being one of them.
 export const TOPIC_NAME = /^[A-Za-z0-9_.:-]{1,100}$/;
 export const MAX_TOPICS = 9;
+// A topic's join and leave events are the messages of this topic plus its name (docs/topics.md#presence).
+export const PRESENCE_PREFIX = "presence:";
 
 export function isTopic(name) {
   return typeof name === "string" && TOPIC_NAME.test(name) && name !== "inbox";
