@@ -117,8 +117,10 @@ def test_read_state_is_per_user_and_costs_a_row_only_when_read(server, make_user
     assert read(server, alice_token, {"ids": [ANNOUNCEMENT_IDS_FROM + first.pk]}) == 2
     snapshot = server.poll(alice_token).json()
     assert titles(snapshot) == ["second", "mine"] and snapshot["unread_count"] == 2
-    # Bob's copy is his own: still unread.
+    # Bob's copy is his own: still unread, in his snapshot and along his cursor chain.
     assert titles(server.poll(bob_token).json()) == ["first", "second"]
+    bobs = server.poll(bob_token, after="0", timeout=0).json()["notifications"]
+    assert [(n["title"], n["read"]) for n in bobs] == [("first", False), ("second", False)]
     assert AnnouncementRead.objects.count() == 1
 
     # A page from an old cursor says which are read, for this user.
