@@ -31,6 +31,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from notify import db, ratelimit
+from notify.broker import Flag
 from notify.conf import conf
 from notify.ratelimit import Refused, Rule
 
@@ -86,10 +87,10 @@ class PollLimiter:
                 del self._held[user_id]
 
     async def hold(
-        self, user_id: int, per_user: int, total: int, timeout: float, holding: Callable[[], Awaitable[T]]
+        self, user_id: int, per_user: int, total: int, timeout: float, holding: Callable[[SlotVerdict], Awaitable[T]]
     ) -> T:
-        """Run ``holding()``, a held poll of at most ``timeout`` seconds, counted; TooManyPolls past a limit
-        (and then it is never started).
+        """Run ``holding(verdict)``, a held poll of at most ``timeout`` seconds, counted; TooManyPolls past
+        a limit (and then it is never started, or ended: ``SlotVerdict``).
 
         Counted in this process (the process's limit, and the user's here: the bound that
         remains when Redis fails), then among the user's polls in every worker.
@@ -121,34 +122,66 @@ def _too_many_polls(per_user: int) -> str:
     )
 
 
-async def across_workers(user_id: int, per_user: int, timeout: float, holding: Callable[[], Awaitable[T]]) -> T:
-    """Run ``holding()`` in a slot among the user's ``per_user`` held polls in every worker; 429 if none is free.
+class SlotVerdict:
+    """Whether a held poll has its slot among the user's polls in every worker: asked of Redis
+    beside the poll, not before it (``across_workers``).
+
+    The poll calls ``check()`` after its database check and after every wake-up, and is
+    woken (``wake_on_refusal``) when a refusal arrives while it waits: it then ends with
+    TooManyPolls (429) at once instead of at its timeout.
+    """
+
+    __slots__ = ("future", "per_user", "_flag")
+
+    def __init__(self, future: asyncio.Future[ratelimit.Slot | None], per_user: int) -> None:
+        self.future = future
+        self.per_user = per_user
+        self._flag: Flag | None = None
+        future.add_done_callback(self._arrived)
+
+    def refused(self) -> bool:
+        future = self.future
+        return future.done() and not future.cancelled() and future.exception() is None and future.result() is None
+
+    def check(self) -> None:
+        if self.refused():
+            raise TooManyPolls(429, "too_many_polls", _too_many_polls(self.per_user))
+
+    def wake_on_refusal(self, flag: Flag) -> None:
+        self._flag = flag
+        if self.refused():
+            flag.set()
+
+    def _arrived(self, future: asyncio.Future[ratelimit.Slot | None]) -> None:
+        if self._flag is not None and self.refused():
+            self._flag.set()
+
+
+async def across_workers(
+    user_id: int, per_user: int, timeout: float, holding: Callable[[SlotVerdict], Awaitable[T]]
+) -> T:
+    """Run ``holding(verdict)`` in a slot among the user's ``per_user`` held polls in every worker;
+    429 if none is free.
 
     The slot is asked for beside the poll, not before it: the poll subscribes and checks
     the database while Redis answers, so a client that re-polls the moment it is answered
     is listening again without waiting on the limits' round trip, which at thousands of
-    re-polls a second queues behind the others (a broadcast). The poll is ended, and
-    answered 429, as soon as Redis says the user has no slot free; an answer found before
-    Redis has said so waits for it. The slot lapses ``slot_seconds(timeout)`` from when it
+    re-polls a second queues behind the others (a broadcast). The poll ends with 429 as
+    soon as Redis says the user has no slot free (``SlotVerdict``); an answer found before
+    Redis has said so waits for it. No task of its own: a future, answered with the other
+    polls' takes (notify.ratelimit). The slot lapses ``slot_seconds(timeout)`` from when it
     was taken, so that a worker killed while holding it leaks it no longer than its poll
     would have lasted.
     """
-    taking = asyncio.ensure_future(ratelimit.take_slot(user_id, per_user, slot_seconds(timeout)))
-    held = asyncio.ensure_future(holding())
+    verdict = SlotVerdict(ratelimit.take_slot_soon(user_id, per_user, slot_seconds(timeout)), per_user)
     try:
-        done, _ = await asyncio.wait((held, taking), return_when=asyncio.FIRST_COMPLETED)
-        if held in done and held.exception() is not None:
-            return held.result()  # the poll's own refusal (401, 403...) needs no slot
-        if await taking is None:
-            raise TooManyPolls(429, "too_many_polls", _too_many_polls(per_user))
-        return await held
+        result = await holding(verdict)
+        if not verdict.future.done():
+            await asyncio.wait((verdict.future,))  # not cancelled with the poll: its slot must be freed
+        verdict.check()
+        return result
     finally:
-        if not held.done():
-            held.cancel()
-            await asyncio.wait((held,))  # let it unsubscribe before the slot is given back
-        if not held.cancelled() and held.done():
-            held.exception()  # retrieved: it is answered above, or superseded by the 429
-        taking.add_done_callback(_free_taken_slot)
+        verdict.future.add_done_callback(_free_taken_slot)
 
 
 def _free_taken_slot(taking: asyncio.Future[ratelimit.Slot | None]) -> None:

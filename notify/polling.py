@@ -35,7 +35,7 @@ from notify.auth import Credential, NotAuthenticated
 from notify.broker import Flag, Subscription, get_broker
 from notify.conf import conf
 from notify.cursor import Cursor
-from notify.limits import count_snapshot, poll_limiter
+from notify.limits import SlotVerdict, count_snapshot, poll_limiter
 from notify.pages import AUTH_CHANGED
 from notify.streams import Result, Stream, named
 
@@ -98,8 +98,19 @@ async def snapshot(
     return answered
 
 
-async def hold(credential: Credential, user_id: int, followed: Followed, limit: int, timeout: float) -> list[Result]:
-    """What follows each stream's cursor, waiting up to ``timeout`` seconds for anything on any of them."""
+async def hold(
+    credential: Credential,
+    user_id: int,
+    followed: Followed,
+    limit: int,
+    timeout: float,
+    verdict: SlotVerdict | None = None,
+) -> list[Result]:
+    """What follows each stream's cursor, waiting up to ``timeout`` seconds for anything on any of them.
+
+    ``verdict``: whether the poll has its slot among the user's in every worker, which
+    arrives while it runs (notify.limits): checked after the check and every wake-up.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     broker = get_broker()
@@ -113,6 +124,8 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
             channel: await stack.enter_async_context(broker.subscribe(channel, woken)) for channel in channels
         }
         every = list(subscriptions.values())
+        if verdict is not None:
+            verdict.wake_on_refusal(woken)
         # 2. confirm, then clear: a publish from now on, even during the check, wakes the poll.
         ready_by = loop.time() + min(conf.SUBSCRIBE_TIMEOUT, timeout)
         for subscription in every:  # confirmed together: the hub subscribes them at once
@@ -138,6 +151,8 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
         heard: dict[str, list[bytes | str]] = {}
         waited = False
         while not any(result.items for result in results):
+            if verdict is not None:
+                verdict.check()  # 429 past the user's polls in every worker, before waiting
             waited = True
             remaining = deadline - loop.time()
             if remaining <= 0 or lifecycle.draining():
@@ -145,7 +160,10 @@ async def hold(credential: Credential, user_id: int, followed: Followed, limit: 
             if not all(s.ready.is_set() for s in every):
                 # Redis is not confirming: nothing may wake us, so look again soon.
                 remaining = min(remaining, conf.RECHECK_INTERVAL)
-            if not await woken.wait(remaining):
+            woke = await woken.wait(remaining)
+            if verdict is not None:
+                verdict.check()  # woken by a refusal of its slot (or it came meanwhile)
+            if not woke:
                 if all(s.ready.is_set() for s in every):
                     # Timed out, listening all along: nothing was published since the
                     # check, so there is nothing new to look for.

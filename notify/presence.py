@@ -47,6 +47,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis.cluster
+from django.db import IntegrityError
 
 from notify import db, topics
 from notify.conf import conf
@@ -266,7 +267,7 @@ def _publish_events(changes: list[Change]) -> None:
             continue
         try:
             topics.publish(events, {"event": event, "user_id": user_id, "at": at}, sender=user_id)
-        except ValueError:  # the user was deleted meanwhile: nobody to announce
+        except (ValueError, IntegrityError):  # the user was deleted meanwhile (or as it committed): nobody to announce
             logger.info("notify: presence %s of user %s on %r not published: no such user", event, user_id, name)
 
 

@@ -160,13 +160,17 @@ async def take_slot(user_id: int, limit: int, seconds: float) -> Slot | None:
     this process is the bound then. Taken with the other polls' takes and frees of this
     event loop in one Redis round trip (``_SlotQueue``).
     """
+    return await take_slot_soon(user_id, limit, seconds)
+
+
+def take_slot_soon(user_id: int, limit: int, seconds: float) -> asyncio.Future[Slot | None]:
+    """``take_slot``'s answer as a future, without a task: the poll goes on meanwhile (notify.limits)."""
     if conf.BROKER == "memory":
-        return NOT_COUNTED
+        done: asyncio.Future[Slot | None] = asyncio.get_running_loop().create_future()
+        done.set_result(NOT_COUNTED)
+        return done
     slot = Slot(user_key(user_id, "polls"), os.urandom(8).hex())
-    answer = await _slot_queue().take(slot, limit, math.ceil(seconds * 1000))
-    if isinstance(answer, _Failed):
-        return NOT_COUNTED
-    return slot if answer else None
+    return _slot_queue().take(slot, limit, math.ceil(seconds * 1000))
 
 
 def free_slot(slot: Slot) -> None:
@@ -192,8 +196,9 @@ class _SlotQueue:
         self._asked: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    async def take(self, slot: Slot, limit: int, lasts_ms: int) -> bool | _Failed:
-        return await self._ask(("take", slot, limit, lasts_ms))
+    def take(self, slot: Slot, limit: int, lasts_ms: int) -> asyncio.Future[Slot | None]:
+        """The slot if taken, None if the user holds ``limit``, NOT_COUNTED if Redis failed."""
+        return self._queue(("take", slot, limit, lasts_ms))
 
     async def hit(self, user_id: int, rules: Sequence[Rule], cost: int) -> Refused | None | _Failed:
         return await self._ask(("hit", user_id, rules, cost))
@@ -203,10 +208,13 @@ class _SlotQueue:
         self._wake()
 
     async def _ask(self, op: tuple[Any, ...]) -> Any:
+        return await self._queue(op)
+
+    def _queue(self, op: tuple[Any, ...]) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._asked.append((op, future))
         self._wake()
-        return await future
+        return future
 
     def _wake(self) -> None:
         if self._drainer is None or self._drainer.done():
@@ -223,9 +231,12 @@ class _SlotQueue:
             except Exception:  # noqa: BLE001 - a bug here must not leave every asker waiting for ever
                 logger.exception("notify: counting limits failed; counting them in this process instead")
                 answers = _FAILED
-            for index, (_, future) in enumerate(asked):
+            for index, (op, future) in enumerate(asked):
                 if not future.done():  # its poll may have been cancelled meanwhile
-                    future.set_result(answers if isinstance(answers, _Failed) else answers[len(frees) + index])
+                    answer = answers if isinstance(answers, _Failed) else answers[len(frees) + index]
+                    if op[0] == "take":  # the slot, None (all taken), or NOT_COUNTED (Redis failed)
+                        answer = NOT_COUNTED if isinstance(answer, _Failed) else op[1] if answer else None
+                    future.set_result(answer)
 
 
 _slot_queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _SlotQueue] = weakref.WeakKeyDictionary()

@@ -100,3 +100,32 @@ async def test_a_hanging_database_query_answers_503_within_its_bound(make_user, 
     assert response.json()["error"] == "unavailable"
     assert int(response["Retry-After"]) > 0
     assert time.monotonic() - started < 1.5
+
+
+async def test_a_poll_refused_its_slot_while_it_waits_is_answered_429_at_once(make_user, monkeypatch, close_hubs):
+    """The slot among the user's polls in every worker is asked of Redis beside the poll
+    (notify.limits.across_workers). When Redis says "no slot" only once the poll waits (it
+    answers late during a broadcast's thousands of re-polls), the refusal wakes the poll:
+    429 at once, not when its 20 s are over. Redis's answer is held back here, then given
+    right after the poll's check, when the poll goes to wait."""
+    from notify import polling, ratelimit
+
+    _, client = await logged_in_client(make_user)
+    verdicts: list[asyncio.Future] = []
+
+    def answered_later(user_id: int, limit: int, seconds: float) -> asyncio.Future:
+        verdicts.append(asyncio.get_running_loop().create_future())
+        return verdicts[-1]
+
+    async def refuse_once_waiting(point: str, subscriptions: object) -> None:
+        if point == "checked":  # runs as soon as the poll yields to wait
+            asyncio.get_running_loop().call_soon(verdicts[0].set_result, None)
+
+    monkeypatch.setattr(ratelimit, "take_slot_soon", answered_later)
+    monkeypatch.setattr(polling, "_test_hook", refuse_once_waiting)
+    started = time.monotonic()
+    async with asyncio.timeout(10):
+        response = await client.get("/notify/poll", {"after": "0", "timeout": "20"})
+
+    assert response.status_code == 429 and response.json()["error"] == "too_many_polls"
+    assert time.monotonic() - started < 5
