@@ -186,6 +186,18 @@ def check_kind(kind: Any) -> str:
     return kind
 
 
+def checked(title: Any, body: Any, *, level: Any, kind: Any, url: Any, data: dict[str, Any] | None) -> dict[str, Any]:
+    """A notification's content as model fields, once every check has passed (a clear
+    ValueError or TypeError otherwise, before anything is written)."""
+    from notify.models import Level
+
+    if level not in Level.values:
+        raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
+    check_content(title, body, url, data)
+    check_kind(kind)
+    return {"title": title, "body": body, "level": level, "kind": kind, "url": url, "data": data or {}}
+
+
 def check_deliver_at(deliver_at: Any) -> datetime.datetime:
     """Refuse, with a clear error, what cannot be a delivery time."""
     if not isinstance(deliver_at, datetime.datetime):
@@ -220,30 +232,15 @@ def send(
     ``manage.py notify_scheduler`` (see notify.scheduling). A time now or past
     delivers it at once.
     """
-    from notify.models import Level, Notification
+    from notify.models import Notification
 
-    if level not in Level.values:
-        raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
-    check_content(title, body, url, data)
-    check_kind(kind)
+    content = checked(title, body, level=level, kind=kind, url=url, data=data)
     if deliver_at is not None and check_deliver_at(deliver_at) <= timezone.now():
         deliver_at = None  # due already: an ordinary send
     user_ids = list(dict.fromkeys(resolve_recipient_ids(recipients)))
     if not user_ids:
         return []
-    notifications = [
-        Notification(
-            recipient_id=uid,
-            title=title,
-            body=body,
-            level=level,
-            kind=kind,
-            url=url,
-            data=data or {},
-            deliver_at=deliver_at,
-        )
-        for uid in user_ids
-    ]
+    notifications = [Notification(recipient_id=uid, deliver_at=deliver_at, **content) for uid in user_ids]
     return Notification.objects.using(using).bulk_create(notifications, batch_size=CHUNK)
 
 
@@ -285,12 +282,9 @@ def announce(
     """
     from django.db.models import F, Max
 
-    from notify.models import Announcement, AnnouncementsHead, Level
+    from notify.models import Announcement, AnnouncementsHead
 
-    if level not in Level.values:
-        raise ValueError(f"Unsupported level {level!r}, must be one of: {', '.join(Level.values)}")
-    check_content(title, body, url, data)
-    check_kind(kind)
+    content = checked(title, body, level=level, kind=kind, url=url, data=data)
     with transaction.atomic(using=using, savepoint=False):
         heads = AnnouncementsHead.objects.using(using)
         heads.bulk_create([AnnouncementsHead(id=1)], ignore_conflicts=True)
@@ -299,16 +293,7 @@ def announce(
         heads.filter(id=1).update(last_seq=F("last_seq") + 1)
         users = get_user_model()._default_manager.using(using)
         last_user_id = users.aggregate(last=Max("pk"))["last"] or 0
-        announcement = Announcement.objects.using(using).create(
-            seq=seq,
-            title=title,
-            body=body,
-            level=level,
-            kind=kind,
-            url=url,
-            data=data or {},
-            last_user_id=last_user_id,
-        )
+        announcement = Announcement.objects.using(using).create(seq=seq, last_user_id=last_user_id, **content)
     transaction.on_commit(partial(publish_announcement, announcement), using=using)
     return announcement
 
