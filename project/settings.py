@@ -109,7 +109,7 @@ NOTIFY: dict[str, Any] = {
     # Topic streams: signed-in users may read and post rooms named "room:*" (project/demo/topics.py).
     "TOPIC_PERMISSION": "project.demo.topics.can_use",
     # The chat shows who is in the room and who joins and leaves (docs/topics.md#presence).
-    "PRESENCE": True,
+    "PRESENCE": env_bool("NOTIFY_PRESENCE", True),
 }
 # Any other NOTIFY key can be set as NOTIFY_<KEY>, e.g. NOTIFY_MAX_TIMEOUT=30.
 for _key in (

@@ -4,8 +4,10 @@ A fenced block tagged ``console`` is a session a reader types in a second termin
 while `make run` serves the demo, from the repository root:
 
 - ``$ <command>`` is a command; the lines after it, up to the next command, are what
-  it prints (stdout and stderr, blank lines aside). Timestamps, tokens and
-  ``time``'s durations may differ; everything else must match, byte for byte.
+  it prints (stdout and stderr, blank lines aside). Timestamps, tokens,
+  ``time``'s durations and topic messages' ids may differ (the demo's presence writes
+  join and leave events as topic messages too, as polls come and go, so a message's id
+  depends on who was polling); everything else must match, byte for byte.
 - ``#   $ <command>`` is typed in *another* terminal while the command above it is
   held (a long poll, a client following a stream); the comment lines after it
   (``#   <text>``) are what that command prints. Other comment lines are prose.
@@ -45,6 +47,7 @@ DOCUMENTED_HOST = "127.0.0.1:8000"
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 BLOCK = re.compile(r"^```console\n(.*?)^```$", re.MULTILINE | re.DOTALL)
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:[+-]\d\d:\d\d|Z)")
+TOPIC_MESSAGE_ID = re.compile(r'("id": ?)\d+(, ?"topic": ?)')  # a topic message's id (not its seq)
 TOKEN = re.compile(r"ntf_[0-9a-f]{16}_[A-Za-z0-9_-]{43}")  # notify_token prints a new one each time
 DURATION = re.compile(r"^(real|user|sys)\s+\d+m\d+(?:\.\d+)?s$")
 COMMAND_TIMEOUT = 40.0  # longer than any documented poll (25 s)
@@ -96,7 +99,7 @@ def sessions(page: Path) -> list[list[Step]]:
 
 
 def normalise(lines: list[str]) -> list[str]:
-    """What must match: timestamps, tokens and durations differ from run to run."""
+    """What must match: timestamps, tokens, durations and topic messages' ids differ from run to run."""
     out = []
     for line in lines:
         line = line.rstrip()
@@ -104,7 +107,9 @@ def normalise(lines: list[str]) -> list[str]:
             continue
         duration = DURATION.match(line)
         out.append(
-            f"{duration[1]}\t<duration>" if duration else TOKEN.sub("<token>", TIMESTAMP.sub("<timestamp>", line))
+            f"{duration[1]}\t<duration>"
+            if duration
+            else TOPIC_MESSAGE_ID.sub(r"\1<id>\2", TOKEN.sub("<token>", TIMESTAMP.sub("<timestamp>", line)))
         )
     return out
 
