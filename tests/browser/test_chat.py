@@ -315,7 +315,8 @@ def test_client_tag_refuses_a_bad_topic(make_user, topics):
         render(f'{{% notify_client topics="{topics}" %}}', make_user())
 
 
-def test_chat_page_renders_the_rooms_last_messages_escaped(client, make_user):
+def test_chat_page_renders_the_rooms_last_messages_escaped(client, make_user, settings):
+    settings.NOTIFY = {**settings.NOTIFY, "PRESENCE": True}  # the demo's (off in the PostgreSQL leg: tests/settings.py)
     alice = make_user()
     notify.publish("room:tea", {"text": "<script>alert(1)</script>"}, sender=alice)
     notify.publish("room:tea", {"text": "from the server"})
