@@ -65,6 +65,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
         "DB_TIMEOUT",
         "HEALTH_TIMEOUT",
         "PRESENCE_TTL",
+        "DASHBOARD_INTERVAL",
     )
     for name in numbers:
         value = user.get(name, DEFAULTS[name])
