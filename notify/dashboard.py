@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
@@ -70,9 +71,12 @@ counts = _Counts()
 _watched_until = 0.0  # monotonic: a watch seen in this process (the memory broker's, or Redis failing)
 
 
-def held_poll_answered(news: bool, waited: bool, heard: Iterable[Iterable[bytes | str]]) -> None:
-    """A held poll answered (notify.polling): counted while the dashboard is watched."""
-    if not counts.on:
+def held_poll_answered(
+    news: bool, waited: bool, heard: Iterable[Iterable[bytes | str]], followed: Iterable[tuple[Any, Any]]
+) -> None:
+    """A held poll answered (notify.polling): counted while the dashboard is watched, unless it
+    follows the dashboard's topic (the dashboard would count its own polls, woken by its figures)."""
+    if not counts.on or any(stream.name == TOPIC for stream, _ in followed):
         return
     counts.answered += 1
     if news and waited:
@@ -140,16 +144,17 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def redis_status() -> str:
-    """This worker's pub/sub hub: "connected", "disconnected", or "memory" (no Redis)."""
-    from notify.broker import get_broker
-
-    hub = getattr(get_broker(), "hub", None)
-    if hub is None:
+    """This worker's pub/sub hub: "connected", "disconnected", "idle" (none yet: a worker makes
+    its hub for its first held poll), or "memory" (no Redis). Makes no hub."""
+    if conf.BROKER == "memory":
         return "memory"
-    try:
-        return "connected" if hub().connected else "disconnected"
-    except Exception:  # noqa: BLE001 - a hub that cannot even be found is not connected
-        return "disconnected"
+    loop = asyncio.get_running_loop()
+    for module in ("notify.broker.redis", "notify.broker.cluster"):
+        hubs = getattr(sys.modules.get(module), "_hubs", None)
+        hub = None if hubs is None else hubs.get(loop)
+        if hub is not None:
+            return "connected" if hub.connected else "disconnected"
+    return "idle"
 
 
 def recent_broadcasts() -> list[dict[str, Any]]:

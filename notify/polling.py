@@ -182,7 +182,7 @@ async def hold(
             results = await answer_wake_up(user_id, followed, heard, limit)
     news = any(result.items for result in results)
     metrics.held_poll_answered(news, waited, lifecycle.draining(), heard.values())
-    dashboard.held_poll_answered(news, waited, heard.values())
+    dashboard.held_poll_answered(news, waited, heard.values(), followed)
     for (stream, _), result in zip(followed, results, strict=True):
         await stream.finish(result)
     return results
