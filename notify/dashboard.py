@@ -69,6 +69,7 @@ class _Counts:
 
 counts = _Counts()
 _watched_until = 0.0  # monotonic: a watch seen in this process (the memory broker's, or Redis failing)
+_written_at = -1e9  # monotonic: when this process last marked the watch in Redis
 
 
 def held_poll_answered(
@@ -109,16 +110,21 @@ def _key() -> str:
 
 def watch() -> None:
     """The dashboard is open: every worker publishes its figures for WATCH_SECONDS. Synchronous
-    (the admin view, and notify.topics.permitted in notify.db's threads)."""
-    global _watched_until
-    _watched_until = time.monotonic() + WATCH_SECONDS
-    if conf.BROKER != "redis":
+    (the admin view, and notify.topics.permitted in notify.db's threads). Redis is written at
+    most every WATCH_SECONDS / 3 per process, and not for 10 s after it failed: the dashboard's
+    polls must not wait on a Redis that does not answer."""
+    global _watched_until, _written_at
+    now = time.monotonic()
+    _watched_until = now + WATCH_SECONDS
+    if conf.BROKER != "redis" or now - _written_at < WATCH_SECONDS / 3:
         return
     from notify.ratelimit import _redis
 
+    _written_at = now
     try:
         _redis.client().set(_key(), b"1", ex=WATCH_SECONDS)
     except Exception as error:  # noqa: BLE001 - then only this process publishes
+        _written_at = now - WATCH_SECONDS / 3 + 10
         logger.warning("notify: could not mark the dashboard watched in Redis (%s)", error)
 
 

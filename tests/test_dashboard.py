@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Permission
 
 import notify
@@ -29,6 +30,14 @@ def dashboard_server(redis_answers: None, django_db_setup: Any, django_db_blocke
         live = Server(env={"NOTIFY_DASHBOARD_INTERVAL": str(INTERVAL)}).start()
     yield live
     live.stop()
+
+
+@pytest.fixture(autouse=True)
+def unwatched(redis_client: Any) -> Iterator[None]:
+    """After each test nobody watches: the session's other servers stop publishing figures
+    within an interval (they share this run's Redis prefix and database)."""
+    yield
+    redis_client.delete(f"{settings.NOTIFY['CHANNEL_PREFIX']}:dashboard:watched")
 
 
 def topic_poll(server: Server, token: str, **params: Any) -> Any:

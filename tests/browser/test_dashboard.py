@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
 
 from notify.models import Broadcast
 from notify.sending import send_broadcast
@@ -28,6 +29,13 @@ def fast_server(django_db_blocker: Any) -> Iterator[Server]:
         live = Server(env={ASYNC_UNSAFE: "", "NOTIFY_DASHBOARD_INTERVAL": "0.5"}).start()
     yield live
     live.stop()
+
+
+@pytest.fixture(autouse=True)
+def unwatched(redis_client: Any) -> Iterator[None]:
+    """After the test nobody watches: the session's server stops publishing figures within an interval."""
+    yield
+    redis_client.delete(f"{settings.NOTIFY['CHANNEL_PREFIX']}:dashboard:watched")
 
 
 def test_the_dashboard_shows_held_polls_and_a_broadcast_going_out(fast_server, browser, make_user):
