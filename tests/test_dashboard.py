@@ -110,3 +110,16 @@ def test_figures_arrive_while_a_poll_is_held_and_count_it(dashboard_server, make
     notify.send(alice, "wake up")  # alice's poll answers now, not in 20 s
     held.join(10)
     assert held.result.status == 200
+
+
+def test_the_dashboard_topic_keeps_only_its_last_messages_whatever_the_retention_says():
+    """Every worker writes a row per interval while it is open: the topic must not grow for ever,
+    even where TOPIC_RETENTION keeps every topic whole."""
+    from django.test import override_settings
+
+    from notify.dashboard import KEEP
+    from notify.topics import retention_for
+
+    with override_settings(NOTIFY={**settings.NOTIFY, "TOPIC_RETENTION": {}}):
+        assert retention_for(TOPIC) == (KEEP, None)
+        assert retention_for("room:1") == (None, None)
