@@ -5,13 +5,18 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.auth import get_user_model
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.formats import date_format
+from django.views.defaults import permission_denied
 
+from notify import dashboard
+from notify.conf import conf
 from notify.forms import BroadcastForm, NotificationForm
 from notify.models import ApiToken, ApiTokenQuerySet, Broadcast, Notification, NotificationQuerySet
 from notify.sending import send, send_broadcast
@@ -78,6 +83,34 @@ class BroadcastAdmin(admin.ModelAdmin):
     form = BroadcastForm
     fields = ["title", "body", "level", "url", "groups", "created_by", "sent_at", "recipient_count"]
     readonly_fields = ["created_by", "sent_at", "recipient_count"]
+
+    def get_urls(self) -> list[URLPattern]:
+        # The live dashboard: /admin/notify/broadcast/dashboard/ (docs/admin.md#live-dashboard).
+        return [path("dashboard/", self.dashboard_view, name="notify_dashboard"), *super().get_urls()]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """The live dashboard: for active staff with notify.dashboard.PERMISSION, 403 for anyone else
+        signed in; it follows notify.dashboard.TOPIC, which every worker feeds while it is open."""
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path(), self.admin_site.name + ":login")
+        if not dashboard.allowed(request.user):
+            # Rendered here, not raised: Django logs a raised PermissionDenied with its traceback.
+            return permission_denied(
+                request,
+                PermissionDenied(f"The dashboard is for active staff with the {dashboard.PERMISSION} permission."),
+            )
+        dashboard.watch()  # every worker publishes from now on, before the page's first poll
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Live dashboard",
+            "opts": self.model._meta,
+            "topic": dashboard.TOPIC,
+            "interval": conf.DASHBOARD_INTERVAL,
+            "broadcasts": list(Broadcast.objects.filter(sent_at__isnull=False).order_by("-sent_at")[:10]),
+        }
+        response = TemplateResponse(request, "admin/notify/dashboard.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
 
     @admin.display(description="to")
     def audience(self, obj: Broadcast) -> str:

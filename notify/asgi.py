@@ -39,7 +39,7 @@ from django.http import HttpResponse
 from django.urls import Resolver404, get_resolver, set_script_prefix
 from django.utils.module_loading import import_string
 
-from notify import lifecycle, metrics, views
+from notify import dashboard, lifecycle, metrics, topics, views
 from notify.conf import conf
 
 logger = logging.getLogger("notify")
@@ -98,6 +98,7 @@ class LongPollRouter:
             # or was told not to: then here, before the first poll is held.
             lifecycle.install_signal_handlers(asyncio.get_running_loop())
             self._signals_installed = True
+            dashboard.start(topics.apublish)  # the admin dashboard's figures of this worker, once watched
         set_script_prefix(get_script_prefix(scope))
         request = ASGIRequest(scope, io.BytesIO())
         try:
@@ -158,8 +159,10 @@ class LongPollRouter:
             if message["type"] == "lifespan.startup":
                 lifecycle.install_signal_handlers(asyncio.get_running_loop())
                 self._signals_installed = True
+                dashboard.start(topics.apublish)  # the admin dashboard's figures of this worker, once watched
             elif message["type"] == "lifespan.shutdown":
                 metrics.process_dead()  # this worker's live gauges leave the sums
+                await dashboard.stop()
             unanswered.append(message)
             return message
 

@@ -113,6 +113,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     problems += check_sizes(user)
     problems += check_metrics(user)
     problems += check_presence(user)
+    problems += check_dashboard(user)
     if not problems:
         if conf.DEFAULT_TIMEOUT > conf.MAX_TIMEOUT:
             problems.append(
@@ -450,3 +451,17 @@ def check_presence(user: dict[str, Any]) -> list[Error | Warning]:
             )
         )
     return problems
+
+
+def check_dashboard(user: dict[str, Any]) -> list[Error | Warning]:
+    """DASHBOARD_INTERVAL: every worker publishes (a database row) this often while the dashboard is open."""
+    value = user.get("DASHBOARD_INTERVAL", DEFAULTS["DASHBOARD_INTERVAL"])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 60:
+        return [
+            Error(
+                f"NOTIFY['DASHBOARD_INTERVAL'] must be a number of seconds from 0.1 to 60, not {value!r}.",
+                hint="While the admin's live dashboard is open, every worker publishes a message this often.",
+                id="notify.E031",
+            )
+        ]
+    return []

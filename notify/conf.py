@@ -103,6 +103,10 @@ DEFAULTS: dict[str, Any] = {
     "METRICS_TOKEN": None,
     # The most /notify/health waits for Redis to confirm a subscription and for the database.
     "HEALTH_TIMEOUT": 1.0,
+    # The admin's live dashboard (notify.dashboard, docs/admin.md#live-dashboard): while a staff
+    # user has it open, each worker publishes its figures to the topic "notify-ops:dashboard"
+    # every DASHBOARD_INTERVAL seconds (and nothing while nobody watches).
+    "DASHBOARD_INTERVAL": 2.0,
     # Presence (notify.presence, docs/topics.md#presence): a held poll on a topic marks its
     # user present there, across every worker and host (in Redis; per process with the
     # memory broker), and "presence:<topic>" carries "join" and "leave" events. Off by
@@ -296,6 +300,10 @@ class Settings:
     @property
     def METRICS_TOKEN(self) -> str | None:
         return self._get("METRICS_TOKEN")
+
+    @property
+    def DASHBOARD_INTERVAL(self) -> float:
+        return float(self._get("DASHBOARD_INTERVAL"))
 
     @property
     def HEALTH_TIMEOUT(self) -> float:

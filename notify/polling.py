@@ -30,7 +30,7 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from notify import auth, db, lifecycle, metrics, presence
+from notify import auth, dashboard, db, lifecycle, metrics, presence
 from notify.auth import Credential, NotAuthenticated
 from notify.broker import Flag, Subscription, get_broker
 from notify.conf import conf
@@ -180,7 +180,9 @@ async def hold(
             if not any(heard.values()) and lifecycle.draining():
                 break  # woken to shut down: answer empty, the client polls another worker
             results = await answer_wake_up(user_id, followed, heard, limit)
-    metrics.held_poll_answered(any(r.items for r in results), waited, lifecycle.draining(), heard.values())
+    news = any(result.items for result in results)
+    metrics.held_poll_answered(news, waited, lifecycle.draining(), heard.values())
+    dashboard.held_poll_answered(news, waited, heard.values(), followed)
     for (stream, _), result in zip(followed, results, strict=True):
         await stream.finish(result)
     return results

@@ -44,6 +44,9 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 # Names a topic (the user's own stream's name in a multi-stream poll, notify.cursor.INBOX) may not take.
 RESERVED = frozenset({INBOX})
 NAME_RULE = "1 to 100 characters of A-Z a-z 0-9 _ . : -, and not 'inbox'"
+# Topics of notify's own (the admin's live dashboard: notify.dashboard). Staff users with the
+# dashboard's permission may read them, whatever TOPIC_PERMISSION says; nobody may post.
+RESERVED_PREFIX = "notify-ops:"
 
 
 class InvalidTopic(ValueError):
@@ -103,6 +106,10 @@ def retention_for(name: str) -> tuple[int | None, float | None]:
 
     A topic no pattern matches is kept whole.
     """
+    if name.startswith(RESERVED_PREFIX):
+        from notify.dashboard import KEEP
+
+        return KEEP, None
     rules = conf.TOPIC_RETENTION
     matching = [pattern for pattern in rules if fnmatch.fnmatchcase(name, pattern)]
     if not matching:
@@ -227,14 +234,18 @@ def permitted(user_id: int, topic: str, action: Action) -> bool:
     (runs in notify.db's threads: the hook may query the database).
 
     No hook: no. A hook that raises is logged and counts as no: a bug there must
-    not open a topic.
+    not open a topic. Topics under RESERVED_PREFIX are notify's and never the hook's.
     """
     path = conf.TOPIC_PERMISSION
-    if path is None:
+    if path is None and not topic.startswith(RESERVED_PREFIX):
         return False
     user = get_user_model()._default_manager.filter(pk=user_id).first()
     if user is None:
         return False
+    if topic.startswith(RESERVED_PREFIX):
+        from notify import dashboard
+
+        return dashboard.reads(user, topic, action)
     try:
         return bool(_hook(path)(user, topic, action))
     except Exception:

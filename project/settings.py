@@ -121,6 +121,7 @@ for _key in (
     "CREDENTIAL_TRUST_SECONDS",
     "HEALTH_TIMEOUT",
     "PRESENCE_TTL",
+    "DASHBOARD_INTERVAL",
 ):
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = float(os.environ[f"NOTIFY_{_key}"])

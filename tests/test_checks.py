@@ -142,3 +142,9 @@ def test_e005_presence_ttl_must_be_positive_seconds(value):
 def test_e030_presence_is_a_bool_and_max_presence_bounded(settings):
     assert ids(**settings) == ["notify.E030"]
     assert ids(PRESENCE=True, MAX_PRESENCE=10_000) == ids(MAX_PRESENCE=1) == []
+
+
+@pytest.mark.parametrize("value", [0, 0.05, 61, "2", None, True])
+def test_e031_dashboard_interval_is_bounded(value):
+    assert ids(DASHBOARD_INTERVAL=value) == ["notify.E031"]
+    assert ids(DASHBOARD_INTERVAL=0.1) == ids(DASHBOARD_INTERVAL=60) == []
