@@ -180,8 +180,9 @@ def test_a_topic_the_site_refuses_is_reported_and_dropped(server, browser, make_
     assert page.evaluate("Notify.client.topics") == [topic, f"presence:{topic}"]
     asked = [query(r)["streams"] for r in polls.requests]
     assert f"{chat_streams(topic)},room:staff-ops" in asked and asked[-1] == chat_streams(topic)
-    # follow() restarted the held poll once; apart from that, one poll at a time.
-    assert len(polls.aborted()) == 1 and polls.most_at_once_not_aborted() == 1
+    # follow() restarted the held poll (none to restart if it came between two polls: the
+    # page's own presence join answers one at a moment of its own); one poll at a time.
+    assert len(polls.aborted()) <= 1 and polls.most_at_once_not_aborted() == 1
     assert page.goto(f"{server.url}/chat/staff-ops/").status == 403
 
 
