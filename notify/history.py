@@ -30,7 +30,7 @@ from notify import announcements, cursor, db, pages
 from notify.auth import authenticate
 from notify.conf import conf
 from notify.models import KIND_PATTERN, KIND_RULE, Level, Notification, NotificationQuerySet
-from notify.params import MAX_READ_IDS, BadRequest, load_json, query_of
+from notify.params import MAX_READ_IDS, BadRequest, parse_ids, query_of
 from notify.views import ANSWERED, answer, answer_error, csrf_refusal, error, json_body, method_not_allowed
 
 # Kinds one list may filter on at once (kind=a,b,c).
@@ -111,24 +111,6 @@ def parse_filters(query: QueryDict) -> Filters:
                 f"'kind' must be one or more kinds, comma-separated, each {KIND_RULE}; got {wrong[0][:60]!r}.",
             )
     return Filters(unread=unread, levels=levels, kinds=kinds)
-
-
-def parse_ids(body: bytes, *, allow_all: bool) -> list[int] | None:
-    """The ids a POST acts on: ``{"ids": [1, 2]}``, or None for ``{"all": true}`` where allowed."""
-    accepted = 'Send a JSON object: {"ids": [<notification id>, ...]}' + (' or {"all": true}.' if allow_all else ".")
-    payload = load_json(body, max_depth=conf.MAX_JSON_DEPTH, accepted=accepted)
-    if not isinstance(payload, dict):
-        raise BadRequest("invalid_body", f"The body must be a JSON object. {accepted}")
-    if allow_all and payload.get("all") is True and "ids" not in payload:
-        return None
-    ids = payload.get("ids")
-    if not isinstance(ids, list) or "all" in payload:
-        raise BadRequest("invalid_body", accepted)
-    if len(ids) > MAX_READ_IDS:
-        raise BadRequest("invalid_body", f"At most {MAX_READ_IDS} ids at once; send several requests.")
-    if not all(type(i) is int and 0 < i < 2**63 for i in ids):
-        raise BadRequest("invalid_body", f"'ids' must be a list of positive whole numbers. {accepted}")
-    return ids
 
 
 # --- queries (synchronous: notify.db's threads) ----------------------------------------

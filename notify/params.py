@@ -189,11 +189,16 @@ def load_json(body: bytes, *, max_depth: int, accepted: str, limit_detail: str =
 
 def parse_read(body: bytes) -> list[int] | None:
     """The ids to mark read, or None for all: ``{"ids": [1, 2]}`` or ``{"all": true}``."""
-    accepted = 'Send a JSON object: {"ids": [<notification id>, ...]} or {"all": true}.'
+    return parse_ids(body, allow_all=True)
+
+
+def parse_ids(body: bytes, *, allow_all: bool) -> list[int] | None:
+    """The ids a POST acts on: ``{"ids": [1, 2]}``, or None for ``{"all": true}`` where allowed."""
+    accepted = 'Send a JSON object: {"ids": [<notification id>, ...]}' + (' or {"all": true}.' if allow_all else ".")
     payload = load_json(body, max_depth=conf.MAX_JSON_DEPTH, accepted=accepted)
     if not isinstance(payload, dict):
         raise BadRequest("invalid_body", f"The body must be a JSON object. {accepted}")
-    if payload.get("all") is True and "ids" not in payload:
+    if allow_all and payload.get("all") is True and "ids" not in payload:
         return None
     ids = payload.get("ids")
     if not isinstance(ids, list) or "all" in payload:
