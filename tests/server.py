@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,3 +250,20 @@ def expect_page(reply: Response, cursor: str, titles: list[str] | None = None) -
 
 def host_of(url: str) -> str:
     return urlsplit(url).netloc
+
+
+@contextmanager
+def two_workers(make: Callable[[], Server]) -> Iterator[tuple[Server, Server]]:
+    """Two servers from ``make`` (workers sharing Redis and the database), both stopped after;
+    the first is stopped too if the second fails to start."""
+    first = make().start()
+    try:
+        second = make().start()
+    except BaseException:
+        first.stop()
+        raise
+    try:
+        yield first, second
+    finally:
+        first.stop()
+        second.stop()

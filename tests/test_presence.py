@@ -19,7 +19,7 @@ import pytest
 from django.test import AsyncClient, override_settings
 
 from tests import threads
-from tests.server import Response, Server, expect_error
+from tests.server import Response, Server, expect_error, two_workers
 
 TTL = 1.0
 SWEEP = 0.25  # notify.presence.sweep_interval(): a quarter of the TTL, at least 0.2 s
@@ -44,16 +44,11 @@ def presence_server() -> Server:
 
 @pytest.fixture(scope="module")
 def workers(redis_answers: None, django_db_setup: Any, django_db_blocker: Any) -> Iterator[tuple[Server, Server]]:
-    with django_db_blocker.unblock():
-        first = presence_server().start()
-        try:
-            second = presence_server().start()
-        except BaseException:
-            first.stop()
-            raise
-    yield first, second
-    first.stop()
-    second.stop()
+    servers = contextlib.ExitStack()
+    with django_db_blocker.unblock():  # started with the database open to them; the tests ask for it themselves
+        both = servers.enter_context(two_workers(presence_server))
+    with servers:
+        yield both
 
 
 @pytest.fixture

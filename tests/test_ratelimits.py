@@ -22,7 +22,7 @@ import notify
 from notify import ratelimit
 from notify.models import Notification, Topic, TopicMessage
 from tests import threads
-from tests.server import Response, Server, expect_error
+from tests.server import Response, Server, expect_error, two_workers
 
 LIMITS = {
     "MAX_POLLS_PER_USER": 2,
@@ -44,16 +44,11 @@ def limited_server() -> Server:
 
 @pytest.fixture(scope="module")
 def workers(redis_answers: None, django_db_setup: Any, django_db_blocker: Any) -> Iterator[tuple[Server, Server]]:
-    with django_db_blocker.unblock():
-        first = limited_server().start()
-        try:
-            second = limited_server().start()
-        except BaseException:
-            first.stop()
-            raise
-    yield first, second
-    first.stop()
-    second.stop()
+    servers = contextlib.ExitStack()
+    with django_db_blocker.unblock():  # started with the database open to them; the tests ask for it themselves
+        both = servers.enter_context(two_workers(limited_server))
+    with servers:
+        yield both
 
 
 def bearer(token: str) -> dict[str, str]:
