@@ -31,11 +31,17 @@ class DeliveryFilter(admin.SimpleListFilter):
     parameter_name = "delivery"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("scheduled", "scheduled (not delivered yet)"), ("delivered", "delivered")]
+        return [
+            ("scheduled", "scheduled (not delivered yet)"),
+            ("delivered", "delivered"),
+            ("email_only", "by email only (never in the page)"),
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Notification]) -> QuerySet[Notification]:
         if self.value() == "scheduled":
-            return queryset.filter(seq__isnull=True)
+            return queryset.filter(seq__isnull=True, page=True)
+        if self.value() == "email_only":
+            return queryset.filter(page=False)
         if self.value() == "delivered":
             return queryset.filter(seq__isnull=False)
         return queryset

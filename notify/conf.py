@@ -119,6 +119,19 @@ DEFAULTS: dict[str, Any] = {
     "PRESENCE_TTL": 10.0,
     # The most users GET /notify/topics/<name>/presence lists (its "count" counts them all).
     "MAX_PRESENCE": 100,
+    # Per-user preferences (notify.preferences, docs/preferences.md). The rules a user
+    # without a matching rule of their own gets, same shape as a user's:
+    # [{"kind": "", "level": "", "page": True, "email": True}, ...] (kind "" and level ""
+    # match everything; the most specific rule wins). Nothing matching: page and email.
+    "DEFAULT_PREFERENCE_RULES": [],
+    # Rules one user may have (the preferences API refuses more with 400).
+    "MAX_PREFERENCE_RULES": 100,
+    # Email digests (notify.digests, docs/email.md): off by default. On, notify_scheduler
+    # emails what stayed unread, grouped per user, through Django's email backend.
+    "EMAIL_DIGESTS": False,
+    # Seconds a notification of each level must stay unread before it is emailed; a level
+    # left out or None is never emailed.
+    "EMAIL_DELAY": {"info": 3600, "success": 3600, "warning": 900, "error": 300},
 }
 
 # What POLL_MIDDLEWARE None takes from MIDDLEWARE: middleware without which a poll's
@@ -284,6 +297,22 @@ class Settings:
     @property
     def MAX_PRESENCE(self) -> int:
         return self._get("MAX_PRESENCE")
+
+    @property
+    def DEFAULT_PREFERENCE_RULES(self) -> list[dict[str, Any]]:
+        return list(self._get("DEFAULT_PREFERENCE_RULES"))
+
+    @property
+    def MAX_PREFERENCE_RULES(self) -> int:
+        return self._get("MAX_PREFERENCE_RULES")
+
+    @property
+    def EMAIL_DIGESTS(self) -> bool:
+        return self._get("EMAIL_DIGESTS") is True
+
+    @property
+    def EMAIL_DELAY(self) -> dict[str, float | None]:
+        return dict(self._get("EMAIL_DELAY"))
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

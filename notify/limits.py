@@ -272,7 +272,7 @@ def bounded_reminders(user_id: int, *, using: str = "default") -> Iterator[None]
     with transaction.atomic(using=using):
         list(get_user_model()._default_manager.using(using).select_for_update().filter(pk=user_id).values("pk"))
         yield
-        pending = Notification.objects.using(using).filter(recipient_id=user_id, seq__isnull=True)
+        pending = Notification.objects.using(using).filter(recipient_id=user_id, seq__isnull=True, page=True)
         if pending.count() > limit:
             next_due = pending.order_by("deliver_at").values_list("deliver_at", flat=True).first()
             wait = (next_due - timezone.now()).total_seconds() if next_due is not None else RETRY_AFTER

@@ -101,6 +101,19 @@ KIND_RULE = (
 )
 
 
+# What a notification is about, for grouping (``notify.send(..., group="post:42")``).
+GROUP_MAX_LENGTH = 200
+
+
+class EmailStatus(models.TextChoices):
+    """Where a notification stands with email (notify.digests)."""
+
+    NONE = "", "not emailed"  # the recipient's preferences want no email of it (or digests are off)
+    PENDING = "pending", "to be emailed"  # in the next digest, if still unread by then
+    SENT = "sent", "emailed"
+    SKIPPED = "skipped", "read before it was due"
+
+
 # Rows locked or updated by one statement; well under SQLite's variable limit.
 CHUNK = 500
 
@@ -163,7 +176,7 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
         objs = list(objs)
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
-            assign_seqs([obj for obj in objs if obj.seq is None and not obj.is_scheduled], using=using)
+            assign_seqs([obj for obj in objs if obj.seq is None and obj.page and not obj.is_scheduled], using=using)
             created = super().bulk_create(objs, *args, **kwargs)
         notifications_created.send(sender=Notification, notifications=created, using=using)
         return created
@@ -196,6 +209,18 @@ class Notification(models.Model):
     # A reminder: when to deliver it. None, or a time already past when sent,
     # means at once.
     deliver_at = models.DateTimeField(null=True, blank=True)
+    # Shown in the page: numbered in the recipient's stream (when due). False: the
+    # recipient's preferences (notify.preferences) want it by email only, so it is stored
+    # for the digest and the history but never numbered: no poll or unread count sees it.
+    page = models.BooleanField(default=True, editable=False)
+    # Whether it is to be emailed in a digest (notify.digests), and where that stands.
+    email_status = models.CharField(max_length=8, choices=EmailStatus.choices, default=EmailStatus.NONE, blank=True)
+    # Grouping (notify.grouping): what the notification is about ("post:42"), blank for
+    # none. A send of the same kind and group to a recipient who has it unread replaces
+    # it with one that counts both ("alice and 3 others commented on ...").
+    group = models.CharField(max_length=GROUP_MAX_LENGTH, blank=True, default="", editable=False)
+    group_count = models.PositiveIntegerField(default=1, editable=False)
+    group_actors = models.JSONField(default=list, blank=True, editable=False)
 
     objects = NotificationQuerySet.as_manager()
 
@@ -213,6 +238,18 @@ class Notification(models.Model):
             ),
             # The history's kind filter: recipient = ? AND kind IN (...) AND seq < ? ORDER BY seq DESC.
             models.Index(fields=["recipient", "kind", "seq"], name="notify_kind"),
+            # The digest's query: what waits to be emailed, oldest first.
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(email_status="pending"),
+                name="notify_email_pending",
+            ),
+            # Grouping's look-up: recipient = ? AND group = ? AND unread.
+            models.Index(
+                fields=["recipient", "kind", "group"],
+                condition=models.Q(read_at__isnull=True) & ~models.Q(group=""),
+                name="notify_open_group",
+            ),
             # The dispatcher's query: reminders not yet delivered, by due time.
             models.Index(
                 fields=["deliver_at"],
@@ -233,7 +270,8 @@ class Notification(models.Model):
         # Only a new row is numbered here. An undelivered reminder that is edited
         # (say in the admin) keeps seq None even when it is already due: numbering
         # is the dispatcher's, which publishes it; numbering it here would race it.
-        if self.seq is not None or self.is_scheduled or not self._state.adding:
+        # An email-only notification (page False) is never numbered.
+        if self.seq is not None or not self.page or self.is_scheduled or not self._state.adding:
             super().save(*args, **kwargs)
             return
         using = kwargs.get("using") or router.db_for_write(type(self), instance=self)
@@ -503,3 +541,58 @@ class AnnouncementRead(models.Model):
 
     def __str__(self) -> str:
         return f"user {self.user_id} read announcement {self.announcement_id}"
+
+
+class NotificationPreferences(models.Model):
+    """What one user wants beyond the rules (``PreferenceRule``): email at all, and when.
+
+    Created on the first change; a user without a row has the defaults
+    (notify.preferences).
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="notify_preferences"
+    )
+    # False: no email at all (the digest's unsubscribe link turns it off).
+    email_enabled = models.BooleanField(default=True)
+    # Quiet hours for email, in the user's time zone: no digest is sent between start and
+    # end (an end before the start spans midnight). Both or neither.
+    quiet_start = models.TimeField(null=True, blank=True)
+    quiet_end = models.TimeField(null=True, blank=True)
+    # An IANA time zone name ("Europe/Paris"); blank: settings.TIME_ZONE.
+    timezone = models.CharField(max_length=64, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "notification preferences"
+        verbose_name_plural = "notification preferences"
+
+    def __str__(self) -> str:
+        return f"notification preferences of user {self.user_id}"
+
+
+class PreferenceRule(models.Model):
+    """How one user wants notifications of a kind and level: in the page, by email, both or neither.
+
+    ``kind`` blank matches every kind, and a kind matches its dotted descendants
+    ("billing" covers "billing.invoice"); ``level`` blank matches every level. The
+    most specific rule wins (notify.preferences).
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notify_rules")
+    kind = models.CharField(
+        max_length=KIND_MAX_LENGTH,
+        blank=True,
+        validators=[RegexValidator(KIND_PATTERN, f"A kind is {KIND_RULE}.")],
+        help_text="Blank: every kind. 'billing' also covers 'billing.invoice'.",
+    )
+    level = models.CharField(max_length=10, choices=Level.choices, blank=True, help_text="Blank: every level.")
+    page = models.BooleanField(default=True, help_text="Show it in the page.")
+    email = models.BooleanField(default=True, help_text="Email it if it is still unread after a while.")
+
+    class Meta:
+        ordering = ["user", "kind", "level"]
+        constraints = [models.UniqueConstraint(fields=["user", "kind", "level"], name="notify_preference_rule")]
+
+    def __str__(self) -> str:
+        return f"{self.kind or 'every kind'}/{self.level or 'every level'}: page={self.page} email={self.email}"

@@ -53,7 +53,8 @@ def _barrier(point: str) -> None:
 def _due(using: str, now: datetime.datetime) -> NotificationQuerySet:
     from notify.models import Notification
 
-    return Notification.objects.using(using).filter(seq__isnull=True, deliver_at__lte=now)
+    # page=False: email-only (notify.preferences), never numbered; the digest sends it once due.
+    return Notification.objects.using(using).filter(seq__isnull=True, page=True, deliver_at__lte=now)
 
 
 def dispatch_due(*, using: str = "default", batch: int = 500) -> int:
@@ -107,7 +108,7 @@ def next_due(using: str = "default") -> datetime.datetime | None:
 
     return (
         Notification.objects.using(using)
-        .filter(seq__isnull=True, deliver_at__isnull=False)
+        .filter(seq__isnull=True, page=True, deliver_at__isnull=False)
         .order_by("deliver_at")
         .values_list("deliver_at", flat=True)
         .first()
@@ -136,7 +137,7 @@ def _lock_undelivered(pk: Any, using: str) -> Notification | None:
     """
     from notify.models import Notification
 
-    return Notification.objects.using(using).select_for_update().filter(pk=pk, seq__isnull=True).first()
+    return Notification.objects.using(using).select_for_update().filter(pk=pk, seq__isnull=True, page=True).first()
 
 
 def cancel(notification_or_id: Any, *, using: str = "default") -> bool:

@@ -15,7 +15,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from notify import announcements, metrics, pages
+from notify import announcements, metrics, pages, preferences
 from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
@@ -227,12 +227,16 @@ def send(
     Works inside a transaction (published when it commits, never if it rolls back)
     and outside one. Each recipient gets it once, however often it is listed.
 
+    Each recipient's preferences decide where it goes (notify.preferences): a recipient
+    who wants it nowhere gets nothing, and is not in the returned list; one who wants
+    it by email only gets it stored for the digest, never numbered in the page.
+
     ``deliver_at`` (a timezone-aware datetime) makes it a reminder: stored now,
     invisible to polls and unread counts until then, and delivered at that time by
     ``manage.py notify_scheduler`` (see notify.scheduling). A time now or past
     delivers it at once.
     """
-    from notify.models import Notification
+    from notify.models import EmailStatus, Notification
 
     content = checked(title, body, level=level, kind=kind, url=url, data=data)
     if deliver_at is not None and check_deliver_at(deliver_at) <= timezone.now():
@@ -240,7 +244,17 @@ def send(
     user_ids = list(dict.fromkeys(resolve_recipient_ids(recipients)))
     if not user_ids:
         return []
-    notifications = [Notification(recipient_id=uid, deliver_at=deliver_at, **content) for uid in user_ids]
+    # Each recipient's preferences (notify.preferences): nothing stored for one who wants it
+    # nowhere; for one who wants it by email only, stored unnumbered (never in a poll).
+    wanted = preferences.preferences_for_users(user_ids, using=using)
+    notifications = []
+    for uid in user_ids:
+        delivery = wanted[uid].delivery(level, kind)
+        if delivery.anywhere:
+            email = EmailStatus.PENDING if delivery.email else EmailStatus.NONE
+            notifications.append(
+                Notification(recipient_id=uid, deliver_at=deliver_at, page=delivery.page, email_status=email, **content)
+            )
     return Notification.objects.using(using).bulk_create(notifications, batch_size=CHUNK)
 
 
