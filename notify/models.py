@@ -579,7 +579,9 @@ class PreferenceRule(models.Model):
     most specific rule wins (notify.preferences).
     """
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notify_rules")
+    # The user's NotificationPreferences (whose primary key is the user's id): a rule
+    # belongs to a user's preferences, and the admin edits both on one page.
+    preferences = models.ForeignKey(NotificationPreferences, on_delete=models.CASCADE, related_name="rules")
     kind = models.CharField(
         max_length=KIND_MAX_LENGTH,
         blank=True,
@@ -591,8 +593,8 @@ class PreferenceRule(models.Model):
     email = models.BooleanField(default=True, help_text="Email it if it is still unread after a while.")
 
     class Meta:
-        ordering = ["user", "kind", "level"]
-        constraints = [models.UniqueConstraint(fields=["user", "kind", "level"], name="notify_preference_rule")]
+        ordering = ["preferences", "kind", "level"]
+        constraints = [models.UniqueConstraint(fields=["preferences", "kind", "level"], name="notify_preference_rule")]
 
     def __str__(self) -> str:
         return f"{self.kind or 'every kind'}/{self.level or 'every level'}: page={self.page} email={self.email}"

@@ -178,8 +178,8 @@ def preferences_for_users(user_ids: Iterable[int], *, using: str = "default") ->
         chunk = ids[start : start + CHUNK]
         for user_id, kind, level, page, email in (
             PreferenceRule.objects.using(using)
-            .filter(user_id__in=chunk)
-            .values_list("user_id", "kind", "level", "page", "email")
+            .filter(preferences_id__in=chunk)  # a NotificationPreferences' primary key is its user's id
+            .values_list("preferences_id", "kind", "level", "page", "email")
         ):
             rules.setdefault(user_id, []).append(Rule(kind, level, Delivery(page=page, email=email)))
         rows.update(
@@ -204,7 +204,7 @@ def set_rule(
     user: Any, *, kind: str = "", level: str = "", page: bool = True, email: bool = True, using: str = "default"
 ) -> Rule:
     """Add or change the user's rule for this kind and level (blank: every one)."""
-    from notify.models import Level, PreferenceRule
+    from notify.models import Level, NotificationPreferences, PreferenceRule
     from notify.sending import check_kind
 
     check_kind(kind)
@@ -216,14 +216,17 @@ def set_rule(
         raise TypeError("page and email must be True or False")
     user_id = _user_id(user)
     with transaction.atomic(using=using):
-        rules = PreferenceRule.objects.using(using)
-        exists = rules.filter(user_id=user_id, kind=kind, level=level).exists()
-        if not exists and rules.filter(user_id=user_id).count() >= conf.MAX_PREFERENCE_RULES:
+        # Locked while the rules are counted and written: two changes at once cannot pass the limit.
+        NotificationPreferences.objects.using(using).get_or_create(user_id=user_id)
+        NotificationPreferences.objects.using(using).select_for_update().filter(user_id=user_id).exists()
+        rules = PreferenceRule.objects.using(using).filter(preferences_id=user_id)
+        exists = rules.filter(kind=kind, level=level).exists()
+        if not exists and rules.count() >= conf.MAX_PREFERENCE_RULES:
             raise ValueError(
                 f"This user has {conf.MAX_PREFERENCE_RULES} preference rules (NOTIFY['MAX_PREFERENCE_RULES']); "
                 "remove one first."
             )
-        rules.update_or_create(user_id=user_id, kind=kind, level=level, defaults={"page": page, "email": email})
+        rules.update_or_create(preferences_id=user_id, kind=kind, level=level, defaults={"page": page, "email": email})
     return Rule(kind, level, Delivery(page=page, email=email))
 
 
@@ -231,7 +234,8 @@ def remove_rule(user: Any, *, kind: str = "", level: str = "", using: str = "def
     """Remove the user's rule for this kind and level; False if there was none."""
     from notify.models import PreferenceRule
 
-    deleted, _ = PreferenceRule.objects.using(using).filter(user_id=_user_id(user), kind=kind, level=level).delete()
+    rules = PreferenceRule.objects.using(using).filter(preferences_id=_user_id(user), kind=kind, level=level)
+    deleted, _ = rules.delete()
     return bool(deleted)
 
 
