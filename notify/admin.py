@@ -18,7 +18,15 @@ from django.views.defaults import permission_denied
 from notify import dashboard
 from notify.conf import conf
 from notify.forms import BroadcastForm, NotificationForm
-from notify.models import ApiToken, ApiTokenQuerySet, Broadcast, Notification, NotificationQuerySet
+from notify.models import (
+    ApiToken,
+    ApiTokenQuerySet,
+    Broadcast,
+    Notification,
+    NotificationPreferences,
+    NotificationQuerySet,
+    PreferenceRule,
+)
 from notify.sending import send, send_broadcast
 
 SEND_PERMISSION = "notify.add_notification"
@@ -244,3 +252,28 @@ def _offer_send_action_on_users() -> None:
 
 
 _offer_send_action_on_users()
+
+
+class PreferenceRuleInline(admin.TabularInline):
+    model = PreferenceRule
+    extra = 0
+    fields = ["kind", "level", "page", "email"]
+
+    def get_max_num(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> int:
+        return conf.MAX_PREFERENCE_RULES
+
+
+@admin.register(NotificationPreferences)
+class NotificationPreferencesAdmin(admin.ModelAdmin):
+    """A user's preferences and their rules on one page (notify.preferences)."""
+
+    list_display = ["user", "email_enabled", "quiet_start", "quiet_end", "timezone", "updated_at"]
+    list_filter = ["email_enabled"]
+    search_fields = ["user__username", "user__email"]
+    raw_id_fields = ["user"]
+    inlines = [PreferenceRuleInline]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: NotificationPreferences | None = None) -> list[str]:
+        # Whose preferences they are is fixed once created: re-owning them would hand one
+        # user's choices (and unsubscribe) to another.
+        return ["user", "updated_at"] if obj is not None else ["updated_at"]

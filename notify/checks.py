@@ -114,6 +114,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     problems += check_metrics(user)
     problems += check_presence(user)
     problems += check_dashboard(user)
+    problems += check_preferences(user)
     if not problems:
         if conf.DEFAULT_TIMEOUT > conf.MAX_TIMEOUT:
             problems.append(
@@ -465,3 +466,67 @@ def check_dashboard(user: dict[str, Any]) -> list[Error | Warning]:
             )
         ]
     return []
+
+
+# The most preference rules one user may have (NOTIFY['MAX_PREFERENCE_RULES']): every send reads them all.
+PREFERENCE_RULES_CEILING = 1000
+
+
+def check_preferences(user: dict[str, Any]) -> list[Error | Warning]:
+    """DEFAULT_PREFERENCE_RULES has the shape of a user's rules; MAX_PREFERENCE_RULES bounds them;
+    PREFERENCE_KINDS maps kinds to labels (notify.preferences)."""
+    from notify.models import KIND_PATTERN, Level
+
+    problems: list[Error | Warning] = []
+    most = user.get("MAX_PREFERENCE_RULES", DEFAULTS["MAX_PREFERENCE_RULES"])
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= PREFERENCE_RULES_CEILING:
+        problems.append(
+            Error(
+                f"NOTIFY['MAX_PREFERENCE_RULES'] must be a whole number from 1 to {PREFERENCE_RULES_CEILING}, "
+                f"not {most!r}.",
+                hint="Every send reads each recipient's rules.",
+                id="notify.E032",
+            )
+        )
+    rules = user.get("DEFAULT_PREFERENCE_RULES", DEFAULTS["DEFAULT_PREFERENCE_RULES"])
+    shape = '[{"kind": "", "level": "", "page": True, "email": True}, ...]'
+    if not isinstance(rules, list):
+        problems.append(
+            Error(
+                f"NOTIFY['DEFAULT_PREFERENCE_RULES'] must be a list, not {rules!r:.60}.", hint=shape, id="notify.E033"
+            )
+        )
+        rules = []
+    for index, rule in enumerate(rules):
+        where = f"NOTIFY['DEFAULT_PREFERENCE_RULES'][{index}]"
+        if not isinstance(rule, dict) or not set(rule) <= {"kind", "level", "page", "email"}:
+            problems.append(
+                Error(f"{where} must be a dict of kind, level, page and email.", hint=shape, id="notify.E033")
+            )
+            continue
+        kind, level = rule.get("kind", ""), rule.get("level", "")
+        if not isinstance(kind, str) or (kind and not KIND_PATTERN.match(kind)):
+            problems.append(
+                Error(f"{where}['kind'] is not a kind: {kind!r:.60}.", hint="'' matches every kind.", id="notify.E033")
+            )
+        if level != "" and level not in Level.values:
+            problems.append(
+                Error(
+                    f"{where}['level'] must be one of {', '.join(Level.values)} or '', not {level!r:.60}.",
+                    id="notify.E033",
+                )
+            )
+        if any(not isinstance(rule.get(name, True), bool) for name in ("page", "email")):
+            problems.append(Error(f"{where}: 'page' and 'email' must be True or False.", id="notify.E033"))
+    kinds = user.get("PREFERENCE_KINDS", DEFAULTS["PREFERENCE_KINDS"])
+    if not isinstance(kinds, dict) or not all(
+        isinstance(kind, str) and KIND_PATTERN.match(kind) and isinstance(label, str) for kind, label in kinds.items()
+    ):
+        problems.append(
+            Error(
+                f"NOTIFY['PREFERENCE_KINDS'] must be a dict of kind -> label, not {kinds!r:.80}.",
+                hint='For example {"chat": "Chat messages"}.',
+                id="notify.E034",
+            )
+        )
+    return problems

@@ -126,6 +126,10 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_PREFERENCE_RULES": [],
     # Rules one user may have (the preferences API refuses more with 400).
     "MAX_PREFERENCE_RULES": 100,
+    # The kinds a preferences page offers to choose for, kind -> label:
+    # {"chat": "Chat messages", "billing": "Invoices and payments"}. Only what pages and
+    # GET /notify/preferences show: a rule may name any kind.
+    "PREFERENCE_KINDS": {},
     # Email digests (notify.digests, docs/email.md): off by default. On, notify_scheduler
     # emails what stayed unread, grouped per user, through Django's email backend.
     "EMAIL_DIGESTS": False,
@@ -305,6 +309,10 @@ class Settings:
     @property
     def MAX_PREFERENCE_RULES(self) -> int:
         return self._get("MAX_PREFERENCE_RULES")
+
+    @property
+    def PREFERENCE_KINDS(self) -> dict[str, str]:
+        return dict(self._get("PREFERENCE_KINDS"))
 
     @property
     def EMAIL_DIGESTS(self) -> bool:

@@ -570,6 +570,23 @@ class NotificationPreferences(models.Model):
     def __str__(self) -> str:
         return f"notification preferences of user {self.user_id}"
 
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        from notify.preferences import check_timezone
+
+        problems: dict[str, str] = {}
+        if (self.quiet_start is None) != (self.quiet_end is None):
+            problems["quiet_end" if self.quiet_end is None else "quiet_start"] = (
+                "Give quiet hours both a start and an end, or neither."
+            )
+        try:
+            check_timezone(self.timezone)
+        except ValueError as problem:
+            problems["timezone"] = str(problem)
+        if problems:
+            raise ValidationError(problems)
+
 
 class PreferenceRule(models.Model):
     """How one user wants notifications of a kind and level: in the page, by email, both or neither.

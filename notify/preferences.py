@@ -10,7 +10,8 @@ same way), and without one of those: page and email.
 
 ``notify.send`` asks once per 500 recipients (two queries) and stores nothing for a
 recipient who wants it nowhere; what is wanted by email only is stored unnumbered
-(``Notification.page`` False), for the digest and the history, never in a poll.
+(``Notification.page`` False) for the digest: never in a poll, an unread count or the
+history, which list what was shown in the page.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "preferences_for",
     "preferences_for_users",
     "remove_rule",
+    "replace_rules",
     "set_rule",
     "update_preferences",
 ]
@@ -228,6 +230,44 @@ def set_rule(
             )
         rules.update_or_create(preferences_id=user_id, kind=kind, level=level, defaults={"page": page, "email": email})
     return Rule(kind, level, Delivery(page=page, email=email))
+
+
+def replace_rules(user: Any, rules: Iterable[Rule], *, using: str = "default") -> None:
+    """Make ``rules`` the user's rules, all at once (the preferences API's and page's save).
+
+    Validated first (kinds, levels, at most MAX_PREFERENCE_RULES, one rule per kind and
+    level), then written in one transaction: a refused list changes nothing.
+    """
+    from notify.models import Level, NotificationPreferences, PreferenceRule
+    from notify.sending import check_kind
+
+    rules = list(rules)
+    if len(rules) > conf.MAX_PREFERENCE_RULES:
+        raise ValueError(
+            f"{len(rules)} rules; at most {conf.MAX_PREFERENCE_RULES} are accepted (NOTIFY['MAX_PREFERENCE_RULES'])."
+        )
+    seen: set[tuple[str, str]] = set()
+    for rule in rules:
+        check_kind(rule.kind)
+        if rule.level and rule.level not in Level.values:
+            raise ValueError(f"Unsupported level {rule.level!r}, must be one of: {', '.join(Level.values)}, or ''")
+        if (rule.kind, rule.level) in seen:
+            raise ValueError(f"Two rules for kind {rule.kind!r} and level {rule.level!r}: one rule per kind and level.")
+        seen.add((rule.kind, rule.level))
+    user_id = _user_id(user)
+    with transaction.atomic(using=using):
+        NotificationPreferences.objects.using(using).get_or_create(user_id=user_id)
+        PreferenceRule.objects.using(using).filter(preferences_id=user_id).delete()
+        PreferenceRule.objects.using(using).bulk_create(
+            PreferenceRule(
+                preferences_id=user_id,
+                kind=rule.kind,
+                level=rule.level,
+                page=rule.delivery.page,
+                email=rule.delivery.email,
+            )
+            for rule in rules
+        )
 
 
 def remove_rule(user: Any, *, kind: str = "", level: str = "", using: str = "default") -> bool:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from notify import history, monitoring, openapi, views
+from notify import history, monitoring, openapi, preference_views, views
 
 app_name = "notify"
 
@@ -12,6 +12,7 @@ urlpatterns = [
     path("history/read", history.mark_read, name="history_read"),
     path("history/unread", history.mark_unread, name="history_unread"),
     path("history/delete", history.delete_view, name="history_delete"),
+    path("preferences", preference_views.preferences_view, name="preferences"),
     path("openapi.json", openapi.openapi, name="openapi"),
     path("topics/<path:name>/poll", views.topic_poll, name="topic_poll"),
     path("topics/<path:name>/publish", views.topic_publish, name="topic_publish"),
