@@ -54,6 +54,7 @@ def rule(kind: str = "", level: str = "", page: bool = True, email: bool = True)
         ("info", "billingx", EVERYWHERE),  # a prefix is not a parent kind
         ("warning", "billing", NOWHERE),  # the kind itself
         ("error", "", PAGE_ONLY),  # no kind: only rules without one apply
+        ("error", "news", NOWHERE),  # a rule naming the kind beats one naming only the level
     ],
 )
 def test_the_most_specific_rule_wins_the_longest_kind_first(level, kind, expected):
@@ -63,6 +64,7 @@ def test_the_most_specific_rule_wins_the_longest_kind_first(level, kind, expecte
             rule(level="error", email=False),
             rule("billing", page=False, email=False),
             rule("billing", "error", page=False, email=True),
+            rule("news", page=False, email=False),
         ),
         defaults=(),
     )
