@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import zoneinfo
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -99,6 +100,27 @@ KIND_RULE = (
     f"1 to {KIND_MAX_LENGTH} characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit "
     "(e.g. 'billing.invoice')"
 )
+
+
+def check_kind(kind: Any) -> str:
+    """Refuse, with a clear error, what cannot be a notification's kind (KIND_RULE)."""
+    if not isinstance(kind, str):
+        raise TypeError(f"kind must be a string, got {type(kind).__name__} {kind!r}")
+    if kind and not KIND_PATTERN.match(kind):
+        raise ValueError(f"Unsupported kind {kind[:60]!r}: a kind is {KIND_RULE}, or '' for none")
+    return kind
+
+
+def check_timezone(name: Any) -> str:
+    """Refuse, with a clear error, what is not an IANA time zone name (or '' for the site's)."""
+    if not isinstance(name, str):
+        raise TypeError(f"timezone must be a string, got {type(name).__name__}")
+    if name:
+        try:
+            zoneinfo.ZoneInfo(name)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"Unknown time zone {name[:60]!r}: an IANA name such as 'Europe/Paris', or ''") from None
+    return name
 
 
 # What a notification is about, for grouping (``notify.send(..., group="post:42")``).
@@ -572,8 +594,6 @@ class NotificationPreferences(models.Model):
 
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
-
-        from notify.preferences import check_timezone
 
         problems: dict[str, str] = {}
         if (self.quiet_start is None) != (self.quiet_end is None):

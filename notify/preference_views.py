@@ -19,7 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from notify import db, preferences
 from notify.auth import authenticate
 from notify.conf import conf
-from notify.models import Level
+from notify.models import Level, check_timezone
 from notify.params import BadRequest, load_json, query_of
 from notify.preferences import Delivery, Rule
 from notify.views import ANSWERED, answer, answer_error, csrf_refusal, error, method_not_allowed
@@ -91,7 +91,7 @@ def parse_changes(body: bytes) -> dict[str, Any]:
             raise BadRequest("invalid_body", 'quiet_hours must be {"start": "HH:MM", "end": "HH:MM"} or null.')
     if "timezone" in payload:
         try:
-            changes["timezone_name"] = preferences.check_timezone(payload["timezone"])
+            changes["timezone_name"] = check_timezone(payload["timezone"])
         except (TypeError, ValueError) as problem:
             raise BadRequest("invalid_body", str(problem)) from None
     if "rules" in payload:

@@ -206,8 +206,7 @@ def set_rule(
     user: Any, *, kind: str = "", level: str = "", page: bool = True, email: bool = True, using: str = "default"
 ) -> Rule:
     """Add or change the user's rule for this kind and level (blank: every one)."""
-    from notify.models import Level, NotificationPreferences, PreferenceRule
-    from notify.sending import check_kind
+    from notify.models import Level, NotificationPreferences, PreferenceRule, check_kind
 
     check_kind(kind)
     if level and level not in Level.values:
@@ -238,8 +237,7 @@ def replace_rules(user: Any, rules: Iterable[Rule], *, using: str = "default") -
     Validated first (kinds, levels, at most MAX_PREFERENCE_RULES, one rule per kind and
     level), then written in one transaction: a refused list changes nothing.
     """
-    from notify.models import Level, NotificationPreferences, PreferenceRule
-    from notify.sending import check_kind
+    from notify.models import Level, NotificationPreferences, PreferenceRule, check_kind
 
     rules = list(rules)
     if len(rules) > conf.MAX_PREFERENCE_RULES:
@@ -291,7 +289,7 @@ def update_preferences(
     using: str = "default",
 ) -> Preferences:
     """Change what is given (email at all, quiet hours as (start, end) or None, time zone)."""
-    from notify.models import NotificationPreferences
+    from notify.models import NotificationPreferences, check_timezone
 
     changes: dict[str, Any] = {}
     if email_enabled is not UNSET:
@@ -312,15 +310,3 @@ def update_preferences(
     user_id = _user_id(user)
     NotificationPreferences.objects.using(using).update_or_create(user_id=user_id, defaults=changes)
     return preferences_for(user_id, using=using)
-
-
-def check_timezone(name: Any) -> str:
-    """Refuse, with a clear error, what is not an IANA time zone name (or '' for the site's)."""
-    if not isinstance(name, str):
-        raise TypeError(f"timezone must be a string, got {type(name).__name__}")
-    if name:
-        try:
-            zoneinfo.ZoneInfo(name)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"Unknown time zone {name[:60]!r}: an IANA name such as 'Europe/Paris', or ''") from None
-    return name

@@ -20,6 +20,7 @@ from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
 from notify.models import CHUNK as MODEL_CHUNK
+from notify.models import check_kind
 from notify.sizes import TooLarge
 
 if TYPE_CHECKING:
@@ -173,17 +174,6 @@ def check_content(title: Any, body: Any, url: Any, data: Any) -> None:
             f"the notification is {size} bytes (title, body, url and data as JSON, in UTF-8); "
             f"at most {limit} are accepted (NOTIFY['MAX_NOTIFICATION_BYTES'])"
         )
-
-
-def check_kind(kind: Any) -> str:
-    """Refuse, with a clear error, what cannot be a notification's kind (models.KIND_RULE)."""
-    from notify.models import KIND_PATTERN, KIND_RULE
-
-    if not isinstance(kind, str):
-        raise TypeError(f"kind must be a string, got {type(kind).__name__} {kind!r}")
-    if kind and not KIND_PATTERN.match(kind):
-        raise ValueError(f"Unsupported kind {kind[:60]!r}: a kind is {KIND_RULE}, or '' for none")
-    return kind
 
 
 def checked(title: Any, body: Any, *, level: Any, kind: Any, url: Any, data: dict[str, Any] | None) -> dict[str, Any]:

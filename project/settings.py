@@ -110,6 +110,12 @@ NOTIFY: dict[str, Any] = {
     "TOPIC_PERMISSION": "project.demo.topics.can_use",
     # The chat shows who is in the room and who joins and leaves (docs/topics.md#presence).
     "PRESENCE": env_bool("NOTIFY_PRESENCE", True),
+    # What the demo sends, by kind, as its preferences page offers it (docs/preferences.md).
+    "PREFERENCE_KINDS": {
+        "message": "Messages from staff (the Send page)",
+        "reminder": "Your reminders",
+        "task": "Tasks assigned to you",
+    },
 }
 # Any other NOTIFY key can be set as NOTIFY_<KEY>, e.g. NOTIFY_MAX_TIMEOUT=30.
 for _key in (

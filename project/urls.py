@@ -4,6 +4,7 @@ from django.contrib.staticfiles.urls import staticfiles_urlpatterns
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from project.demo import preferences as demo_preferences
 from project.demo import views as demo_views
 
 urlpatterns = [
@@ -11,6 +12,7 @@ urlpatterns = [
     path("inbox/", demo_views.inbox, name="inbox"),
     path("inbox/remind/", demo_views.remind, name="remind"),
     path("send/", demo_views.send, name="send"),
+    path("preferences/", demo_preferences.preferences_page, name="preferences"),
     path("chat/", demo_views.chat_index, name="chat_index"),
     path("chat/<slug:room>/", demo_views.chat, name="chat"),
     path("login/", auth_views.LoginView.as_view(), name="login"),

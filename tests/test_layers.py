@@ -53,6 +53,7 @@ def layer(module: str) -> str:
         "checks",
         "client",
         "history",
+        "preference_views",
         "openapi",
         "contrib",
         "monitoring",

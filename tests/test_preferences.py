@@ -246,7 +246,11 @@ def test_get_answers_the_defaults_and_post_changes_what_it_names(server, alice, 
         "rules": [],
         "email_available": False,
         "levels": ["info", "success", "warning", "error"],
-        "kinds": [],
+        "kinds": [  # the demo's NOTIFY["PREFERENCE_KINDS"]
+            {"kind": "message", "label": "Messages from staff (the Send page)"},
+            {"kind": "reminder", "label": "Your reminders"},
+            {"kind": "task", "label": "Tasks assigned to you"},
+        ],
     }
     change = {
         "quiet_hours": {"start": "22:30", "end": "07:00"},
@@ -398,3 +402,50 @@ def test_checks_accept_preference_settings_of_the_right_shape():
     }
     with notify_settings(**good):
         assert not [p for p in run_checks() if p.id in ("notify.E032", "notify.E033", "notify.E034")]
+
+
+# --- the demo's page (the browser's side: tests/browser/test_preferences.py) ----------------------
+
+
+def demo_form(**changes: str) -> dict[str, str]:
+    from project.demo.preferences import field_name, rows
+
+    form = {field_name(channel, kind, level): "on" for kind, level, _ in rows() for channel in ("page", "email")}
+    return {**form, "email_enabled": "on", "timezone": "", **changes}
+
+
+def test_the_demo_page_stores_only_rows_that_differ_from_everything_else(client, alice):
+    client.force_login(alice)
+    assert client.get("/preferences/").status_code == 200
+    with notify_settings(**EMAIL_ON):
+        # Email ticked only for tasks and errors (an unticked box is not sent), tasks not in the page.
+        form = {name: on for name, on in demo_form().items() if not name.startswith("email:")}
+        form.update({"email:task:": "on", "email::error": "on"})
+        form.pop("page:task:")
+        assert client.post("/preferences/", form).status_code == 302
+    assert preferences.preferences_for(alice).rules == (
+        rule(email=False),
+        rule("", "error", email=True),
+        rule("task", page=False, email=True),
+    )
+
+
+def test_without_email_digests_the_demo_page_keeps_the_email_choices_as_they_are(client, alice):
+    preferences.set_rule(alice, kind="task", page=True, email=False)
+    client.force_login(alice)
+    form = demo_form()
+    form.pop("page:message:")  # and every email box ticked: ignored, email is off on this site
+    assert client.post("/preferences/", form).status_code == 302
+    assert preferences.preferences_for(alice).rules == (
+        rule("message", page=False, email=True),
+        rule("task", email=False),
+    )
+
+
+def test_the_demo_page_refuses_half_quiet_hours_and_an_unknown_zone_and_changes_nothing(client, alice):
+    client.force_login(alice)
+    with notify_settings(**EMAIL_ON):
+        reply = client.post("/preferences/", demo_form(quiet_start="22:00", timezone="Mars/Olympus"))
+    assert reply.status_code == 200
+    assert b"both a start and an end" in reply.content and b"Select a valid choice" in reply.content
+    assert not NotificationPreferences.objects.exists()

@@ -28,5 +28,6 @@ def notify_assignee(sender: type, instance: Task, **kwargs: Any) -> None:
             instance.assignee_id,
             f"Task assigned: {instance.title}",
             "You have a new task in the demo.",
+            kind="task",
             data={"task": instance.pk},
         )

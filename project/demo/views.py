@@ -44,7 +44,9 @@ def forbidden(request: HttpRequest, reason: str) -> HttpResponse:
 def inbox(request: HttpRequest) -> HttpResponse:
     mine = request.user.notifications  # type: ignore[union-attr]
     context = {"notifications": mine.delivered().order_by("-seq")[:INBOX_SIZE], "unread_count": mine.unread().count()}
-    context.update(remind_form=RemindForm(), reminders=mine.filter(seq__isnull=True).order_by("deliver_at")[:10])
+    context.update(
+        remind_form=RemindForm(), reminders=mine.filter(seq__isnull=True, page=True).order_by("deliver_at")[:10]
+    )
     return render(request, "demo/inbox.html", context)
 
 
@@ -74,6 +76,7 @@ def send(request: HttpRequest) -> HttpResponse:
             form.cleaned_data["title"],
             form.cleaned_data["body"],
             level=form.cleaned_data["level"],
+            kind="message",
             url=form.cleaned_data["url"],
         )
         messages.success(request, f"Sent to {recipient.get_username()}.")
@@ -106,16 +109,23 @@ def remind(request: HttpRequest) -> HttpResponse:
         try:
             # At most MAX_PENDING_REMINDERS_PER_USER pending: each is a row until it is due.
             with bounded_reminders(request.user.pk):
-                (reminder,) = notify.send(request.user, form.cleaned_data["title"], asked, deliver_at=deliver_at)
+                sent = notify.send(
+                    request.user, form.cleaned_data["title"], asked, kind="reminder", deliver_at=deliver_at
+                )
         except LimitExceeded as refused:
             messages.error(request, refused.detail)
             page = inbox(request)  # the page the form is on, with the refusal, as a 429
             page.status_code = refused.status
             page["Retry-After"] = str(refused.retry_after)
             return page
-        # Tagged with the reminder: the inbox clears this notice when that reminder arrives.
-        text = f"Reminder set: it will appear here {REMINDER_DELAYS[delay]}."
-        messages.success(request, text, extra_tags=f"reminder:{reminder.pk}")
+        if not sent:
+            messages.error(request, "Your preferences turn reminders off: change them on the Preferences page.")
+        elif not sent[0].page:
+            messages.success(request, "Reminder set: your preferences send reminders by email only.")
+        else:
+            # Tagged with the reminder: the inbox clears this notice when that reminder arrives.
+            text = f"Reminder set: it will appear here {REMINDER_DELAYS[delay]}."
+            messages.success(request, text, extra_tags=f"reminder:{sent[0].pk}")
     else:
         messages.error(request, "Choose when to be reminded: " + ", ".join(REMINDER_DELAYS.values()) + ".")
     return redirect("inbox")
