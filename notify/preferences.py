@@ -190,13 +190,17 @@ def preferences_for_users(user_ids: Iterable[int], *, using: str = "default") ->
     found: dict[int, Preferences] = {}
     for user_id in ids:
         row = rows.get(user_id)
+        if row is None:  # nothing chosen (a rule belongs to a preferences row: none either)
+            found[user_id] = Preferences(user_id=user_id, defaults=defaults)
+            continue
+        email_enabled, quiet_start, quiet_end, zone = row
         found[user_id] = Preferences(
             user_id=user_id,
             rules=tuple(rules.get(user_id, ())),
-            email_enabled=row.email_enabled if row is not None else True,
-            quiet_start=row.quiet_start if row is not None else None,
-            quiet_end=row.quiet_end if row is not None else None,
-            timezone=row.timezone if row is not None else "",
+            email_enabled=email_enabled,
+            quiet_start=quiet_start,
+            quiet_end=quiet_end,
+            timezone=zone,
             defaults=defaults,
         )
     return found
