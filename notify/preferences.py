@@ -175,7 +175,9 @@ def preferences_for_users(user_ids: Iterable[int], *, using: str = "default") ->
     ids = sorted(set(user_ids))
     defaults = default_rules()
     rules: dict[int, list[Rule]] = {}
-    rows: dict[int, NotificationPreferences] = {}
+    rows: dict[int, tuple[Any, ...]] = {}
+    # As values, not model instances: a send to 10,000 users with rules each reads 40,000 rows.
+    deliveries = {(page, email): Delivery(page=page, email=email) for page in (True, False) for email in (True, False)}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         for user_id, kind, level, page, email in (
@@ -183,10 +185,13 @@ def preferences_for_users(user_ids: Iterable[int], *, using: str = "default") ->
             .filter(preferences_id__in=chunk)  # a NotificationPreferences' primary key is its user's id
             .values_list("preferences_id", "kind", "level", "page", "email")
         ):
-            rules.setdefault(user_id, []).append(Rule(kind, level, Delivery(page=page, email=email)))
-        rows.update(
-            (row.user_id, row) for row in NotificationPreferences.objects.using(using).filter(user_id__in=chunk)
-        )
+            rules.setdefault(user_id, []).append(Rule(kind, level, deliveries[page, email]))
+        for user_id, *chosen in (
+            NotificationPreferences.objects.using(using)
+            .filter(user_id__in=chunk)
+            .values_list("user_id", "email_enabled", "quiet_start", "quiet_end", "timezone")
+        ):
+            rows[user_id] = tuple(chosen)
     found: dict[int, Preferences] = {}
     for user_id in ids:
         row = rows.get(user_id)
