@@ -45,6 +45,22 @@ def test_notify_send_refuses_an_unknown_user(transactional_db):
     assert not Notification.objects.exists()
 
 
+def test_notify_send_says_what_the_users_preferences_made_of_it(make_user, settings):
+    from notify import preferences
+
+    carol = make_user("carol")
+    preferences.set_rule(carol, kind="ci", page=False, email=False)
+    assert run("notify_send", "carol", "Build failed", "--kind", "ci.build") == (
+        "Not sent: carol's preferences want this kind and level nowhere.\n"
+    )
+    settings.NOTIFY = {**settings.NOTIFY, "EMAIL_DIGESTS": True}
+    preferences.set_rule(carol, kind="ci", page=False, email=True)
+    output = run("notify_send", "carol", "Build failed", "--kind", "ci.build")
+    [stored] = Notification.objects.filter(recipient=carol)
+    assert output == f"Stored notification {stored.pk} for carol's next email digest (their preferences).\n"
+    assert (stored.page, stored.seq) == (False, None)
+
+
 def test_notify_token_prints_a_working_token_alone_on_the_last_line(server, make_user):
     make_user("bob")
     token = run("notify_token", "bob", "--name", "laptop").strip().splitlines()[-1]

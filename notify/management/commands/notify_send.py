@@ -64,7 +64,7 @@ class Command(BaseCommand):
         except User.DoesNotExist:
             raise CommandError(f"No user with {User.USERNAME_FIELD} {options['username']!r}.") from None
         try:
-            [notification] = send(
+            sent = send(
                 user,
                 options["title"],
                 options["body"],
@@ -75,7 +75,15 @@ class Command(BaseCommand):
             )
         except (TypeError, ValueError) as problem:
             raise CommandError(str(problem)) from None
-        if notification.seq is None:
+        if not sent:
+            self.stdout.write(f"Not sent: {user}'s preferences want this kind and level nowhere.")
+            return
+        [notification] = sent
+        if not notification.page:
+            self.stdout.write(
+                f"Stored notification {notification.pk} for {user}'s next email digest (their preferences)."
+            )
+        elif notification.seq is None:
             when = timezone.localtime(notification.deliver_at).isoformat(timespec="seconds")
             self.stdout.write(f"Scheduled notification {notification.pk} to {user} for {when}.")
         else:
