@@ -71,7 +71,7 @@ def send(request: HttpRequest) -> HttpResponse:
     form = SendForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         recipient = form.cleaned_data["recipient"]
-        notify.send(
+        sent = notify.send(
             recipient,
             form.cleaned_data["title"],
             form.cleaned_data["body"],
@@ -79,7 +79,12 @@ def send(request: HttpRequest) -> HttpResponse:
             kind="message",
             url=form.cleaned_data["url"],
         )
-        messages.success(request, f"Sent to {recipient.get_username()}.")
+        if not sent:
+            messages.info(request, f"Not sent: {recipient.get_username()} turned staff messages off (Preferences).")
+        elif not sent[0].page:
+            messages.success(request, f"Sent to {recipient.get_username()}, by email only (their preferences).")
+        else:
+            messages.success(request, f"Sent to {recipient.get_username()}.")
         return redirect("send")
     return render(request, "demo/send.html", {"form": form})
 
