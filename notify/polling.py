@@ -30,11 +30,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from notify import auth, dashboard, db, lifecycle, metrics, presence
+from notify import auth, dashboard, db, lifecycle, metrics, presence, receipts
 from notify.auth import Credential, NotAuthenticated
 from notify.broker import Flag, Subscription, get_broker
 from notify.conf import conf
-from notify.cursor import Cursor
+from notify.cursor import Cursor, InboxCursor
 from notify.limits import SlotVerdict, count_snapshot, poll_limiter
 from notify.pages import AUTH_CHANGED
 from notify.streams import Result, Stream, named
@@ -140,6 +140,9 @@ async def hold(
         trusted = all(s.ready.is_set() for s in every) and auth.is_trusted(credential, user_id, now)
         if not trusted and not await auth.confirm(credential, user_id, now):
             raise NotAuthenticated("The token was revoked or the session ended.")
+        for _, after in followed:
+            if isinstance(after, InboxCursor):  # the verified user's page holds all up to it: no email for that
+                receipts.note(user_id, after.notifications)
         # 4. check.
         results = await first_look(user_id, followed, limit)
         # Present on the topics it follows (first_look asked the permission) while held: notify.presence.

@@ -173,6 +173,14 @@ def take_slot_soon(user_id: int, limit: int, seconds: float) -> asyncio.Future[S
     return _slot_queue().take(slot, limit, math.ceil(seconds * 1000))
 
 
+def run_soon(source: str, keys: list[str], args: list[Any]) -> None:
+    """Run a Lua script in this event loop's next round trip to Redis, with the limits' ops,
+    not waited for (notify.receipts: a hint, whose loss costs nothing but an extra email).
+    Nothing with the memory broker; nothing, silently, while Redis fails."""
+    if conf.BROKER != "memory":
+        _slot_queue().run(("script", source, keys, args))
+
+
 def free_slot(slot: Slot) -> None:
     """Give a slot back (a slot that cannot be given back lapses by itself). Queued, not
     waited for: the poll's answer does not wait on Redis; the next round trip of this
@@ -206,6 +214,9 @@ class _SlotQueue:
     def free(self, slot: Slot) -> None:
         self._frees.append(slot)
         self._wake()
+
+    def run(self, op: tuple[Any, ...]) -> None:
+        self._queue(op)  # its answer is set on a future nobody awaits
 
     async def _ask(self, op: tuple[Any, ...]) -> Any:
         return await self._queue(op)
@@ -251,6 +262,11 @@ def _slot_queue() -> _SlotQueue:
     return found
 
 
+def client() -> Any:
+    """The process's synchronous Redis client for these counters (and notify.receipts' marks)."""
+    return _redis.client()
+
+
 def held_slots(user_id: int) -> int:
     """The user's slots taken and not lapsed, across every worker, now. For tests and operators."""
     client = _redis.client()
@@ -279,6 +295,9 @@ def _one_in_redis(client: Any, op: tuple[Any, ...], target: Any) -> Any:
     kind = op[0]
     if kind == "free":
         answer = target.zrem(op[1].key, op[1].poll_id)
+    elif kind == "script":
+        _, source, script_keys, script_args = op
+        answer = _script(client, source)(keys=script_keys, args=script_args, client=target)
     elif kind == "take":
         _, slot, limit, lasts_ms = op
         answer = _script(client, SLOT_SCRIPT)(keys=[slot.key], args=[slot.poll_id, limit, lasts_ms], client=target)
@@ -293,6 +312,8 @@ def _one_in_redis(client: Any, op: tuple[Any, ...], target: Any) -> Any:
 
 
 def _answer(op: tuple[Any, ...], raw: Any) -> Any:
+    if op[0] == "script":
+        return raw
     if op[0] == "hit":
         refused, wait_ms = raw
         return None if not refused else Refused(op[2][int(refused) - 1], int(wait_ms) / 1000)
