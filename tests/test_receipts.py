@@ -66,3 +66,19 @@ def test_without_email_digests_nothing_is_noted(server, make_user, token_for):
     notify.send([quiet, witness], "one")
     noted(server, token_for(quiet), 1)  # the session's server: digests off
     assert receipts.received([quiet.pk]) == {}
+
+
+def test_two_workers_never_lower_each_others_mark(make_user, token_for, settings):
+    from tests.server import two_workers
+
+    alice, witness = make_user(), make_user()
+    token = token_for(alice)
+    for title in ("one", "two", "three"):
+        notify.send([alice, witness], title)
+    with two_workers(lambda: Server(env={"NOTIFY_EMAIL_DIGESTS": "1"})) as (first, second):
+        noted(first, token, 3)
+        wait_until(lambda: receipts.received([alice.pk]) == {alice.pk: 3})
+        noted(second, token, 2)  # an older tab on another worker, which never wrote alice's mark
+        noted(second, token_for(witness), 1)  # queued after it, in the same event loop
+        wait_until(lambda: receipts.received([witness.pk]) == {witness.pk: 1})
+        assert receipts.received([alice.pk]) == {alice.pk: 3}
