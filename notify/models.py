@@ -150,6 +150,14 @@ def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
         notification.seq = heads[notification.recipient_id]
 
 
+def _collapse_groups(notifications: Sequence[Notification], *, using: str) -> None:
+    """Grouping (notify.grouping): under the stream-head locks ``assign_seqs`` just took, each
+    grouped notification replaces its recipient's open one of the same kind and group."""
+    from notify import grouping
+
+    grouping.collapse(notifications, using=using)
+
+
 # Sent by ``Notification.objects.bulk_create`` (which sends no post_save) with the
 # created rows: notify.receivers publishes them once the transaction commits.
 notifications_created = Signal()
@@ -177,6 +185,7 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
             assign_seqs([obj for obj in objs if obj.seq is None and obj.page and not obj.is_scheduled], using=using)
+            _collapse_groups(objs, using=using)
             created = super().bulk_create(objs, *args, **kwargs)
         notifications_created.send(sender=Notification, notifications=created, using=using)
         return created
@@ -221,6 +230,10 @@ class Notification(models.Model):
     group = models.CharField(max_length=GROUP_MAX_LENGTH, blank=True, default="", editable=False)
     group_count = models.PositiveIntegerField(default=1, editable=False)
     group_actors = models.JSONField(default=list, blank=True, editable=False)
+    # The id of the notification its group started with (None: this one). Every notification of
+    # one group has the same, so a client tells the one it replaces from an earlier group of the
+    # same key still listed (one read, or left unread past GROUP_WINDOW): docs/grouping.md.
+    group_first = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
 
     objects = NotificationQuerySet.as_manager()
 
@@ -279,6 +292,7 @@ class Notification(models.Model):
         # row must be saved in that same transaction.
         with transaction.atomic(using=using, savepoint=False):
             assign_seqs([self], using=using)
+            _collapse_groups([self], using=using)
             super().save(*args, **kwargs)
 
     @property
@@ -301,6 +315,18 @@ class Notification(models.Model):
             "data": self.data,
             "created_at": self.created_at.isoformat(),
             "read": self.read_at is not None,
+            # Grouping (notify.grouping, docs/grouping.md): a client drops any earlier item of the
+            # same kind and group key when this one arrives.
+            "group": (
+                {
+                    "key": self.group,
+                    "count": self.group_count,
+                    "actors": list(self.group_actors),
+                    "first_id": self.group_first or self.pk,
+                }
+                if self.group
+                else None
+            ),
         }
 
 
@@ -527,6 +553,7 @@ class Announcement(models.Model):
             "data": self.data,
             "created_at": self.created_at.isoformat(),
             "read": read,
+            "group": None,  # never grouped: one row for everyone
         }
 
 
