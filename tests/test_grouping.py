@@ -442,3 +442,34 @@ def test_concurrent_grouped_sends_on_any_database_count_every_send(alice):
     [open_one] = [n for n in unread(alice) if n.group]
     assert open_one.group_count == 20
     assert Notification.objects.filter(recipient=alice).count() == 2
+
+
+@pytest.mark.postgres
+def test_a_mark_read_racing_a_grouped_send_is_never_lost(alice):
+    """The test marks the open notification read in a transaction of its own and holds it; a
+    grouped send then reaches its look-up, which locks the open rows (FOR UPDATE) and so waits
+    (seen in pg_stat_activity); the test commits. The send reads the row again, finds it read and
+    starts a new group: the read one stays read and stays. Without the row lock the send would
+    count the row it read as unread, delete it and undo the read."""
+    if connection.vendor != "postgresql":
+        pytest.skip("row locks: on SQLite the write lock orders the read and the send")
+    first = comment(alice, "alice")
+    pids: list[int] = []
+    ready = threading.Event()
+
+    def sender() -> Notification:
+        with transaction.atomic():
+            pids.append(backend_pid())
+            ready.set()
+            return comment(alice, "bob")
+
+    with transaction.atomic():
+        assert Notification.objects.filter(pk=first.pk).mark_read() == 1
+        running = threads.start(sender)
+        assert ready.wait(10)
+        waiting_for_a_lock(pids)
+    [second] = threads.join_all([running], 10)
+
+    assert Notification.objects.get(pk=first.pk).read
+    assert (second.group_count, second.group_first) == (1, None)
+    assert [n.pk for n in unread(alice)] == [second.pk]
