@@ -473,3 +473,46 @@ def test_a_mark_read_racing_a_grouped_send_is_never_lost(alice):
     assert Notification.objects.get(pk=first.pk).read
     assert (second.group_count, second.group_first) == (1, None)
     assert [n.pk for n in unread(alice)] == [second.pk]
+
+
+# --- the command and the Python client -----------------------------------------------------------
+
+
+def test_notify_send_groups_with_group_and_actor(alice):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    out = StringIO()
+    for actor in ("bob", "carol"):
+        call_command("notify_send", alice.username, TITLE, "--kind", "blog.comment", "--group", "post:42",
+                     "--actor", actor, stdout=out)  # fmt: skip
+    [open_one] = unread(alice)
+    assert out.getvalue().splitlines()[-1] == f"Sent notification {open_one.pk} to {alice}, counting 2 in its group."
+    assert open_one.title == "carol and bob commented on Post 42"
+    with pytest.raises(CommandError, match="needs a kind"):
+        call_command("notify_send", alice.username, "t", "--group", "post:42")
+
+
+async def test_the_python_client_yields_the_group_and_applies_the_rule(server, alice, token):
+    from asgiref.sync import sync_to_async
+
+    from notify.client import NotifyClient, replaces
+
+    first = await sync_to_async(comment)(alice, "bob")
+    second = await sync_to_async(comment)(alice, "carol")
+    async with NotifyClient(server.url, token, cursor="0", timeout=1) as client:
+        [received] = [n async for n in _take(client, 1)]
+    assert received["id"] == second.pk
+    assert received["group"] == {"key": "post:42", "count": 2, "actors": ["carol", "bob"], "first_id": first.pk}
+    had = {**received, "id": first.pk, "group": {**received["group"], "count": 1}}
+    assert replaces(received, had) and not replaces(had, received)
+    assert not replaces(received, {**had, "group": {**had["group"], "first_id": 999}})  # an earlier group
+
+
+async def _take(client: Any, n: int) -> Any:
+    async for notification in client:
+        yield notification
+        n -= 1
+        if not n:
+            return
