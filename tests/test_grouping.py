@@ -340,6 +340,47 @@ def test_a_client_resuming_from_an_old_cursor_gets_the_latest_group_item_once(se
     assert sorted(seen_first.items) == sorted(received.items) == [n.pk for n in unread(alice)]
 
 
+def test_a_client_following_its_cursor_beside_a_sending_thread_sees_every_send_once(server, alice, token):
+    """The same, with the sends made by a thread of their own while the client polls with limit 1
+    (every page a single notification): whatever each poll finds, the chain holds."""
+    cursor = page(server, token)["cursor"]
+    client, sends, done = Client(), 30, threading.Event()
+
+    def sender() -> None:
+        for i in range(sends):
+            if i % 4 == 3:
+                notify.send(alice, f"plain {i}")
+            else:
+                comment(alice, f"u{i % 7}")
+        done.set()
+
+    running = threads.start(sender)
+    grouped_sends = sum(1 for i in range(sends) if i % 4 != 3)
+    deadline = time.monotonic() + 30
+    while True:
+        answer = page(server, token, after=cursor, limit=1, timeout=0 if done.is_set() else 1)
+        client.take(answer["notifications"])
+        cursor = answer["cursor"]
+        counts = [n["group"]["count"] for n in client.received if n["group"]]
+        if done.is_set() and not answer["notifications"] and counts and counts[-1] == grouped_sends:
+            break
+        assert time.monotonic() < deadline, client.received
+    running.join(10)
+
+    ids = [n["id"] for n in client.received]
+    assert len(ids) == len(set(ids))
+    assert [n["title"] for n in client.received if not n["group"]] == [f"plain {i}" for i in range(3, sends, 4)]
+    assert counts == sorted(set(counts))
+    assert sorted(client.items) == [n.pk for n in unread(alice)]
+
+
+def test_saving_a_grouped_notification_directly_groups_it_too(alice):
+    first = comment(alice, "alice")
+    saved = Notification.objects.create(recipient=alice, title=TITLE, group_actors=["bob"], **COMMENT)
+    assert (saved.group_count, saved.group_first, saved.title) == (2, first.pk, "bob and alice commented on Post 42")
+    assert [n.pk for n in unread(alice)] == [saved.pk]
+
+
 def test_a_held_poll_is_answered_with_the_grouped_notification_and_the_right_unread_count(server, alice, token):
     comment(alice, "alice")
     cursor = page(server, token)["cursor"]
