@@ -557,3 +557,15 @@ async def _take(client: Any, n: int) -> Any:
         n -= 1
         if not n:
             return
+
+
+def test_a_send_continues_only_the_newest_open_group_when_an_older_one_is_unread_again(alice):
+    """Marked unread again (the history API), an older group is open beside the newest: a send
+    continues the newest only, so every notification of one group keeps its first_id."""
+    older = comment(alice, "alice")
+    Notification.objects.filter(pk=older.pk).mark_read()
+    newer = comment(alice, "bob")
+    Notification.objects.filter(pk=older.pk).update(read_at=None)
+    latest = comment(alice, "carol")
+    assert (latest.group_count, latest.group_first) == (2, newer.pk)
+    assert [n.pk for n in unread(alice)] == [older.pk, latest.pk]
