@@ -161,6 +161,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     problems += check_topic_permission(user.get("TOPIC_PERMISSION"))
     problems += check_poll_middleware(user.get("POLL_MIDDLEWARE"))
     problems += check_rate_limits(user)
+    problems += check_grouping(user)
     if conf.BROKER == "memory":
         problems.append(
             Warning(
@@ -527,6 +528,43 @@ def check_preferences(user: dict[str, Any]) -> list[Error | Warning]:
                 f"NOTIFY['PREFERENCE_KINDS'] must be a dict of kind -> label, not {kinds!r:.80}.",
                 hint='For example {"chat": "Chat messages"}.',
                 id="notify.E034",
+            )
+        )
+    return problems
+
+
+# The most actors a grouped notification may name (NOTIFY['GROUP_MAX_ACTORS']): each is up to 150
+# characters, in every poll answer that carries the notification.
+GROUP_MAX_ACTORS_CEILING = 100
+# GROUP_WINDOW below this (ten years; None for no bound): infinity or 1e300 would overflow the
+# time arithmetic of every grouped send.
+GROUP_WINDOW_CEILING = 10 * 366 * 24 * 3600
+
+
+def check_grouping(user: dict[str, Any]) -> list[Error | Warning]:
+    """GROUP_WINDOW: seconds, or None; GROUP_MAX_ACTORS bounds what each grouped notification carries."""
+    problems: list[Error | Warning] = []
+    window = user.get("GROUP_WINDOW", DEFAULTS["GROUP_WINDOW"])
+    if window is not None and (
+        isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= GROUP_WINDOW_CEILING
+    ):
+        problems.append(
+            Error(
+                f"NOTIFY['GROUP_WINDOW'] must be a number of seconds from 0 to {GROUP_WINDOW_CEILING} (ten years), "
+                f"or None, not {window!r}.",
+                hint="A grouped send collapses into an unread notification delivered at most this long ago; "
+                "None: however long ago, 0: never.",
+                id="notify.E050",
+            )
+        )
+    most = user.get("GROUP_MAX_ACTORS", DEFAULTS["GROUP_MAX_ACTORS"])
+    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= GROUP_MAX_ACTORS_CEILING:
+        problems.append(
+            Error(
+                f"NOTIFY['GROUP_MAX_ACTORS'] must be a whole number from 1 to {GROUP_MAX_ACTORS_CEILING}, "
+                f"not {most!r}.",
+                hint="The actors a grouped notification names, newest first; every poll answer carries them.",
+                id="notify.E051",
             )
         )
     return problems

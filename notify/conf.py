@@ -136,6 +136,14 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a notification of each level must stay unread before it is emailed; a level
     # left out or None is never emailed.
     "EMAIL_DELAY": {"info": 3600, "success": 3600, "warning": 900, "error": 300},
+    # Grouping (notify.grouping, docs/grouping.md): a send with a group collapses into the
+    # recipient's unread notification of the same kind and group if that one was delivered
+    # at most GROUP_WINDOW seconds ago (each collapse renews it). None: however long ago;
+    # 0: never (every send is a notification of its own).
+    "GROUP_WINDOW": 24 * 3600,
+    # Actors a grouped notification names, newest first (each at most 150 characters): every
+    # poll answer carrying it carries them. "{actors}" counts people exactly up to this many.
+    "GROUP_MAX_ACTORS": 10,
 }
 
 # What POLL_MIDDLEWARE None takes from MIDDLEWARE: middleware without which a poll's
@@ -321,6 +329,15 @@ class Settings:
     @property
     def EMAIL_DELAY(self) -> dict[str, float | None]:
         return dict(self._get("EMAIL_DELAY"))
+
+    @property
+    def GROUP_WINDOW(self) -> float | None:
+        value = self._get("GROUP_WINDOW")
+        return None if value is None else float(value)
+
+    @property
+    def GROUP_MAX_ACTORS(self) -> int:
+        return int(self._get("GROUP_MAX_ACTORS"))
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

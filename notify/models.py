@@ -172,6 +172,18 @@ def assign_seqs(notifications: Sequence[Notification], *, using: str) -> None:
         notification.seq = heads[notification.recipient_id]
 
 
+# Sent inside the transaction that inserts notifications, once ``assign_seqs`` has numbered
+# them under their recipients' stream-head locks, before the insert: notify.receivers folds
+# each recipient's open group into a grouped one there (notify.grouping). A signal, so that
+# the model does not import what builds on it.
+notifications_numbered = Signal()
+
+
+def _collapse_groups(notifications: Sequence[Notification], *, using: str) -> None:
+    if any(n.group for n in notifications):
+        notifications_numbered.send(sender=Notification, notifications=notifications, using=using)
+
+
 # Sent by ``Notification.objects.bulk_create`` (which sends no post_save) with the
 # created rows: notify.receivers publishes them once the transaction commits.
 notifications_created = Signal()
@@ -199,6 +211,7 @@ class NotificationQuerySet(models.QuerySet["Notification"]):
         using = self.db
         with transaction.atomic(using=using, savepoint=False):
             assign_seqs([obj for obj in objs if obj.seq is None and obj.page and not obj.is_scheduled], using=using)
+            _collapse_groups(objs, using=using)
             created = super().bulk_create(objs, *args, **kwargs)
         notifications_created.send(sender=Notification, notifications=created, using=using)
         return created
@@ -243,6 +256,10 @@ class Notification(models.Model):
     group = models.CharField(max_length=GROUP_MAX_LENGTH, blank=True, default="", editable=False)
     group_count = models.PositiveIntegerField(default=1, editable=False)
     group_actors = models.JSONField(default=list, blank=True, editable=False)
+    # The id of the notification its group started with (None: this one). Every notification of
+    # one group has the same, so a client tells the one it replaces from an earlier group of the
+    # same key still listed (one read, or left unread past GROUP_WINDOW): docs/grouping.md.
+    group_first = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
 
     objects = NotificationQuerySet.as_manager()
 
@@ -301,6 +318,7 @@ class Notification(models.Model):
         # row must be saved in that same transaction.
         with transaction.atomic(using=using, savepoint=False):
             assign_seqs([self], using=using)
+            _collapse_groups([self], using=using)
             super().save(*args, **kwargs)
 
     @property
@@ -323,6 +341,18 @@ class Notification(models.Model):
             "data": self.data,
             "created_at": self.created_at.isoformat(),
             "read": self.read_at is not None,
+            # Grouping (notify.grouping, docs/grouping.md): a client drops any earlier item of the
+            # same kind and group key when this one arrives.
+            "group": (
+                {
+                    "key": self.group,
+                    "count": self.group_count,
+                    "actors": list(self.group_actors),
+                    "first_id": self.group_first or self.pk,
+                }
+                if self.group
+                else None
+            ),
         }
 
 
@@ -549,6 +579,7 @@ class Announcement(models.Model):
             "data": self.data,
             "created_at": self.created_at.isoformat(),
             "read": read,
+            "group": None,  # never grouped: one row for everyone
         }
 
 

@@ -1,4 +1,4 @@
-"""Model signals: publish saved notifications. (Credential ends: notify.auth.revocation.)"""
+"""Model signals: publish saved notifications, fold grouped ones. (Credential ends: notify.auth.revocation.)"""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from notify.models import Notification, notifications_created
+from notify import grouping
+from notify.models import Notification, notifications_created, notifications_numbered
 from notify.sending import publish_on_commit
 
 
@@ -20,3 +21,8 @@ def publish_saved(sender: type, instance: Notification, created: bool, using: st
 @receiver(notifications_created, sender=Notification, dispatch_uid="notify_publish_created")
 def publish_created(sender: type, notifications: list[Notification], using: str, **kwargs: Any) -> None:
     publish_on_commit(notifications, using=using)
+
+
+@receiver(notifications_numbered, sender=Notification, dispatch_uid="notify_collapse_groups")
+def collapse_groups(sender: type, notifications: list[Notification], using: str, **kwargs: Any) -> None:
+    grouping.collapse(notifications, using=using)

@@ -15,7 +15,7 @@ from django.db import DatabaseError, models, transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from notify import announcements, metrics, pages, preferences
+from notify import announcements, grouping, metrics, pages, preferences
 from notify.compiled import CompiledQuery
 from notify.conf import conf
 from notify.jsondepth import TooDeep, nests_deeper_than
@@ -210,6 +210,8 @@ def send(
     url: str = "",
     data: dict[str, Any] | None = None,
     deliver_at: datetime.datetime | None = None,
+    group: str = "",
+    actor: str | None = None,
     using: str = "default",
 ) -> list[Notification]:
     """Create one notification per recipient and publish them after commit.
@@ -225,12 +227,17 @@ def send(
     invisible to polls and unread counts until then, and delivered at that time by
     ``manage.py notify_scheduler`` (see notify.scheduling). A time now or past
     delivers it at once.
+
+    ``group`` (with a ``kind``) and ``actor`` group it (notify.grouping, docs/grouping.md): a
+    recipient with an unread one of the same kind and group gets one notification that counts
+    both, and ``{actors}`` in the title names who acted ("alice and 3 others").
     """
     from notify.models import EmailStatus, Notification
 
     content = checked(title, body, level=level, kind=kind, url=url, data=data)
     if deliver_at is not None and check_deliver_at(deliver_at) <= timezone.now():
         deliver_at = None  # due already: an ordinary send
+    content.update(grouping.fields(group, actor, kind=kind, deliver_at=deliver_at))
     user_ids = list(dict.fromkeys(resolve_recipient_ids(recipients)))
     if not user_ids:
         return []
@@ -258,11 +265,23 @@ async def asend(
     url: str = "",
     data: dict[str, Any] | None = None,
     deliver_at: datetime.datetime | None = None,
+    group: str = "",
+    actor: str | None = None,
     using: str = "default",
 ) -> list[Notification]:
     """The async twin of ``send``."""
     return await sync_to_async(send)(
-        recipients, title, body, level=level, kind=kind, url=url, data=data, deliver_at=deliver_at, using=using
+        recipients,
+        title,
+        body,
+        level=level,
+        kind=kind,
+        url=url,
+        data=data,
+        deliver_at=deliver_at,
+        group=group,
+        actor=actor,
+        using=using,
     )
 
 

@@ -11,6 +11,7 @@ urlpatterns = [
     path("", RedirectView.as_view(pattern_name="inbox")),
     path("inbox/", demo_views.inbox, name="inbox"),
     path("inbox/remind/", demo_views.remind, name="remind"),
+    path("inbox/like/", demo_views.like, name="like"),
     path("send/", demo_views.send, name="send"),
     path("preferences/", demo_preferences.preferences_page, name="preferences"),
     path("chat/", demo_views.chat_index, name="chat_index"),

@@ -47,7 +47,7 @@ def test_poll_with_pending_notifications_answers_at_once_oldest_first(server, al
     assert first["body"] == "body" and first["level"] == "warning" and first["url"] == "/x"
     assert first["data"] == {"k": [1]} and first["read"] is False and first["created_at"]
     assert first["kind"] == "build.failed" and second["kind"] == ""
-    assert set(first) == {"id", "title", "body", "level", "kind", "url", "data", "created_at", "read"}
+    assert set(first) == {"id", "title", "body", "level", "kind", "url", "data", "created_at", "read", "group"}
     assert page["unread_count"] == 2
 
 

@@ -63,7 +63,7 @@ def test_the_list_pages_newest_first_without_loss_or_duplicate(alice, token):
         url = answer.json()["next"]
     assert seen == ["n4", "n3", "n2", "n1", "n0"]
     first = client.get("/api/notifications/").json()["results"][0]
-    assert set(first) == {"id", "title", "body", "level", "kind", "url", "data", "created_at", "read"}
+    assert set(first) == {"id", "title", "body", "level", "kind", "url", "data", "created_at", "read", "group"}
 
 
 def test_filters_are_the_historys_and_refused_in_notifys_shape(alice, token):

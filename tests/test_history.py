@@ -102,7 +102,7 @@ def test_the_list_is_newest_first_with_its_count_and_no_next_on_the_last_page(se
     assert titles(page) == ["c", "b", "a"]
     assert page["next"] is None and page["unread_count"] == 3
     first = page["notifications"][0]
-    assert set(first) == {"id", "title", "body", "level", "kind", "url", "data", "created_at", "read"}
+    assert set(first) == {"id", "title", "body", "level", "kind", "url", "data", "created_at", "read", "group"}
     assert (first["kind"], first["level"], first["read"]) == ("k", "warning", False)
 
 

@@ -51,6 +51,8 @@ def alice_with_history(alice: Any) -> Any:
         Notification(recipient=alice, title=f"n{i}", level=levels[i % 4], kind=f"k{i % 3}") for i in range(120)
     )
     alice.notifications.filter(seq__lte=40).update(read_at=timezone.now())
+    for actor in ("bob", "carol"):  # one grouped notification (docs/grouping.md): its group object
+        notify.send(alice, "{actors} liked your post", kind="k0", group="post:1", actor=actor)
     notify.publish("room:1", {"text": "hello"})
     return alice
 

@@ -30,13 +30,14 @@ from notify.client.errors import (
     RequestError,
     TransientError,
 )
-from notify.client.responses import Notification, Page, StreamItem, StreamsPage
+from notify.client.responses import Notification, NotificationGroup, Page, StreamItem, StreamsPage, replaces
 
 __all__ = [
     "AuthenticationError",
     "CursorExpiredError",
     "InvalidCursorError",
     "Notification",
+    "NotificationGroup",
     "NotifyClient",
     "NotifyError",
     "Page",
@@ -45,4 +46,5 @@ __all__ = [
     "StreamItem",
     "StreamsPage",
     "TransientError",
+    "replaces",
 ]

@@ -18,6 +18,17 @@ from notify.client.errors import (
 )
 
 
+class NotificationGroup(TypedDict):
+    """What a grouped notification stands for (docs/grouping.md): ``count`` sends of its kind about
+    ``key``, the newest ``actors`` first. It replaces every earlier notification with the same kind,
+    key and ``first_id``: a client that lists notifications drops those."""
+
+    key: str
+    count: int
+    actors: list[str]
+    first_id: int
+
+
 class Notification(TypedDict):
     """One notification, exactly as the server sends it."""
 
@@ -30,6 +41,19 @@ class Notification(TypedDict):
     data: Any
     created_at: str
     read: bool
+    group: NotRequired[NotificationGroup | None]  # None for none; absent from servers older than grouping
+
+
+def replaces(newer: Notification, older: Notification) -> bool:
+    """Grouping's client rule: ``newer`` replaces ``older`` (same kind, key and first_id; older id)."""
+    group, other = newer.get("group"), older.get("group")
+    return (
+        group is not None
+        and other is not None
+        and older["id"] < newer["id"]
+        and (newer.get("kind", ""), group["key"], group["first_id"])
+        == (older.get("kind", ""), other["key"], other["first_id"])
+    )
 
 
 @dataclass(frozen=True)

@@ -77,14 +77,19 @@ class NotificationSerializer(serializers.ModelSerializer):
     """A notification, read-only: the fields a poll answers."""
 
     read = serializers.SerializerMethodField()
+    group = serializers.SerializerMethodField()
 
     class Meta:
         model = Notification
-        fields = ["id", "title", "body", "level", "kind", "url", "data", "created_at", "read"]
+        fields = ["id", "title", "body", "level", "kind", "url", "data", "created_at", "read", "group"]
         read_only_fields = fields
 
     def get_read(self, notification: Notification) -> bool:
         return notification.read
+
+    def get_group(self, notification: Notification) -> dict[str, Any] | None:
+        group: dict[str, Any] | None = notification.as_dict()["group"]  # docs/grouping.md
+        return group
 
 
 class IdsSerializer(serializers.Serializer):

@@ -1,5 +1,5 @@
-"""The demo's pages: a live inbox (with a "Remind me" form), a form for staff to notify a user,
-and chat rooms (topic streams ``room:<name>``)."""
+"""The demo's pages: a live inbox (with a "Remind me" form, and a "Like my post" button that shows
+grouping), a form for staff to notify a user, and chat rooms (topic streams ``room:<name>``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
@@ -133,6 +134,29 @@ def remind(request: HttpRequest) -> HttpResponse:
             messages.success(request, text, extra_tags=f"reminder:{sent[0].pk}")
     else:
         messages.error(request, "Choose when to be reminded: " + ", ".join(REMINDER_DELAYS.values()) + ".")
+    return redirect("inbox")
+
+
+# The inbox's "Like my post" button (grouping, docs/grouping.md): each press is a like by the next
+# of these made-up people, and the likes of one post collapse into one notification while it is
+# unread: "Grace and Ada liked your post", then "Linus and 2 others liked your post".
+LIKERS = ["Ada", "Grace", "Linus", "Guido", "Barbara", "Ken", "Margaret"]
+LIKED_POST = {"kind": "demo.like", "group": "post:1"}
+
+
+@login_required
+@require_POST
+def like(request: HttpRequest) -> HttpResponse:
+    """A like of the user's own demo post, by someone made up: a grouped notification to them."""
+    mine = request.user.notifications  # type: ignore[union-attr]
+    liked = mine.unread().filter(**LIKED_POST).values_list("group_count", flat=True).first() or 0
+    notify.send(
+        request.user,
+        "{actors} liked your post “Hello, notify”",
+        **LIKED_POST,
+        actor=LIKERS[liked % len(LIKERS)],
+        url=reverse("inbox"),
+    )
     return redirect("inbox")
 
 

@@ -50,6 +50,13 @@ class Command(BaseCommand):
         parser.add_argument("--kind", default="", help="What it is about, e.g. billing.invoice (lower-case slug).")
         parser.add_argument("--url", default="")
         parser.add_argument(
+            "--group",
+            default="",
+            help="Group it (with --kind): it replaces the user's unread one of the same kind and group, "
+            "counting both, e.g. post:42. '{actors}' in the title names who acted.",
+        )
+        parser.add_argument("--actor", help="Who acted, for a grouped one's '{actors}' (a display name).")
+        parser.add_argument(
             "--at",
             help="Deliver it later, as a reminder: an ISO 8601 time with its offset "
             "(2026-11-24T18:30:00+01:00) or a delay from now (+90s, +5m, +2h, +1d). "
@@ -72,6 +79,8 @@ class Command(BaseCommand):
                 kind=options["kind"],
                 url=options["url"],
                 deliver_at=deliver_at,
+                group=options["group"],
+                actor=options["actor"],
             )
         except (TypeError, ValueError) as problem:
             raise CommandError(str(problem)) from None
@@ -86,5 +95,8 @@ class Command(BaseCommand):
         elif notification.seq is None:
             when = timezone.localtime(notification.deliver_at).isoformat(timespec="seconds")
             self.stdout.write(f"Scheduled notification {notification.pk} to {user} for {when}.")
+        elif notification.group_count > 1:  # grouping: it replaced the user's unread one of its group
+            count = notification.group_count
+            self.stdout.write(f"Sent notification {notification.pk} to {user}, counting {count} in its group.")
         else:
             self.stdout.write(f"Sent notification {notification.pk} to {user}.")

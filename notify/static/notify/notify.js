@@ -1,7 +1,7 @@
 /*
  * notify.js: the page script of {% notify_client %} (an ES module: no build step, no
  * dependencies). It adds the one global `window.Notify` (NotifyClient, NotifyError,
- * safeUrl; `Notify.client` once configured) and, configured by the tag's data
+ * safeUrl, compareGroup; `Notify.client` once configured) and, configured by the tag's data
  * attributes, creates and starts `Notify.client`. The client itself is lib/*.js;
  * bundlers import lib/index.js (package.json), which has no side effects.
  *
@@ -12,7 +12,7 @@
  * DOMContentLoaded: page scripts that use `window.Notify` from their listeners or
  * from a later deferred script see it as before.
  */
-import { NotifyClient, NotifyError, safeUrl } from "./lib/index.js";
+import { NotifyClient, NotifyError, compareGroup, safeUrl } from "./lib/index.js";
 
 const Notify = (window.Notify = window.Notify || {});
 
@@ -34,6 +34,7 @@ if (!Notify.NotifyClient) {
   Notify.NotifyClient = NotifyClient;
   Notify.NotifyError = NotifyError;
   Notify.safeUrl = safeUrl;
+  Notify.compareGroup = compareGroup; // grouping's client rule, for a page's own list
 
   // {% notify_client %}: configure from the tag's data attributes and start once the
   // page's own scripts have added their listeners. (A module has no

@@ -4,6 +4,7 @@
  * Needs a DOM; `new Bell(element, client)` binds one [data-notify-bell] element.
  */
 
+import { groupKey } from "./group.js";
 import { safeUrl } from "./url.js";
 
 let panels = 0;
@@ -118,6 +119,7 @@ export class Bell {
 
   add(n) {
     let item = this.list.querySelector(`[data-notify-id="${n.id}"]`);
+    if (!item && this.replaceGroup(n)) return; // a newer one of its group is listed
     if (!item) {
       item = this.render(n);
       const newer = Array.from(this.list.children).find((li) => Number(li.dataset.notifyId) < n.id);
@@ -128,10 +130,24 @@ export class Bell {
     this.empty.hidden = this.list.children.length > 0;
   }
 
+  /** Grouping's rule (group.js): remove the items `n` replaces; true if a newer one of its group is listed. */
+  replaceGroup(n) {
+    const key = groupKey(n);
+    if (key === null) return false;
+    for (const li of Array.from(this.list.children)) {
+      if (li.dataset.notifyGroup !== key) continue;
+      if (Number(li.dataset.notifyId) > n.id) return true;
+      li.remove();
+    }
+    return false;
+  }
+
   render(n) {
     const item = document.createElement("li");
     item.className = `notify-item notify-item--${n.level || "info"}`;
     item.dataset.notifyId = n.id;
+    const key = groupKey(n);
+    if (key !== null) item.dataset.notifyGroup = key;
     const url = safeUrl(n.url);
     const main = document.createElement(url ? "a" : "div");
     main.className = "notify-item__main";

@@ -1,3 +1,5 @@
+import { compareGroup } from "./group.js";
+
 /** The inbox as this tab knows it: the newest notifications, the ids announced, the unread count. */
 export class Inbox {
   constructor(keepState) {
@@ -14,7 +16,10 @@ export class Inbox {
   }
 
   remember(notifications) {
-    for (const n of notifications) this._state.set(n.id, n);
+    for (const n of notifications) {
+      if (n.group && !this._supersede(n)) continue; // a newer one of its group is known
+      this._state.set(n.id, n);
+    }
     const extra = this._state.size - this.keepState;
     if (extra > 0) {
       const oldest = Array.from(this._state.keys())
@@ -22,6 +27,16 @@ export class Inbox {
         .slice(0, extra);
       for (const id of oldest) this._state.delete(id);
     }
+  }
+
+  /** Grouping's rule (group.js): drop what `n` replaces; false if `n` is itself replaced. */
+  _supersede(n) {
+    for (const other of Array.from(this._state.values())) {
+      const relation = compareGroup(n, other);
+      if (relation === "replaced") return false;
+      if (relation === "replaces") this._state.delete(other.id);
+    }
+    return true;
   }
 
   /** Those of `notifications` not announced yet. */

@@ -12,7 +12,18 @@ export interface Notification {
   kind?: string;
   read: boolean;
   created_at: string;
+  /** Grouping (docs/grouping.md): null for none. Absent from servers before it existed. */
+  group?: NotificationGroup | null;
   [field: string]: unknown;
+}
+
+/** What a grouped notification stands for: `count` sends of its kind about `key`, the newest `actors` first. */
+export interface NotificationGroup {
+  key: string;
+  count: number;
+  actors: string[];
+  /** The id its group started with: the same for every notification of one group (the client rule). */
+  first_id: number;
 }
 
 /** A message of a topic stream. */
@@ -204,6 +215,10 @@ export declare function transition(status: Status, event: StatusEvent, shared?: 
 /** Throws a TypeError unless `name` is a topic name the server accepts. */
 export declare function checkTopic(name: string): string;
 /** The URL if it is http(s) or relative, else null: never a javascript: link. */
+/** Grouping's client rule: the identity of `n`'s group (kind, key, first_id) as a string, or null. */
+export declare function groupKey(n: Notification): string | null;
+/** "replaces": `n` replaces `other` (same group, earlier); "replaced": `other` is newer; null: unrelated. */
+export declare function compareGroup(n: Notification, other: Notification): "replaces" | "replaced" | null;
 export declare function safeUrl(url: string | null | undefined, base?: string): string | null;
 
 declare global {

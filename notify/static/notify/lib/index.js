@@ -10,9 +10,21 @@
  */
 import { Bell } from "./bell.js";
 import { NotifyClient } from "./client.js";
+import { compareGroup, groupKey } from "./group.js";
 import { NotifyError } from "./http.js";
 import { DEFAULTS, checkTopic } from "./options.js";
 import { STATUSES, transition } from "./status.js";
 import { safeUrl } from "./url.js";
 
-export { Bell, DEFAULTS, NotifyClient, NotifyError, STATUSES, checkTopic, safeUrl, transition };
+export {
+  Bell,
+  DEFAULTS,
+  NotifyClient,
+  NotifyError,
+  STATUSES,
+  checkTopic,
+  compareGroup,
+  groupKey,
+  safeUrl,
+  transition,
+};
