@@ -36,14 +36,16 @@ class CompiledQuery:
         self._compiled: dict[tuple[str, int], tuple[str, list[Any], list[tuple[int, int]]]] = {}
         self._lock = threading.Lock()
 
-    def __call__(self, ids: Sequence[int]) -> list[tuple[Any, ...]]:
+    def __call__(self, ids: Sequence[int], *, using: str | None = None) -> list[tuple[Any, ...]]:
+        """The rows, as the database answers them (no field converters: SQLite answers booleans
+        as 0 and 1); ``using``: the database alias, else the router's for reading."""
         if not ids:
             return []
         if len(ids) > MAX_IDS:
             raise ValueError(f"at most {MAX_IDS} ids in one query, not {len(ids)}")
         size = 1 << (len(ids) - 1).bit_length()
         padded = [*ids, *[ids[0]] * (size - len(ids))]
-        alias = router.db_for_read(apps.get_model(self.model))
+        alias = using or router.db_for_read(apps.get_model(self.model))
         sql, params, slots = self._compile(alias, size)
         params = list(params)
         for position, index in slots:

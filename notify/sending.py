@@ -243,10 +243,10 @@ def send(
         return []
     # Each recipient's preferences (notify.preferences): nothing stored for one who wants it
     # nowhere; for one who wants it by email only, stored unnumbered (never in a poll).
-    wanted = preferences.preferences_for_users(user_ids, using=using)
+    wanted = preferences.deliveries(user_ids, level, kind, using=using)
     notifications = []
     for uid in user_ids:
-        delivery = wanted[uid].delivery(level, kind)
+        delivery = wanted[uid]
         if delivery.anywhere:
             email = EmailStatus.PENDING if delivery.email else EmailStatus.NONE
             notifications.append(
