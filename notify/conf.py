@@ -132,6 +132,22 @@ DEFAULTS: dict[str, Any] = {
     # Seconds a notification of each level must stay unread before it is emailed; a level
     # left out or None is never emailed.
     "EMAIL_DELAY": {"info": 3600, "success": 3600, "warning": 900, "error": 300},
+    # Seconds between two digests to one user, at least: what falls due meanwhile waits for
+    # the next. 0: a digest as soon as something is due.
+    "EMAIL_DIGEST_WINDOW": 3600,
+    # Notifications listed in one digest; the rest of it is counted ("and 12 more").
+    "EMAIL_DIGEST_MAX_ITEMS": 20,
+    # Digests one scheduler claims, and sends, in one pass of its loop.
+    "EMAIL_DIGESTS_PER_PASS": 100,
+    # Seconds a scheduler has to send a digest it took; past it (the scheduler died while
+    # sending) another scheduler sends it. Keep it well above Django's EMAIL_TIMEOUT.
+    "EMAIL_SEND_LEASE": 600,
+    # The site's address, for the digest's absolute links ("https://example.com"): required
+    # when EMAIL_DIGESTS is on (notify.E044). INBOX_URL: the inbox's path on it.
+    "SITE_URL": None,
+    "INBOX_URL": "/",
+    # The digest's sender; None: settings.DEFAULT_FROM_EMAIL.
+    "EMAIL_FROM": None,
 }
 
 # What POLL_MIDDLEWARE None takes from MIDDLEWARE: middleware without which a poll's
@@ -313,6 +329,35 @@ class Settings:
     @property
     def EMAIL_DELAY(self) -> dict[str, float | None]:
         return dict(self._get("EMAIL_DELAY"))
+
+    @property
+    def EMAIL_DIGEST_WINDOW(self) -> float:
+        return float(self._get("EMAIL_DIGEST_WINDOW"))
+
+    @property
+    def EMAIL_DIGEST_MAX_ITEMS(self) -> int:
+        return self._get("EMAIL_DIGEST_MAX_ITEMS")
+
+    @property
+    def EMAIL_DIGESTS_PER_PASS(self) -> int:
+        return self._get("EMAIL_DIGESTS_PER_PASS")
+
+    @property
+    def EMAIL_SEND_LEASE(self) -> float:
+        return float(self._get("EMAIL_SEND_LEASE"))
+
+    @property
+    def SITE_URL(self) -> str | None:
+        value = self._get("SITE_URL")
+        return value.rstrip("/") if isinstance(value, str) else None
+
+    @property
+    def INBOX_URL(self) -> str:
+        return self._get("INBOX_URL")
+
+    @property
+    def EMAIL_FROM(self) -> str | None:
+        return self._get("EMAIL_FROM")
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

@@ -1,9 +1,10 @@
-"""Deliver reminders when they are due: ``python manage.py notify_scheduler``.
+"""Deliver reminders when they are due, and email digests: ``python manage.py notify_scheduler``.
 
-Runs until SIGTERM or SIGINT, which let the batch in hand finish before it exits
-(status 0). Several may run at once: each reminder is delivered by one of them
-(notify.scheduling.dispatch_due). Everything lives in the database, so a
-scheduler that was down delivers what fell due meanwhile as soon as it is back.
+Runs until SIGTERM or SIGINT, which let the batch (or the digest) in hand finish before
+it exits (status 0). Several may run at once: each reminder is delivered by one of them
+(notify.scheduling.dispatch_due), each notification emailed in one digest
+(notify.digests). Everything lives in the database, so a scheduler that was down
+delivers what fell due meanwhile as soon as it is back.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
+from notify import digests
+from notify.conf import conf
 from notify.scheduling import dispatch_due, next_due
 
 logger = logging.getLogger("notify.scheduler")
@@ -50,8 +53,8 @@ def positive_int(value: str) -> int:
 
 class Command(BaseCommand):
     help = (
-        "Deliver reminders (notify.send(..., deliver_at=...)) when they are due. Runs until "
-        "SIGTERM/SIGINT; several may run at once."
+        "Deliver reminders (notify.send(..., deliver_at=...)) when they are due, and email digests of "
+        "what stayed unread (NOTIFY['EMAIL_DIGESTS']). Runs until SIGTERM/SIGINT; several may run at once."
     )
 
     def get_check_kwargs(self, options: Any) -> dict[Any, Any]:  # django-stubs types its keys str | None
@@ -71,7 +74,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--batch", type=positive_int, default=500, help="Reminders numbered in one transaction (default 500)."
         )
-        parser.add_argument("--once", action="store_true", help="Deliver what is due now, then exit.")
+        parser.add_argument(
+            "--once", action="store_true", help="Deliver what is due now (and email the digests due), then exit."
+        )
         parser.add_argument("--database", default="default", help="The database alias (default 'default').")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -85,9 +90,12 @@ class Command(BaseCommand):
         if options["once"]:
             try:
                 total = self.dispatch_all(using, batch)
+                emailed = self.email_digests(using)
             except DatabaseError as problem:
                 raise CommandError(f"The database failed: {problem}") from problem
             self.stdout.write(f"Delivered {total} reminder(s).")
+            if emailed is not None:
+                self.stdout.write(f"Sent {emailed.sent} digest(s).")
             return
 
         stop = threading.Event()
@@ -104,6 +112,7 @@ class Command(BaseCommand):
             while not stop.is_set():
                 try:
                     dispatched = self.dispatch_all(using, batch, stop)
+                    self.email_digests(using, stop)
                     due = next_due(using)
                 except DatabaseError as problem:
                     failures += 1
@@ -130,6 +139,16 @@ class Command(BaseCommand):
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         logger.info("notify_scheduler: stopped")
+
+    def email_digests(self, using: str, stop: threading.Event | None = None) -> digests.Pass | None:
+        """One pass of notify.digests, if the project emails digests. SMTP failures are the
+        pass's own business (logged, retried with backoff); database errors are raised."""
+        if not conf.EMAIL_DIGESTS:
+            return None
+        done = digests.send_digests(using=using, stop=stop)
+        if done.claimed or done.sent:
+            logger.info("notify_scheduler: claimed %d digest(s), sent %d", done.claimed, done.sent)
+        return done
 
     def dispatch_all(self, using: str, batch: int, stop: threading.Event | None = None) -> int:
         """Dispatch batches until fewer than ``batch`` were due (or a stop is asked)."""
