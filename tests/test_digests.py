@@ -29,6 +29,7 @@ import notify
 from notify import digests, preferences
 from notify.models import Digest, DigestSchedule, EmailStatus, Notification
 from tests.scheduler import Scheduler
+from tests.server import expect_error
 from tests.smtp import Mailbox, SmtpServer, header, html_of, text_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -529,3 +530,95 @@ def test_a_scheduler_killed_after_the_smtp_server_took_it_sends_it_again_with_th
     assert set(Notification.objects.filter(recipient__in=sent).values_list("email_status", flat=True)) == {
         EmailStatus.SENT
     }
+
+
+# --- unsubscribe ------------------------------------------------------------------------------------------------------
+
+HTML = {"Accept": "text/html,application/xhtml+xml"}
+ONE_CLICK = b"List-Unsubscribe=One-Click"
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def unsubscribe_path(message: Any) -> str:
+    link = re.fullmatch(r"<https://example\.com(/notify/unsubscribe/[^>]+)>", header(message, "List-Unsubscribe"))
+    assert link is not None, header(message, "List-Unsubscribe")
+    return link[1]
+
+
+def test_the_digest_link_asks_first_and_the_form_unsubscribes(mailbox, reader, server):
+    user = reader()
+    sent = notify.send(user, "first")
+    shown_ago(sent)
+    run_once()
+    [message] = mailbox.to(user.email)
+    path = unsubscribe_path(message)
+    assert path in text_of(message) and path in html_of(message)
+
+    # A mail scanner, a link preview, the user: GET shows a form and changes nothing.
+    page = server.request("GET", path, headers=HTML)
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<form method="post">' in page.body.decode() and page.headers["cache-control"] == "no-store"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert server.request("GET", path).json() == {"unsubscribed": False}
+    assert preferences.preferences_for(user).email_enabled is True
+
+    done = server.request("POST", path, headers={**HTML, **FORM}, body=ONE_CLICK)  # the form's button
+    assert done.status == 200 and "You are unsubscribed" in done.body.decode()
+    assert preferences.preferences_for(user).email_enabled is False
+    later = notify.send(user, "after unsubscribing")
+    shown_ago(later)
+    end_window(user)
+    run_once()
+    assert len(mailbox.to(user.email)) == 1
+    assert statuses(later) == [EmailStatus.NONE]
+
+
+def test_a_one_click_post_from_the_mail_client_unsubscribes_without_cookies_or_csrf(mailbox, reader, server):
+    user = reader()
+    sent = notify.send(user, "first")
+    shown_ago(sent)
+    run_once()
+    [message] = mailbox.to(user.email)
+    pending = notify.send(user, "claimed for the next digest")  # pending when the user unsubscribes
+    shown_ago(pending)
+
+    reply = server.request("POST", unsubscribe_path(message), headers=FORM, body=ONE_CLICK)  # RFC 8058
+
+    assert reply.status == 200 and reply.json() == {"unsubscribed": True}
+    assert preferences.preferences_for(user).email_enabled is False
+    end_window(user)
+    run_once()
+    assert len(mailbox.received()) == 1
+    assert statuses(pending) == [EmailStatus.NONE]
+    # Twice is fine: the same answer, nothing else changes.
+    assert server.request("POST", unsubscribe_path(message), headers=FORM, body=ONE_CLICK).status == 200
+
+
+def test_a_forged_or_cut_unsubscribe_token_is_refused(reader, server):
+    from django.core import signing
+
+    from notify.unsubscribe import make_token
+
+    alice, bob = reader(), reader()
+    good = make_token(alice.pk)
+    forged = [
+        f"{bob.pk}:{good.split(':', 1)[1]}",  # alice's signature on bob's id
+        good[:-3],  # cut short
+        signing.Signer(salt="another.salt").sign(str(alice.pk)),  # signed, but not for this
+        f"{alice.pk}",
+        "not-a-token",
+    ]
+    for token in forged:
+        path = f"/notify/unsubscribe/{token}"
+        page = server.request("GET", path, headers=HTML)
+        assert page.status == 400 and "This link is not valid" in page.body.decode(), token
+        for headers in (HTML, {}):
+            refused = server.request("POST", path, headers={**headers, **FORM}, body=ONE_CLICK)
+            assert refused.status == 400, token
+        body = expect_error(server.request("POST", path, headers=FORM, body=ONE_CLICK), 400, "bad_token")
+        assert "not valid" in body["detail"]
+    assert preferences.preferences_for(alice).email_enabled is True
+    assert preferences.preferences_for(bob).email_enabled is True
+    wrong_method = server.request("PUT", f"/notify/unsubscribe/{good}")
+    expect_error(wrong_method, 405, "method_not_allowed")
+    assert wrong_method.headers["allow"] == "GET, HEAD, POST"
