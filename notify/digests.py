@@ -55,18 +55,20 @@ logger = logging.getLogger("notify.scheduler")
 RETRY_FIRST, RETRY_MOST = 60.0, 3600.0
 
 # A test hook, as notify.scheduling's: with NOTIFY_TEST_DIGEST_BARRIER naming a folder, the
-# n-th digest this process sends touches "<n>-leased.reached" once it holds the lease and
-# "<n>-sent.reached" once the SMTP server took it (before it is marked sent), and waits at
-# each until the test creates the ".go" file of the same name. Unset outside the tests.
+# n-th claim of this process that finds users due touches "claim-<n>-listed.reached" once
+# it has listed them (before it locks any); the n-th digest it sends touches
+# "<n>-leased.reached" once it holds the lease and "<n>-sent.reached" once the SMTP server
+# took it (before it is marked sent). Each waits until the test creates the ".go" file of
+# the same name. Unset outside the tests.
 _BARRIER = os.environ.get("NOTIFY_TEST_DIGEST_BARRIER") or None
-_sends = 0
+_sends = _claims = 0
 
 
 def _barrier(point: str) -> None:
     assert _BARRIER is not None
     folder = Path(_BARRIER)
-    (folder / f"{_sends}-{point}.reached").touch()
-    while not (folder / f"{_sends}-{point}.go").exists():
+    (folder / f"{point}.reached").touch()
+    while not (folder / f"{point}.go").exists():
         time.sleep(0.005)
 
 
@@ -146,6 +148,10 @@ def claim_digests(*, using: str = "default", limit: int | None = None) -> int:
     eligible = _sort_out(candidates, using, now)
     if not eligible:
         return 0
+    if _BARRIER is not None:
+        global _claims
+        _claims += 1
+        _barrier(f"claim-{_claims}-listed")
     # Outside the transaction: a user's first digest makes their row (a race makes it once).
     schedules.bulk_create([DigestSchedule(user_id=uid) for uid in eligible], ignore_conflicts=True)
     window = datetime.timedelta(seconds=conf.EMAIL_DIGEST_WINDOW)
@@ -313,7 +319,7 @@ def _send_one(pk: int, using: str, connection: Any) -> str:
         if _BARRIER is not None:
             global _sends
             _sends += 1
-            _barrier("leased")
+            _barrier(f"{_sends}-leased")
         message.send()
     except DatabaseError:
         raise
@@ -327,7 +333,7 @@ def _send_one(pk: int, using: str, connection: Any) -> str:
             return "unreachable"
         return "failed"
     if _BARRIER is not None:
-        _barrier("sent")
+        _barrier(f"{_sends}-sent")
     with transaction.atomic(using=using):
         digest.notifications.filter(email_status=EmailStatus.PENDING).update(email_status=EmailStatus.SENT)
         _finish(digest, DigestStatus.SENT, using)

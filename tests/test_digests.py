@@ -397,11 +397,20 @@ def test_two_schedulers_at_once_email_each_notification_exactly_once(smtp, due_a
 
 
 class Sends:
-    """The barrier of a scheduler started with NOTIFY_TEST_DIGEST_BARRIER (notify/digests.py)."""
+    """The barrier of a scheduler started with NOTIFY_TEST_DIGEST_BARRIER (notify/digests.py): its
+    sends wait at each point until released; its claims (``hold_claims``) too, or pass freely."""
 
-    def __init__(self, folder: Any) -> None:
+    def __init__(self, folder: Any, *, hold_claims: bool = False) -> None:
         self.folder = folder
         self.env = {"NOTIFY_TEST_DIGEST_BARRIER": str(folder)}
+        for n in range(1, 100):  # what is not held passes at once
+            for point in ("leased", "sent") if hold_claims else ():
+                self.release(n, point)
+            if not hold_claims:
+                self.release_claim(n)
+
+    def release_claim(self, n: int) -> None:
+        (self.folder / f"claim-{n}-listed.go").touch()
 
     def reached(self, n: int, point: str) -> bool:
         return (self.folder / f"{n}-{point}.reached").exists()
@@ -420,6 +429,67 @@ class Sends:
         for point in ("leased", "sent"):
             self.wait(n, point, scheduler)
             self.release(n, point)
+
+
+def test_a_scheduler_that_listed_a_user_before_another_emailed_them_sends_nothing_inside_the_window(
+    smtp, due_at_once, reader, tmp_path
+):
+    """Scheduler 1 lists alice as due, and stops there; scheduler 2 emails her digest; something new
+    falls due for her. Scheduler 1 goes on: under her schedule's lock it sees the window, and
+    claims nothing (the candidates it listed are stale)."""
+    alice = reader()
+    sends = Sends(tmp_path, hold_claims=True)
+    env = scheduler_env(smtp)
+    late = Scheduler(args=["--interval", "0.05"], env={**env, **sends.env})
+    other = None
+    try:
+        late.start()
+        notify.send(alice, "first")
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "claim-1-listed.reached").exists():
+            assert time.monotonic() < deadline and late.running, late.log()[-3000:]
+            time.sleep(0.01)
+        other = Scheduler(args=["--interval", "0.05"], env=env).start()
+        smtp.mailbox.wait_for(lambda got: len(got) == 1, what="the first digest")
+        second = notify.send(alice, "second, inside the window")
+        sends.release_claim(1)
+        time.sleep(1.0)  # a second digest would come now
+        assert late.running
+    finally:
+        late.stop()
+        if other is not None:
+            other.stop()
+    [message] = smtp.mailbox.received()
+    assert listed(message) == ["first"]
+    assert statuses(second) == [EmailStatus.PENDING]
+
+
+def test_a_notification_in_a_digest_being_sent_is_not_claimed_again(smtp, due_at_once, reader, tmp_path, settings):
+    """No window (0): while a scheduler sends alice's digest, another claim finds her due again (its
+    time has come), and must leave out what that digest holds: each notification in one email."""
+    settings.NOTIFY["EMAIL_DIGEST_WINDOW"] = 0
+    alice = reader()
+    sends = Sends(tmp_path)
+    sending = Scheduler(
+        args=["--interval", "0.05"], env=scheduler_env(smtp, NOTIFY_EMAIL_DIGEST_WINDOW="0", **sends.env)
+    )
+    try:
+        sending.start()
+        first = notify.send(alice, "first")
+        sends.wait(1, "leased", sending)  # claimed, rendered, not sent yet
+        assert digests.claim_digests() == 0  # nothing else of hers is due
+        second = notify.send(alice, "second")
+        assert digests.claim_digests() == 1  # this one is: a digest of its own
+        sends.release(1, "leased")
+        sends.wait(1, "sent", sending)
+        sends.release(1, "sent")
+        sends.through(2, sending)
+        smtp.mailbox.wait_for(lambda got: len(got) == 2, what="two digests")
+        time.sleep(0.3)
+    finally:
+        sending.stop()
+    assert [listed(m) for m in smtp.mailbox.received()] == [["first"], ["second"]]
+    assert statuses([*first, *second]) == [EmailStatus.SENT] * 2
 
 
 def due_for(users: list[Any]) -> dict[Any, list[Notification]]:
