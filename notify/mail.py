@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core import signing
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 from django.urls import reverse
 
 from notify.conf import conf
-from notify.unsubscribe import make_token
 
 if TYPE_CHECKING:
     from notify.models import Digest, Notification
@@ -25,6 +25,23 @@ if TYPE_CHECKING:
 SUBJECT_TEMPLATE = "notify/email/digest_subject.txt"
 TEXT_TEMPLATE = "notify/email/digest.txt"
 HTML_TEMPLATE = "notify/email/digest.html"
+
+# The unsubscribe link's token: the user's id signed with SECRET_KEY, for this use only
+# (notify.unsubscribe says why it never expires).
+UNSUBSCRIBE_SALT = "notify.unsubscribe"
+
+
+def make_token(user_id: int) -> str:
+    return signing.Signer(salt=UNSUBSCRIBE_SALT).sign(str(user_id))
+
+
+def user_id_from(token: str) -> int | None:
+    """The user id an unsubscribe token was made for, or None if it is not one of ours."""
+    try:
+        value = signing.Signer(salt=UNSUBSCRIBE_SALT).unsign(token)
+    except signing.BadSignature:
+        return None
+    return int(value) if value.isdigit() else None
 
 
 def absolute(url: str) -> str:

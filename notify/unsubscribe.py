@@ -1,11 +1,11 @@
 """One-click unsubscribe from digests: ``/notify/unsubscribe/<token>`` (docs/email.md#unsubscribe).
 
-The token is the user's id signed with SECRET_KEY (``django.core.signing``, a salt of its
-own), so only whoever has the email can turn that user's email off. It never expires: a
-link in a digest months old must still work (mail providers and the law expect an
-unsubscribe link to keep working), and all it can do is turn email off, which the user
-can turn on again. Rotating SECRET_KEY (keeping the old one in SECRET_KEY_FALLBACKS for a
-while) retires old links.
+The token (notify.mail.make_token) is the user's id signed with SECRET_KEY
+(``django.core.signing``, a salt of its own), so only whoever has the email can turn
+that user's email off. It never expires: a link in a digest months old must still work
+(mail providers and the law expect an unsubscribe link to keep working), and all it
+can do is turn email off, which the user can turn on again. Rotating SECRET_KEY
+(keeping the old one in SECRET_KEY_FALLBACKS for a while) retires old links.
 
 GET only shows a confirmation form: mail scanners and link previewers follow links, and
 must not unsubscribe anyone. POST turns email off: from that form, or straight from the
@@ -18,26 +18,13 @@ off for that user.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 
-SALT = "notify.unsubscribe"
+from notify.mail import user_id_from
+
 TEMPLATE = "notify/unsubscribe.html"
-
-
-def make_token(user_id: int) -> str:
-    return signing.Signer(salt=SALT).sign(str(user_id))
-
-
-def user_id_from(token: str) -> int | None:
-    """The user id a token was made for, or None if it is not one of ours."""
-    try:
-        value = signing.Signer(salt=SALT).unsign(token)
-    except signing.BadSignature:
-        return None
-    return int(value) if value.isdigit() else None
 
 
 def _wants_html(request: HttpRequest) -> bool:

@@ -667,7 +667,7 @@ def test_a_one_click_post_from_the_mail_client_unsubscribes_without_cookies_or_c
 def test_a_forged_or_cut_unsubscribe_token_is_refused(reader, server):
     from django.core import signing
 
-    from notify.unsubscribe import make_token
+    from notify.mail import make_token
 
     alice, bob = reader(), reader()
     good = make_token(alice.pk)

@@ -56,6 +56,7 @@ def layer(module: str) -> str:
         "openapi",
         "contrib",
         "monitoring",
+        "unsubscribe",
     ):
         return "edge"
     if top in ("", "apps"):
