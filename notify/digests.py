@@ -128,7 +128,9 @@ def claim_digests(*, using: str = "default", limit: int | None = None) -> int:
     now = timezone.now()
     limit = limit or conf.EMAIL_DIGESTS_PER_PASS
     waiting = _waiting(using, now)
-    if waiting is None:
+    # A read first: most passes find nothing, and then write nothing (on SQLite a write,
+    # even of no row, takes the database's write lock).
+    if waiting is None or not waiting.exists():
         return 0
     # Read before it was due: never emailed. Only rows whose time has come are looked at
     # (the partial index on created_at where pending), each once.
@@ -294,7 +296,9 @@ def _send_one(pk: int, using: str, connection: Any) -> str:
     from notify import mail
     from notify.models import Digest, DigestStatus, EmailStatus
 
-    digest = Digest.objects.using(using).select_related("user").get(pk=pk)
+    digest = Digest.objects.using(using).select_related("user").filter(pk=pk).first()
+    if digest is None:
+        return "dropped"  # its user was deleted (and the digest with them) meanwhile
     now = timezone.now()
     wanted = preferences.preferences_for(digest.user_id, using=using)
     if not wanted.email_enabled or digest.user_id not in _reachable([digest.user_id], using):

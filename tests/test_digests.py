@@ -302,6 +302,16 @@ def test_a_long_digest_lists_the_first_items_and_counts_the_rest(mailbox, reader
     assert statuses(sent) == [EmailStatus.SENT] * 5
 
 
+def test_once_sends_everything_due_pass_after_pass(mailbox, reader, settings):
+    settings.NOTIFY["EMAIL_DIGESTS_PER_PASS"] = 2
+    users = [reader() for _ in range(5)]
+    shown_ago(notify.send(users, "for everyone"))
+
+    assert "Sent 5 digest(s)." in run_once()
+
+    assert sorted(header(m, "To") for m in mailbox.received()) == sorted(u.email for u in users)
+
+
 def test_a_refused_or_failed_send_is_tried_again_later_and_sent_once(mailbox, smtp, reader, settings):
     user = reader()
     sent = notify.send(user, "keep trying")

@@ -145,10 +145,18 @@ class Command(BaseCommand):
         pass's own business (logged, retried with backoff); database errors are raised."""
         if not conf.EMAIL_DIGESTS:
             return None
-        done = digests.send_digests(using=using, stop=stop)
-        if done.claimed or done.sent:
-            logger.info("notify_scheduler: claimed %d digest(s), sent %d", done.claimed, done.sent)
-        return done
+        total = digests.Pass()
+        while True:
+            done = digests.send_digests(using=using, stop=stop)
+            if done.claimed or done.sent:
+                logger.info("notify_scheduler: claimed %d digest(s), sent %d", done.claimed, done.sent)
+            total.claimed += done.claimed
+            total.sent += done.sent
+            total.failed += done.failed
+            # A full pass: more may be due at once (bounded: each pass claims or sends a full batch).
+            full = conf.EMAIL_DIGESTS_PER_PASS in (done.claimed, done.sent)
+            if not full or (stop is not None and stop.is_set()):
+                return total
 
     def dispatch_all(self, using: str, batch: int, stop: threading.Event | None = None) -> int:
         """Dispatch batches until fewer than ``batch`` were due (or a stop is asked)."""
