@@ -123,7 +123,7 @@ def claim_digests(*, using: str = "default", limit: int | None = None) -> int:
     database's write lock on SQLite, BEGIN IMMEDIATE), and each notification by an
     UPDATE that leaves out what another digest took.
     """
-    from notify.models import Digest, DigestSchedule, EmailStatus
+    from notify.models import Digest, DigestSchedule, DigestStatus, EmailStatus
 
     now = timezone.now()
     limit = limit or conf.EMAIL_DIGESTS_PER_PASS
@@ -137,10 +137,13 @@ def claim_digests(*, using: str = "default", limit: int | None = None) -> int:
     waiting.filter(read_at__isnull=False).update(email_status=EmailStatus.SKIPPED)
     schedules = DigestSchedule.objects.using(using)
     held_back = schedules.filter(user_id=OuterRef("recipient_id"), not_before__gt=now)
+    # A digest still to be sent (its SMTP server failing) holds the next one back: the user
+    # gets one, then the next a window later, never two at once when the server is back.
+    outbox = Digest.objects.using(using).filter(user_id=OuterRef("recipient_id"), status=DigestStatus.PENDING)
     candidates = [
         row["recipient_id"]
         for row in waiting.filter(read_at__isnull=True)
-        .filter(~Exists(held_back))
+        .filter(~Exists(held_back), ~Exists(outbox))
         .values("recipient_id")
         .annotate(first=Min("created_at"))
         .order_by("first")[:limit]
@@ -175,6 +178,8 @@ def claim_digests(*, using: str = "default", limit: int | None = None) -> int:
         due = _due(using, now)
         assert due is not None
         for user_id in free.order_by("user_id").values_list("user_id", flat=True):
+            if Digest.objects.using(using).filter(user_id=user_id, status=DigestStatus.PENDING).exists():
+                continue  # claimed by another scheduler since the candidates were listed, not sent yet
             digest = Digest.objects.using(using).create(
                 user_id=user_id, created_at=now, message_id=make_msgid("notify-digest", domain=domain)
             )
@@ -294,7 +299,9 @@ _MESSAGE_REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, sm
 def _send_one(pk: int, using: str, connection: Any) -> str:
     """Send leased digest ``pk``: "sent", "dropped", "deferred", "failed" or "unreachable"."""
     from notify import mail
-    from notify.models import Digest, DigestStatus, EmailStatus
+    from notify.models import Digest, DigestSchedule, DigestStatus, EmailStatus
+
+    window = datetime.timedelta(seconds=conf.EMAIL_DIGEST_WINDOW)
 
     digest = Digest.objects.using(using).select_related("user").filter(pk=pk).first()
     if digest is None:
@@ -341,6 +348,12 @@ def _send_one(pk: int, using: str, connection: Any) -> str:
     with transaction.atomic(using=using):
         digest.notifications.filter(email_status=EmailStatus.PENDING).update(email_status=EmailStatus.SENT)
         _finish(digest, DigestStatus.SENT, using)
+        # The window runs from the send: a digest sent late (after SMTP failures) is not
+        # followed by the next one at once.
+        sent_at = timezone.now()
+        DigestSchedule.objects.using(using).filter(user_id=digest.user_id).filter(
+            Q(not_before__isnull=True) | Q(not_before__lt=sent_at + window)
+        ).update(not_before=sent_at + window)
     return "sent"
 
 

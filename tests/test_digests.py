@@ -302,6 +302,25 @@ def test_a_long_digest_lists_the_first_items_and_counts_the_rest(mailbox, reader
     assert statuses(sent) == [EmailStatus.SENT] * 5
 
 
+def test_a_project_overrides_the_templates_the_django_way(mailbox, reader, settings, tmp_path):
+    folder = tmp_path / "notify" / "email"
+    folder.mkdir(parents=True)
+    (folder / "digest_subject.txt").write_text("{{ total }} things\nwaiting at {{ site_name }}\n")
+    (folder / "digest.txt").write_text(
+        "{% for g in groups %}{% for n in g.notifications %}* {{ n.title }}\n{% endfor %}{% endfor %}"
+    )
+    settings.TEMPLATES = [{**settings.TEMPLATES[0], "DIRS": [tmp_path, *settings.TEMPLATES[0]["DIRS"]]}]
+    user = reader()
+    shown_ago(notify.send(user, "overridden"))
+
+    run_once()
+
+    [message] = mailbox.received()
+    assert header(message, "Subject") == "1 things waiting at example.com"  # one line, whatever the template
+    assert text_of(message) == "* overridden\n"
+    assert "Open your inbox" in html_of(message)  # not overridden: notify's own
+
+
 def test_once_sends_everything_due_pass_after_pass(mailbox, reader, settings):
     settings.NOTIFY["EMAIL_DIGESTS_PER_PASS"] = 2
     users = [reader() for _ in range(5)]
@@ -340,6 +359,29 @@ def test_a_refused_or_failed_send_is_tried_again_later_and_sent_once(mailbox, sm
     [message] = mailbox.received()
     assert header(message, "Message-ID") == digest.message_id
     assert statuses(sent) == [EmailStatus.SENT]
+
+
+def test_a_digest_waiting_for_a_retry_holds_the_next_one_back(mailbox, reader):
+    user = reader()
+    first = notify.send(user, "before the outage")
+    shown_ago(first)
+    mailbox.refuse = "451 4.3.0 Try again later"
+    run_once()
+    second = notify.send(user, "during the outage")
+    shown_ago(second)
+    end_window(user)
+
+    run_once()  # the first still waits for its retry: no second digest beside it
+    assert Digest.objects.count() == 1
+
+    mailbox.refuse = None
+    Digest.objects.update(retry_at=timezone.now())
+    run_once()
+    [message] = mailbox.received()
+    assert listed(message) == ["before the outage"]
+    assert statuses(second) == [EmailStatus.PENDING]  # its window starts at the send
+    not_before = DigestSchedule.objects.get(user=user).not_before
+    assert not_before is not None and not_before > timezone.now() + datetime.timedelta(seconds=3500)
 
 
 # --- real scheduler processes ----------------------------------------------------------------------------------------
@@ -475,8 +517,9 @@ def test_a_scheduler_that_listed_a_user_before_another_emailed_them_sends_nothin
 
 
 def test_a_notification_in_a_digest_being_sent_is_not_claimed_again(smtp, due_at_once, reader, tmp_path, settings):
-    """No window (0): while a scheduler sends alice's digest, another claim finds her due again (its
-    time has come), and must leave out what that digest holds: each notification in one email."""
+    """No window (0): while a scheduler sends alice's digest, another claim finds her time has come
+    again; it claims nothing, neither what that digest holds nor what fell due since (that goes
+    in the next digest, once this one is sent): each notification in one email, one at a time."""
     settings.NOTIFY["EMAIL_DIGEST_WINDOW"] = 0
     alice = reader()
     sends = Sends(tmp_path)
@@ -487,9 +530,9 @@ def test_a_notification_in_a_digest_being_sent_is_not_claimed_again(smtp, due_at
         sending.start()
         first = notify.send(alice, "first")
         sends.wait(1, "leased", sending)  # claimed, rendered, not sent yet
-        assert digests.claim_digests() == 0  # nothing else of hers is due
+        assert digests.claim_digests() == 0  # what the digest in flight holds is not claimed again
         second = notify.send(alice, "second")
-        assert digests.claim_digests() == 1  # this one is: a digest of its own
+        assert digests.claim_digests() == 0  # due, but waits for the digest in flight
         sends.release(1, "leased")
         sends.wait(1, "sent", sending)
         sends.release(1, "sent")
