@@ -398,9 +398,10 @@ def due_at_once(settings: Any) -> None:
     }
 
 
-def scheduler_env(smtp: SmtpServer, **extra: str) -> dict[str, str]:
+def scheduler_env(smtp_env: dict[str, str], **extra: str) -> dict[str, str]:
+    """A scheduler process's environment: digests on, no delay, sending to ``smtp_env``'s server."""
     return {
-        **smtp.env,
+        **smtp_env,
         "NOTIFY_EMAIL_DIGESTS": "1",
         "NOTIFY_EMAIL_DELAY": json.dumps(dict.fromkeys(("info", "success", "warning", "error"), 0)),
         "NOTIFY_EMAIL_DIGEST_WINDOW": "3600",
@@ -426,7 +427,7 @@ def assert_each_emailed_once(mailbox: Mailbox, sent: dict[Any, list[Notification
 
 def test_two_schedulers_at_once_email_each_notification_exactly_once(smtp, due_at_once, reader):
     users = [reader() for _ in range(24)]
-    env = scheduler_env(smtp, NOTIFY_EMAIL_DIGESTS_PER_PASS="4")
+    env = scheduler_env(smtp.env, NOTIFY_EMAIL_DIGESTS_PER_PASS="4")
     pair = [Scheduler(args=["--interval", "0.05"], env=env).start() for _ in range(2)]
     try:
         sent: dict[Any, list[Notification]] = {user: [] for user in users}
@@ -446,6 +447,40 @@ def test_two_schedulers_at_once_email_each_notification_exactly_once(smtp, due_a
     assert_each_emailed_once(smtp.mailbox, sent)
     for process in pair:
         assert "Traceback" not in process.log(), process.log()[-3000:]
+
+
+def test_an_smtp_server_that_hangs_does_not_hold_reminders_back(due_at_once, reader):
+    """Digests are sent in a thread of their own: while one waits on an SMTP server that never
+    answers (EMAIL_TIMEOUT 4 s), a reminder is delivered at its time."""
+    import socket
+
+    from tests.server import free_port
+
+    hung = socket.socket()
+    port = free_port()
+    hung.bind(("127.0.0.1", port))
+    hung.listen(8)  # connections are taken by the kernel, never answered
+    smtp_env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(port), "EMAIL_TIMEOUT": "4"}
+    user = reader()
+    scheduler = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp_env))
+    try:
+        scheduler.start()
+        notify.send(user, "to email")  # due at once: its digest goes to the hung server
+        deadline = time.monotonic() + 5
+        while not Digest.objects.filter(leased_until__isnull=False).exists():
+            assert time.monotonic() < deadline, scheduler.log()[-2000:]
+            time.sleep(0.02)
+        deliver_at = timezone.now() + datetime.timedelta(seconds=0.5)
+        [reminder] = notify.send(user, "reminder", deliver_at=deliver_at)
+        while Notification.objects.get(pk=reminder.pk).seq is None:
+            assert timezone.now() < deliver_at + datetime.timedelta(seconds=1.5), "the reminder waited for SMTP"
+            time.sleep(0.02)
+    finally:
+        code = scheduler.stop()
+        hung.close()
+    assert code == 0
+    assert "could not send digest" in scheduler.log()  # the hung send timed out, and will be retried
+    assert Digest.objects.get().status == "pending"
 
 
 class Sends:
@@ -491,7 +526,7 @@ def test_a_scheduler_that_listed_a_user_before_another_emailed_them_sends_nothin
     claims nothing (the candidates it listed are stale)."""
     alice = reader()
     sends = Sends(tmp_path, hold_claims=True)
-    env = scheduler_env(smtp)
+    env = scheduler_env(smtp.env)
     late = Scheduler(args=["--interval", "0.05"], env={**env, **sends.env})
     other = None
     try:
@@ -524,7 +559,7 @@ def test_a_notification_in_a_digest_being_sent_is_not_claimed_again(smtp, due_at
     alice = reader()
     sends = Sends(tmp_path)
     sending = Scheduler(
-        args=["--interval", "0.05"], env=scheduler_env(smtp, NOTIFY_EMAIL_DIGEST_WINDOW="0", **sends.env)
+        args=["--interval", "0.05"], env=scheduler_env(smtp.env, NOTIFY_EMAIL_DIGEST_WINDOW="0", **sends.env)
     )
     try:
         sending.start()
@@ -557,7 +592,7 @@ def test_a_scheduler_stopped_mid_pass_sends_the_digest_in_hand_and_the_next_send
     users = [reader() for _ in range(4)]
     sends = Sends(tmp_path)
     sent = due_for(users)
-    stopped = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp, **sends.env))
+    stopped = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp.env, **sends.env))
     after = None
     try:
         stopped.start()
@@ -577,7 +612,7 @@ def test_a_scheduler_stopped_mid_pass_sends_the_digest_in_hand_and_the_next_send
         assert len(smtp.mailbox.received()) == 2
         assert Digest.objects.filter(status="sent").count() == 2
 
-        after = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp)).start()
+        after = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp.env)).start()
         smtp.mailbox.wait_for(lambda got: len(got) >= 4, what="the other two digests")
         time.sleep(0.3)  # anything sent twice comes now
         assert after.stop() == 0
@@ -594,7 +629,7 @@ def test_a_scheduler_killed_before_its_send_leaves_the_digest_to_the_next_one(sm
     users = [reader() for _ in range(3)]
     sends = Sends(tmp_path)
     sent = due_for(users)
-    env = scheduler_env(smtp, NOTIFY_EMAIL_SEND_LEASE="1")
+    env = scheduler_env(smtp.env, NOTIFY_EMAIL_SEND_LEASE="1")
     killed = Scheduler(args=["--interval", "0.05"], env={**env, **sends.env})
     after = None
     try:
@@ -626,7 +661,7 @@ def test_a_scheduler_killed_after_the_smtp_server_took_it_sends_it_again_with_th
     users = [reader() for _ in range(2)]
     sends = Sends(tmp_path)
     sent = due_for(users)
-    env = scheduler_env(smtp, NOTIFY_EMAIL_SEND_LEASE="1")
+    env = scheduler_env(smtp.env, NOTIFY_EMAIL_SEND_LEASE="1")
     killed = Scheduler(args=["--interval", "0.05"], env={**env, **sends.env})
     after = None
     try:

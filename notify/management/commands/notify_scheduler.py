@@ -106,13 +106,21 @@ class Command(BaseCommand):
             stop.set()
 
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        # Digests in a thread of their own: an SMTP server that hangs (up to EMAIL_TIMEOUT per
+        # attempt) must not hold reminders back. It has its own database connection (Django's
+        # are per thread) and the same stop: on SIGTERM it finishes the digest in hand.
+        emailer = None
+        if conf.EMAIL_DIGESTS:
+            emailer = threading.Thread(
+                target=self.email_loop, args=(using, interval, stop), name="notify-digests", daemon=True
+            )
+            emailer.start()
         logger.info("notify_scheduler: started (interval %g s, batch %d, database %r)", interval, batch, using)
         failures = 0
         try:
             while not stop.is_set():
                 try:
                     dispatched = self.dispatch_all(using, batch, stop)
-                    self.email_digests(using, stop)
                     due = next_due(using)
                 except DatabaseError as problem:
                     failures += 1
@@ -136,9 +144,39 @@ class Command(BaseCommand):
                         wait = min(interval, 0.05)  # due, but another scheduler holds it: no busy loop
                 stop.wait(wait)
         finally:
+            stop.set()
+            if emailer is not None:
+                emailer.join()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         logger.info("notify_scheduler: stopped")
+
+    def email_loop(self, using: str, interval: float, stop: threading.Event) -> None:
+        """Email the digests due, every ``interval`` s, until ``stop``; back off on database errors."""
+        failures = 0
+        try:
+            while not stop.is_set():
+                try:
+                    self.email_digests(using, stop)
+                except DatabaseError as problem:
+                    failures += 1
+                    delay = random.uniform(interval, min(MAX_BACKOFF, interval * 2**failures))
+                    logger.warning(
+                        "notify_scheduler: database error in digests (%s); retrying in %.1f s", problem, delay
+                    )
+                    connections[using].close()
+                    stop.wait(delay)
+                    continue
+                except Exception:
+                    # A bug must not end email for good while reminders go on: log it and try again.
+                    failures += 1
+                    logger.exception("notify_scheduler: the digest pass failed")
+                    stop.wait(min(MAX_BACKOFF, interval * 2**failures))
+                    continue
+                failures = 0
+                stop.wait(interval)
+        finally:
+            connections.close_all()  # this thread's
 
     def email_digests(self, using: str, stop: threading.Event | None = None) -> digests.Pass | None:
         """One pass of notify.digests, if the project emails digests. SMTP failures are the
