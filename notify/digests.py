@@ -1,43 +1,33 @@
-"""Email digests: what stayed unread, emailed at most once per user per window (docs/email.md).
+"""Email digests: what is due to be emailed, claimed into the outbox (docs/email.md).
 
-``send_digests`` is one pass, run by ``manage.py notify_scheduler`` when
-``NOTIFY["EMAIL_DIGESTS"]`` is on:
-
-1. **Claim.** For up to ``EMAIL_DIGESTS_PER_PASS`` users with something due (pending,
-   unread, shown at least ``EMAIL_DELAY[level]`` ago) whose schedule lets a digest go now,
-   in one transaction that holds each user's ``DigestSchedule`` row: create a ``Digest``,
-   point the user's due notifications at it, and move the user's schedule a window on.
-   What is read by then becomes "skipped"; a user who turned email off (or has no
-   address) gets nothing, and their notifications are no longer to be emailed; a user in
-   quiet hours is deferred to their end.
-2. **Send.** Each pending digest (this pass's, and any a dead scheduler left), taken by a
-   compare-and-set lease, rendered (notify.mail), sent through Django's email backend and
-   marked sent. A failed send is tried again later, with backoff; never dropped.
+``claim_digests`` runs in each pass of ``manage.py notify_scheduler`` when
+``NOTIFY["EMAIL_DIGESTS"]`` is on, before notify.outbox sends what it claimed: for up to
+``EMAIL_DIGESTS_PER_PASS`` users with something due (pending, unread, shown at least
+``EMAIL_DELAY[level]`` ago) whose schedule lets a digest go now, in one transaction that
+holds each user's ``DigestSchedule`` row, it creates a ``Digest``, points the user's due
+notifications at it, and moves the user's schedule a window on. What is read by then
+becomes "skipped"; a user who turned email off (or has no address) gets nothing, and
+their notifications are no longer to be emailed; a user in quiet hours is deferred to
+their end.
 
 Exactly once: a notification is claimed by one ``UPDATE ... WHERE digest IS NULL`` under
-its recipient's lock, so it is in one digest; a digest is sent by the scheduler holding
-its lease, and marked sent after. A scheduler killed after the SMTP server took a digest
-and before it marked it sent is the one window for a second copy (after the lease), with
-the same Message-ID (docs/email.md#exactly-once).
+its recipient's lock, so it is in one digest; notify.outbox sends each digest once, but
+for one crash window (docs/email.md#exactly-once).
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import os
-import random
-import smtplib
-import threading
 import time
 from dataclasses import dataclass
 from email.utils import make_msgid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
-from django.db import DatabaseError, connections, transaction
+from django.db import connections, transaction
 from django.db.models import Exists, Min, OuterRef, Q
 from django.utils import timezone
 
@@ -45,28 +35,23 @@ from notify import preferences
 from notify.conf import conf
 
 if TYPE_CHECKING:
-    from notify.models import Digest, NotificationQuerySet
+    from notify.models import NotificationQuerySet
 
-__all__ = ["Pass", "send_digests", "claim_digests", "send_pending"]
-
-logger = logging.getLogger("notify.scheduler")
-
-# Backoff of a digest whose send failed: 1 min, doubling, at most an hour between tries.
-RETRY_FIRST, RETRY_MOST = 60.0, 3600.0
+__all__ = ["Pass", "claim_digests", "reachable"]
 
 # A test hook, as notify.scheduling's: with NOTIFY_TEST_DIGEST_BARRIER naming a folder, the
 # n-th claim of this process that finds users due touches "claim-<n>-listed.reached" once
 # it has listed them (before it locks any); the n-th digest it sends touches
 # "<n>-leased.reached" once it holds the lease and "<n>-sent.reached" once the SMTP server
-# took it (before it is marked sent). Each waits until the test creates the ".go" file of
+# took it (before it is marked sent: notify.outbox). Each waits until the test creates the ".go" file of
 # the same name. Unset outside the tests.
-_BARRIER = os.environ.get("NOTIFY_TEST_DIGEST_BARRIER") or None
-_sends = _claims = 0
+BARRIER = os.environ.get("NOTIFY_TEST_DIGEST_BARRIER") or None
+_claims = 0
 
 
-def _barrier(point: str) -> None:
-    assert _BARRIER is not None
-    folder = Path(_BARRIER)
+def barrier(point: str) -> None:
+    assert BARRIER is not None
+    folder = Path(BARRIER)
     (folder / f"{point}.reached").touch()
     while not (folder / f"{point}.go").exists():
         time.sleep(0.005)
@@ -74,7 +59,7 @@ def _barrier(point: str) -> None:
 
 @dataclass
 class Pass:
-    """What one pass did."""
+    """What one pass of the scheduler's digest thread did."""
 
     claimed: int = 0
     sent: int = 0
@@ -153,10 +138,10 @@ def claim_digests(*, using: str = "default", limit: int | None = None) -> int:
     eligible = _sort_out(candidates, using, now)
     if not eligible:
         return 0
-    if _BARRIER is not None:
+    if BARRIER is not None:
         global _claims
         _claims += 1
-        _barrier(f"claim-{_claims}-listed")
+        barrier(f"claim-{_claims}-listed")
     # Outside the transaction: a user's first digest makes their row (a race makes it once).
     schedules.bulk_create([DigestSchedule(user_id=uid) for uid in eligible], ignore_conflicts=True)
     window = datetime.timedelta(seconds=conf.EMAIL_DIGEST_WINDOW)
@@ -196,11 +181,11 @@ def _sort_out(candidates: list[int], using: str, now: datetime.datetime) -> list
     from notify.models import DigestSchedule, EmailStatus
 
     wanted = preferences.preferences_for_users(candidates, using=using)
-    reachable = _reachable(candidates, using)
+    addressed = reachable(candidates, using)
     eligible: list[int] = []
     unwanted: list[int] = []
     for user_id in candidates:
-        if not wanted[user_id].email_enabled or user_id not in reachable:
+        if not wanted[user_id].email_enabled or user_id not in addressed:
             unwanted.append(user_id)
             continue
         quiet_end = wanted[user_id].quiet_until(now)
@@ -221,7 +206,7 @@ def _sort_out(candidates: list[int], using: str, now: datetime.datetime) -> list
     return eligible
 
 
-def _reachable(user_ids: list[int], using: str) -> set[int]:
+def reachable(user_ids: list[int], using: str) -> set[int]:
     """The users among these who are active and have an email address."""
     User = get_user_model()
     field = User.get_email_field_name()
@@ -229,166 +214,3 @@ def _reachable(user_ids: list[int], using: str) -> set[int]:
     if hasattr(User, "is_active"):
         users = users.filter(is_active=True)
     return set(users.values_list("pk", flat=True))
-
-
-def _leasable(now: datetime.datetime) -> Q:
-    return (
-        Q(status="pending")
-        & (Q(retry_at__isnull=True) | Q(retry_at__lte=now))
-        & (Q(leased_until__isnull=True) | Q(leased_until__lte=now))
-    )
-
-
-def _take(pk: int, using: str) -> bool:
-    """Lease digest ``pk`` for this scheduler: a compare-and-set, so one scheduler wins."""
-    from notify.models import Digest
-
-    now = timezone.now()
-    until = now + datetime.timedelta(seconds=conf.EMAIL_SEND_LEASE)
-    return bool(Digest.objects.using(using).filter(_leasable(now), pk=pk).update(leased_until=until))
-
-
-def send_pending(*, using: str = "default", limit: int | None = None, stop: threading.Event | None = None) -> Pass:
-    """Send up to ``limit`` pending digests, oldest first, one at a time (a stop asked is
-    obeyed between two). SMTP failures are logged and tried again later; database errors
-    are raised (the scheduler backs off)."""
-    from django.core.mail import get_connection
-
-    from notify.models import Digest
-
-    done = Pass()
-    limit = limit or conf.EMAIL_DIGESTS_PER_PASS
-    pks = list(
-        Digest.objects.using(using)
-        .filter(_leasable(timezone.now()))
-        .order_by("created_at", "pk")
-        .values_list("pk", flat=True)[:limit]
-    )
-    if not pks:
-        return done
-    from django.conf import settings
-
-    # A socket timeout, so that a hung SMTP server cannot hold the scheduler past its lease.
-    connection = get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 60)
-    try:
-        for pk in pks:
-            if stop is not None and stop.is_set():
-                break
-            if not _take(pk, using):
-                continue  # another scheduler has it
-            outcome = _send_one(pk, using, connection)
-            if outcome == "sent":
-                done.sent += 1
-            elif outcome == "failed":
-                done.failed += 1
-            elif outcome == "unreachable":
-                done.failed += 1
-                break  # the SMTP server is down: the rest wait for the next pass
-    finally:
-        try:
-            connection.close()
-        except Exception:  # a broken connection may fail to say QUIT; nothing is lost
-            logger.debug("notify_scheduler: closing the email connection failed", exc_info=True)
-    return done
-
-
-# Refusals of this one message; anything else from smtplib (or the socket) is the server's.
-_MESSAGE_REFUSED = (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused, smtplib.SMTPDataError)
-
-
-def _send_one(pk: int, using: str, connection: Any) -> str:
-    """Send leased digest ``pk``: "sent", "dropped", "deferred", "failed" or "unreachable"."""
-    from notify import mail
-    from notify.models import Digest, DigestSchedule, DigestStatus, EmailStatus
-
-    window = datetime.timedelta(seconds=conf.EMAIL_DIGEST_WINDOW)
-
-    digest = Digest.objects.using(using).select_related("user").filter(pk=pk).first()
-    if digest is None:
-        return "dropped"  # its user was deleted (and the digest with them) meanwhile
-    now = timezone.now()
-    wanted = preferences.preferences_for(digest.user_id, using=using)
-    if not wanted.email_enabled or digest.user_id not in _reachable([digest.user_id], using):
-        digest.notifications.filter(email_status=EmailStatus.PENDING).update(email_status=EmailStatus.NONE)
-        _finish(digest, DigestStatus.DROPPED, using)
-        return "dropped"
-    quiet_end = wanted.quiet_until(now)
-    if quiet_end is not None:  # a retry fell in quiet hours
-        Digest.objects.using(using).filter(pk=pk).update(retry_at=quiet_end, leased_until=None)
-        return "deferred"
-    # Read since it was claimed: left out, and never emailed.
-    digest.notifications.filter(email_status=EmailStatus.PENDING, read_at__isnull=False).update(
-        email_status=EmailStatus.SKIPPED
-    )
-    unread = digest.notifications.filter(email_status=EmailStatus.PENDING).order_by("created_at", "pk")
-    total = unread.count()
-    if not total:
-        _finish(digest, DigestStatus.DROPPED, using)
-        return "dropped"
-    try:
-        message = mail.digest_message(digest, list(unread[: conf.EMAIL_DIGEST_MAX_ITEMS]), total, connection)
-        if _BARRIER is not None:
-            global _sends
-            _sends += 1
-            _barrier(f"{_sends}-leased")
-        message.send()
-    except DatabaseError:
-        raise
-    except Exception as problem:  # SMTP, a socket, a template: logged, tried again later
-        _retry_later(digest, problem, using)
-        try:
-            connection.close()  # the next send opens a fresh one
-        except Exception:
-            logger.debug("notify_scheduler: closing the email connection failed", exc_info=True)
-        if isinstance(problem, OSError) and not isinstance(problem, _MESSAGE_REFUSED):
-            return "unreachable"
-        return "failed"
-    if _BARRIER is not None:
-        _barrier(f"{_sends}-sent")
-    with transaction.atomic(using=using):
-        digest.notifications.filter(email_status=EmailStatus.PENDING).update(email_status=EmailStatus.SENT)
-        _finish(digest, DigestStatus.SENT, using)
-        # The window runs from the send: a digest sent late (after SMTP failures) is not
-        # followed by the next one at once.
-        sent_at = timezone.now()
-        DigestSchedule.objects.using(using).filter(user_id=digest.user_id).filter(
-            Q(not_before__isnull=True) | Q(not_before__lt=sent_at + window)
-        ).update(not_before=sent_at + window)
-    return "sent"
-
-
-def _finish(digest: Digest, status: str, using: str) -> None:
-    from notify.models import Digest
-
-    sent_at = timezone.now() if status == "sent" else None
-    Digest.objects.using(using).filter(pk=digest.pk).update(status=status, sent_at=sent_at, leased_until=None)
-
-
-def _retry_later(digest: Digest, problem: Exception, using: str) -> None:
-    from django.db.models import F
-
-    from notify.models import Digest
-
-    attempts = digest.attempts + 1
-    # Full jitter: several schedulers facing an SMTP server that comes back do not retry in step.
-    delay = random.uniform(RETRY_FIRST / 2, min(RETRY_MOST, RETRY_FIRST * 2 ** (attempts - 1)))
-    retry_at = timezone.now() + datetime.timedelta(seconds=delay)
-    logger.warning(
-        "notify_scheduler: could not send digest %d to user %d (attempt %d: %s); trying again in %.0f s",
-        digest.pk,
-        digest.user_id,
-        attempts,
-        problem,
-        delay,
-    )
-    Digest.objects.using(using).filter(pk=digest.pk).update(
-        attempts=F("attempts") + 1, retry_at=retry_at, leased_until=None, last_error=repr(problem)[:1000]
-    )
-
-
-def send_digests(*, using: str = "default", stop: threading.Event | None = None) -> Pass:
-    """One pass: claim what is due, then send what is pending."""
-    claimed = claim_digests(using=using)
-    done = send_pending(using=using, stop=stop)
-    done.claimed = claimed
-    return done

@@ -26,7 +26,7 @@ from django.db import transaction
 from django.utils import timezone
 
 import notify
-from notify import digests, preferences
+from notify import digests, outbox, preferences
 from notify.models import Digest, DigestSchedule, EmailStatus, Notification
 from tests.scheduler import Scheduler
 from tests.server import expect_error
@@ -188,7 +188,7 @@ def test_what_is_read_after_the_digest_was_claimed_is_left_out_of_it(mailbox, re
     assert digests.claim_digests() == 2
 
     Notification.objects.filter(pk__in=[alice_sent[0].pk, bob_only.pk]).mark_read()
-    done = digests.send_pending()
+    done = outbox.send_pending()
 
     assert (done.sent, done.failed) == (1, 0)
     [message] = mailbox.received()
@@ -484,7 +484,7 @@ def test_an_smtp_server_that_hangs_does_not_hold_reminders_back(due_at_once, rea
 
 
 class Sends:
-    """The barrier of a scheduler started with NOTIFY_TEST_DIGEST_BARRIER (notify/digests.py): its
+    """The barrier of a scheduler started with NOTIFY_TEST_DIGEST_BARRIER (notify/digests.py, notify/outbox.py): its
     sends wait at each point until released; its claims (``hold_claims``) too, or pass freely."""
 
     def __init__(self, folder: Any, *, hold_claims: bool = False) -> None:

@@ -20,7 +20,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connections
 from django.utils import timezone
 
-from notify import digests
+from notify import digests, outbox
 from notify.conf import conf
 from notify.scheduling import dispatch_due, next_due
 
@@ -185,7 +185,9 @@ class Command(BaseCommand):
             return None
         total = digests.Pass()
         while True:
-            done = digests.send_digests(using=using, stop=stop)
+            claimed = digests.claim_digests(using=using)
+            done = outbox.send_pending(using=using, stop=stop)
+            done.claimed = claimed
             if done.claimed or done.sent:
                 logger.info("notify_scheduler: claimed %d digest(s), sent %d", done.claimed, done.sent)
             total.claimed += done.claimed
