@@ -118,8 +118,11 @@ def claim_digests(*, using: str = "default", limit: int | None = None) -> int:
     if waiting is None or not waiting.exists():
         return 0
     # Read before it was due: never emailed. Only rows whose time has come are looked at
-    # (the partial index on created_at where pending), each once.
-    waiting.filter(read_at__isnull=False).update(email_status=EmailStatus.SKIPPED)
+    # (the partial index on created_at where pending), each once; written only when there
+    # are some (users held back by their window stay in `waiting` pass after pass).
+    read = waiting.filter(read_at__isnull=False)
+    if read.exists():
+        read.update(email_status=EmailStatus.SKIPPED)
     schedules = DigestSchedule.objects.using(using)
     held_back = schedules.filter(user_id=OuterRef("recipient_id"), not_before__gt=now)
     # A digest still to be sent (its SMTP server failing) holds the next one back: the user
@@ -210,7 +213,12 @@ def reachable(user_ids: list[int], using: str) -> set[int]:
     """The users among these who are active and have an email address."""
     User = get_user_model()
     field = User.get_email_field_name()
-    users = User._default_manager.using(using).filter(pk__in=user_ids).exclude(**{field: ""})
+    users = (
+        User._default_manager.using(using)
+        .filter(pk__in=user_ids)
+        .exclude(**{field: ""})
+        .exclude(**{f"{field}__isnull": True})
+    )
     if hasattr(User, "is_active"):
         users = users.filter(is_active=True)
     return set(users.values_list("pk", flat=True))

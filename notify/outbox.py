@@ -18,8 +18,9 @@ import smtplib
 import threading
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from notify import digests, preferences
@@ -75,8 +76,6 @@ def send_pending(*, using: str = "default", limit: int | None = None, stop: thre
     )
     if not pks:
         return done
-    from django.conf import settings
-
     # A socket timeout, so that a hung SMTP server cannot hold the scheduler past its lease.
     connection = get_connection(timeout=getattr(settings, "EMAIL_TIMEOUT", None) or 60)
     try:
@@ -111,7 +110,6 @@ def _send_one(pk: int, using: str, connection: Any) -> str:
     from notify.models import Digest, DigestSchedule, DigestStatus, EmailStatus
 
     window = datetime.timedelta(seconds=conf.EMAIL_DIGEST_WINDOW)
-
     digest = Digest.objects.using(using).select_related("user").filter(pk=pk).first()
     if digest is None:
         return "dropped"  # its user was deleted (and the digest with them) meanwhile
@@ -174,8 +172,6 @@ def _finish(digest: Digest, status: str, using: str) -> None:
 
 
 def _retry_later(digest: Digest, problem: Exception, using: str) -> None:
-    from django.db.models import F
-
     from notify.models import Digest
 
     attempts = digest.attempts + 1
