@@ -49,7 +49,8 @@ run: install
 	$(BIN)/python manage.py migrate --verbosity 0
 	$(BIN)/python manage.py demo_seed
 	@# The reminder scheduler runs beside uvicorn, and is stopped (by its PID) when
-	@# uvicorn exits, however it exits.
+	@# uvicorn exits, however it exits. It also emails digests of what stays unread
+	@# (docs/email.md), to this terminal: NOTIFY_EMAIL_DIGESTS=0 turns them off.
 	@if ! $(BIN)/python -c "import redis, os; redis.Redis.from_url(os.environ['REDIS_URL'], socket_connect_timeout=1).ping()" 2>/dev/null; then \
 		echo "WARNING: Redis does not answer at $(REDIS_URL): using the in-process memory broker."; \
 		echo "         Fine for this single-process demo; production needs Redis."; \
@@ -57,6 +58,7 @@ run: install
 		echo "         without Redis, so a reminder arrives with the browser's next poll (up to 25 s late)."; \
 		export NOTIFY_BROKER=memory; \
 	fi; \
+	export NOTIFY_EMAIL_DIGESTS=$${NOTIFY_EMAIL_DIGESTS:-1}; \
 	$(BIN)/python manage.py notify_scheduler & scheduler=$$!; \
 	trap 'kill $$scheduler 2>/dev/null; wait $$scheduler' EXIT; \
 	trap 'exit 0' INT TERM; \

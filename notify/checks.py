@@ -115,6 +115,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     problems += check_presence(user)
     problems += check_dashboard(user)
     problems += check_preferences(user)
+    problems += check_email(user)
     if not problems:
         if conf.DEFAULT_TIMEOUT > conf.MAX_TIMEOUT:
             problems.append(
@@ -533,6 +534,116 @@ def check_preferences(user: dict[str, Any]) -> list[Error | Warning]:
     return problems
 
 
+# The most notifications one digest may list (NOTIFY['EMAIL_DIGEST_MAX_ITEMS']) and digests one
+# pass may claim and send (NOTIFY['EMAIL_DIGESTS_PER_PASS']): both are read into memory at once.
+EMAIL_ITEMS_CEILING = 200
+EMAIL_PASS_CEILING = 10_000
+
+
+def _seconds(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0
+
+
+def _whole(value: Any, most: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= most
+
+
+def check_email(user: dict[str, Any]) -> list[Error | Warning]:
+    """Email digests (notify.digests, docs/email.md): notify.E040-E048."""
+    from notify.models import Level
+
+    problems: list[Error | Warning] = []
+    enabled = user.get("EMAIL_DIGESTS", DEFAULTS["EMAIL_DIGESTS"])
+    if not isinstance(enabled, bool):
+        problems.append(Error(f"NOTIFY['EMAIL_DIGESTS'] must be True or False, not {enabled!r}.", id="notify.E040"))
+    delays = user.get("EMAIL_DELAY", DEFAULTS["EMAIL_DELAY"])
+    levels = ", ".join(repr(level) for level in Level.values)
+    if not isinstance(delays, dict):
+        problems.append(
+            Error(
+                f"NOTIFY['EMAIL_DELAY'] must be a dict of level -> seconds or None, not {delays!r}.",
+                hint=f"For example {DEFAULTS['EMAIL_DELAY']!r}; a level left out or None is never emailed.",
+                id="notify.E041",
+            )
+        )
+    else:
+        for level, delay in delays.items():
+            if level not in Level.values:
+                problems.append(
+                    Error(
+                        f"NOTIFY['EMAIL_DELAY'] has an unknown level {level!r}.",
+                        hint=f"Levels: {levels}.",
+                        id="notify.E041",
+                    )
+                )
+            elif delay is not None and not _seconds(delay):
+                problems.append(
+                    Error(
+                        f"NOTIFY['EMAIL_DELAY'][{level!r}] must be seconds (0 or more) or None, not {delay!r}.",
+                        hint="None: notifications of this level are never emailed.",
+                        id="notify.E041",
+                    )
+                )
+    window = user.get("EMAIL_DIGEST_WINDOW", DEFAULTS["EMAIL_DIGEST_WINDOW"])
+    if not _seconds(window):
+        problems.append(
+            Error(
+                f"NOTIFY['EMAIL_DIGEST_WINDOW'] must be a number of seconds, 0 or more, not {window!r}.",
+                hint="At most one digest per user per this many seconds; 0: no wait between digests.",
+                id="notify.E042",
+            )
+        )
+    for name, most in (("EMAIL_DIGEST_MAX_ITEMS", EMAIL_ITEMS_CEILING), ("EMAIL_DIGESTS_PER_PASS", EMAIL_PASS_CEILING)):
+        value = user.get(name, DEFAULTS[name])
+        if not _whole(value, most):
+            problems.append(
+                Error(f"NOTIFY['{name}'] must be a whole number from 1 to {most}, not {value!r}.", id="notify.E043")
+            )
+    site = user.get("SITE_URL", DEFAULTS["SITE_URL"])
+    hint = "The digest's links are absolute: the address users reach the site at, e.g. 'https://example.com'."
+    if site is not None and not _site_url(site):
+        problems.append(
+            Error(
+                f"NOTIFY['SITE_URL'] must be an http(s) URL without a query, not {site!r}.", hint=hint, id="notify.E044"
+            )
+        )
+    elif site is None and enabled is True:
+        problems.append(
+            Error("NOTIFY['SITE_URL'] must be set when NOTIFY['EMAIL_DIGESTS'] is on.", hint=hint, id="notify.E044")
+        )
+    inbox = user.get("INBOX_URL", DEFAULTS["INBOX_URL"])
+    if not isinstance(inbox, str) or not inbox.startswith("/") or inbox.startswith("//"):
+        problems.append(
+            Error(
+                f"NOTIFY['INBOX_URL'] must be a path on SITE_URL starting with '/', not {inbox!r}.",
+                hint="Where the digest's 'Open your inbox' leads, e.g. '/inbox/'.",
+                id="notify.E045",
+            )
+        )
+    sender = user.get("EMAIL_FROM", DEFAULTS["EMAIL_FROM"])
+    if sender is not None and (not isinstance(sender, str) or "@" not in sender):
+        problems.append(
+            Error(
+                f"NOTIFY['EMAIL_FROM'] must be None or an address, not {sender!r}.",
+                hint="For example 'Example <noreply@example.com>'; None: DEFAULT_FROM_EMAIL.",
+                id="notify.E046",
+            )
+        )
+    lease = user.get("EMAIL_SEND_LEASE", DEFAULTS["EMAIL_SEND_LEASE"])
+    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+        problems.append(
+            Error(
+                f"NOTIFY['EMAIL_SEND_LEASE'] must be a positive number of seconds, not {lease!r}.",
+                hint="How long a scheduler has to send a digest before another may; well above EMAIL_TIMEOUT.",
+                id="notify.E047",
+            )
+        )
+    skip = user.get("EMAIL_SKIP_RECEIVED", DEFAULTS["EMAIL_SKIP_RECEIVED"])
+    if not isinstance(skip, bool):
+        problems.append(Error(f"NOTIFY['EMAIL_SKIP_RECEIVED'] must be True or False, not {skip!r}.", id="notify.E048"))
+    return problems
+
+
 # The most actors a grouped notification may name (NOTIFY['GROUP_MAX_ACTORS']): each is up to 150
 # characters, in every poll answer that carries the notification.
 GROUP_MAX_ACTORS_CEILING = 100
@@ -568,3 +679,10 @@ def check_grouping(user: dict[str, Any]) -> list[Error | Warning]:
             )
         )
     return problems
+
+
+def _site_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    parts = urlsplit(value)
+    return parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.query and not parts.fragment

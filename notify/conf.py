@@ -144,6 +144,26 @@ DEFAULTS: dict[str, Any] = {
     # Actors a grouped notification names, newest first (each at most 150 characters): every
     # poll answer carrying it carries them. "{actors}" counts people exactly up to this many.
     "GROUP_MAX_ACTORS": 10,
+    # Seconds between two digests to one user, at least: what falls due meanwhile waits for
+    # the next. 0: a digest as soon as something is due.
+    "EMAIL_DIGEST_WINDOW": 3600,
+    # Notifications listed in one digest; the rest of it is counted ("and 12 more").
+    "EMAIL_DIGEST_MAX_ITEMS": 20,
+    # Digests one scheduler claims, and sends, in one pass of its loop.
+    "EMAIL_DIGESTS_PER_PASS": 100,
+    # Seconds a scheduler has to send a digest it took; past it (the scheduler died while
+    # sending) another scheduler sends it. Keep it well above Django's EMAIL_TIMEOUT.
+    "EMAIL_SEND_LEASE": 600,
+    # The site's address, for the digest's absolute links ("https://example.com"): required
+    # when EMAIL_DIGESTS is on (notify.E044). INBOX_URL: the inbox's path on it.
+    "SITE_URL": None,
+    "INBOX_URL": "/",
+    # The digest's sender; None: settings.DEFAULT_FROM_EMAIL.
+    "EMAIL_FROM": None,
+    # Leave out of digests what an open page of the user's already received (a held poll
+    # presented a cursor at or past it: notify.receipts). False: email what is unread, seen
+    # in a background tab or not.
+    "EMAIL_SKIP_RECEIVED": True,
 }
 
 # What POLL_MIDDLEWARE None takes from MIDDLEWARE: middleware without which a poll's
@@ -338,6 +358,39 @@ class Settings:
     @property
     def GROUP_MAX_ACTORS(self) -> int:
         return int(self._get("GROUP_MAX_ACTORS"))
+
+    @property
+    def EMAIL_DIGEST_WINDOW(self) -> float:
+        return float(self._get("EMAIL_DIGEST_WINDOW"))
+
+    @property
+    def EMAIL_DIGEST_MAX_ITEMS(self) -> int:
+        return self._get("EMAIL_DIGEST_MAX_ITEMS")
+
+    @property
+    def EMAIL_DIGESTS_PER_PASS(self) -> int:
+        return self._get("EMAIL_DIGESTS_PER_PASS")
+
+    @property
+    def EMAIL_SEND_LEASE(self) -> float:
+        return float(self._get("EMAIL_SEND_LEASE"))
+
+    @property
+    def SITE_URL(self) -> str | None:
+        value = self._get("SITE_URL")
+        return value.rstrip("/") if isinstance(value, str) else None
+
+    @property
+    def INBOX_URL(self) -> str:
+        return self._get("INBOX_URL")
+
+    @property
+    def EMAIL_SKIP_RECEIVED(self) -> bool:
+        return self._get("EMAIL_SKIP_RECEIVED") is not False
+
+    @property
+    def EMAIL_FROM(self) -> str | None:
+        return self._get("EMAIL_FROM")
 
     @property
     def POLL_MIDDLEWARE(self) -> list[str]:

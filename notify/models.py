@@ -260,6 +260,11 @@ class Notification(models.Model):
     # one group has the same, so a client tells the one it replaces from an earlier group of the
     # same key still listed (one read, or left unread past GROUP_WINDOW): docs/grouping.md.
     group_first = models.PositiveBigIntegerField(null=True, blank=True, editable=False)
+    # The digest (notify.digests) it was put in, once a scheduler claimed it for one; its
+    # email_status stays "pending" until that digest is sent.
+    digest = models.ForeignKey(
+        "Digest", null=True, blank=True, on_delete=models.SET_NULL, related_name="notifications", editable=False
+    )
 
     objects = NotificationQuerySet.as_manager()
 
@@ -666,3 +671,55 @@ class PreferenceRule(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind or 'every kind'}/{self.level or 'every level'}: page={self.page} email={self.email}"
+
+
+class DigestStatus(models.TextChoices):
+    PENDING = "pending", "to be sent"  # claimed: a scheduler sends it (again, after a failure)
+    SENT = "sent", "sent"
+    DROPPED = "dropped", "not sent"  # nothing left to send when its turn came (all read, email off)
+
+
+class Digest(models.Model):
+    """One email of what stayed unread, to one user: the outbox of notify.digests.
+
+    Created, with its notifications claimed (``Notification.digest``), in one
+    transaction; sent after that transaction commits, and marked sent. A scheduler
+    that dies in between leaves it pending: the next one sends it. ``message_id`` is
+    fixed when it is created, so a digest sent twice (killed after the SMTP server took
+    it, before it was marked sent) is one message to the mail clients that dedupe.
+    """
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notify_digests")
+    created_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=8, choices=DigestStatus.choices, default=DigestStatus.PENDING)
+    message_id = models.CharField(max_length=200, unique=True, editable=False)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # A scheduler sending it holds it until then; past it (the scheduler died) another may.
+    leased_until = models.DateTimeField(null=True, blank=True)
+    # After a failed send: when to try again, how often it failed, and why last time.
+    attempts = models.PositiveIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The sender's query: pending digests, oldest first.
+            models.Index(fields=["created_at"], condition=models.Q(status="pending"), name="notify_digest_pending"),
+        ]
+
+    def __str__(self) -> str:
+        return f"digest {self.pk} to user {self.user_id} ({self.status})"
+
+
+class DigestSchedule(models.Model):
+    """When one user's next digest may go: the end of their digest window, or of their quiet
+    hours. Its row is also the user's lock: a scheduler claims a user's digest holding it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="notify_digest_schedule"
+    )
+    not_before = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"next digest of user {self.user_id} not before {self.not_before}"

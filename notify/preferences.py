@@ -167,7 +167,7 @@ def _user_id(user: Any) -> int:
 def preferences_for(user: Any, *, using: str = "default") -> Preferences:
     """One user's preferences (a user or a user id)."""
     user_id = _user_id(user)
-    return preferences_for_users([user_id], using=using).get(user_id) or Preferences(user_id=user_id)
+    return preferences_for_users([user_id], using=using)[user_id]
 
 
 def _chosen_query(ids: list[int]) -> QuerySet[Any]:
@@ -195,9 +195,15 @@ _rules = CompiledQuery("notify.PreferenceRule", _rules_query)
 
 
 def preferences_for_users(user_ids: Iterable[int], *, using: str = "default") -> dict[int, Preferences]:
-    """The preferences of those of these users who have chosen anything (a row of their own);
-    the others have ``Preferences(user_id)``, the defaults. One query per 500 users, and one
-    more for the rules of those 500 if any of them has chosen."""
+    """Each user's preferences: one query per 500 users, and one more for the rules of those
+    500 if any of them has chosen anything."""
+    ids = list(user_ids)
+    chosen = _chosen_preferences(ids, using=using)
+    return {uid: chosen.get(uid) or Preferences(user_id=uid) for uid in ids}
+
+
+def _chosen_preferences(user_ids: Iterable[int], *, using: str = "default") -> dict[int, Preferences]:
+    """The preferences of those of these users who have chosen anything (a row of their own)."""
     from notify.models import CHUNK
 
     ids = sorted(set(user_ids))
@@ -230,7 +236,7 @@ def preferences_for_users(user_ids: Iterable[int], *, using: str = "default") ->
 def deliveries(user_ids: Iterable[int], level: str, kind: str, *, using: str = "default") -> dict[int, Delivery]:
     """Where a notification of this level and kind goes for each of these users (``send()``):
     decided once for everyone who has chosen nothing."""
-    chosen = preferences_for_users(user_ids, using=using)
+    chosen = _chosen_preferences(user_ids, using=using)
     default = Preferences(user_id=0).delivery(level, kind)
     return {uid: chosen[uid].delivery(level, kind) if uid in chosen else default for uid in user_ids}
 

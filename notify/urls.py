@@ -1,6 +1,6 @@
 from django.urls import path
 
-from notify import history, monitoring, openapi, preference_views, views
+from notify import history, monitoring, openapi, preference_views, unsubscribe, views
 
 app_name = "notify"
 
@@ -19,4 +19,5 @@ urlpatterns = [
     path("metrics", monitoring.metrics_view, name="metrics"),
     path("health", monitoring.health, name="health"),
     path("topics/<path:name>/presence", views.topic_presence, name="topic_presence"),
+    path("unsubscribe/<str:token>", unsubscribe.unsubscribe, name="unsubscribe"),
 ]

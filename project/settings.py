@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,35 @@ if env_bool("NOTIFY_METRICS", False):
     NOTIFY["METRICS"] = True
 if os.environ.get("NOTIFY_METRICS_TOKEN"):
     NOTIFY["METRICS_TOKEN"] = os.environ["NOTIFY_METRICS_TOKEN"]
+
+# Email digests (docs/email.md): off unless NOTIFY_EMAIL_DIGESTS=1 (`make run` turns them on). The
+# demo's delays are short, so that a digest shows up in the terminal within minutes; NOTIFY_EMAIL_DELAY
+# (JSON, e.g. '{"info": 3600, "error": 300}') and NOTIFY_EMAIL_DIGEST_WINDOW set others.
+NOTIFY["SITE_URL"] = os.environ.get("NOTIFY_SITE_URL") or "http://127.0.0.1:8000"
+NOTIFY["INBOX_URL"] = os.environ.get("NOTIFY_INBOX_URL") or "/inbox/"
+if env_bool("NOTIFY_EMAIL_DIGESTS", False):
+    NOTIFY["EMAIL_DIGESTS"] = True
+    NOTIFY["EMAIL_DELAY"] = {"info": 120, "success": 120, "warning": 60, "error": 30}
+    NOTIFY["EMAIL_DIGEST_WINDOW"] = 300
+if os.environ.get("NOTIFY_EMAIL_DELAY"):
+    NOTIFY["EMAIL_DELAY"] = json.loads(os.environ["NOTIFY_EMAIL_DELAY"])
+for _key in ("EMAIL_DIGEST_WINDOW", "EMAIL_SEND_LEASE"):
+    if os.environ.get(f"NOTIFY_{_key}"):
+        NOTIFY[_key] = float(os.environ[f"NOTIFY_{_key}"])
+for _key in ("EMAIL_DIGEST_MAX_ITEMS", "EMAIL_DIGESTS_PER_PASS"):
+    if os.environ.get(f"NOTIFY_{_key}"):
+        NOTIFY[_key] = int(os.environ[f"NOTIFY_{_key}"])
+
+# Email: through an SMTP server when EMAIL_HOST is set (EMAIL_PORT, default 25), else printed
+# to the console (the demo's digests show up in `make run`'s terminal).
+if os.environ.get("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = os.environ["EMAIL_HOST"]
+    EMAIL_PORT = int(os.environ.get("EMAIL_PORT") or 25)
+    EMAIL_TIMEOUT = float(os.environ.get("EMAIL_TIMEOUT") or 30)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL") or "notify demo <noreply@localhost>"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

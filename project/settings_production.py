@@ -21,6 +21,10 @@ for required in ("DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS"):
 SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
 ALLOWED_HOSTS = [host for host in os.environ["DJANGO_ALLOWED_HOSTS"].split(",") if host]
 
+# The digest's links (docs/email.md) lead to the site's real address, never the demo's default:
+# with NOTIFY_EMAIL_DIGESTS=1 and no NOTIFY_SITE_URL, notify.E044 stops the start.
+NOTIFY["SITE_URL"] = os.environ.get("NOTIFY_SITE_URL") or None  # noqa: F405
+
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = True
 SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", 60 * 60 * 24 * 365))

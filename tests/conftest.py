@@ -51,6 +51,7 @@ SYSTEM_FIXTURES = {
     "demo",
     "chromium",
     "browser",
+    "smtp",  # an SMTP server on loopback (tests/smtp.py)
 }
 # Modules whose tests start processes (servers, nginx, schedulers, clusters, builds) in their bodies,
 # or make threads race over several database connections.

@@ -148,3 +148,51 @@ def test_e030_presence_is_a_bool_and_max_presence_bounded(settings):
 def test_e031_dashboard_interval_is_bounded(value):
     assert ids(DASHBOARD_INTERVAL=value) == ["notify.E031"]
     assert ids(DASHBOARD_INTERVAL=0.1) == ids(DASHBOARD_INTERVAL=60) == []
+
+
+def test_e040_email_digests_must_be_a_bool():
+    assert ids(EMAIL_DIGESTS="yes", SITE_URL="https://example.com") == ["notify.E040"]
+
+
+@pytest.mark.parametrize(
+    "delay",
+    [[300], {"urgent": 60}, {"error": -1}, {"error": "300"}, {"error": True}],
+)
+def test_e041_email_delay_is_seconds_or_none_per_known_level(delay):
+    assert ids(EMAIL_DELAY=delay) == ["notify.E041"]
+    assert ids(EMAIL_DELAY={"error": 0, "info": 3600.5, "warning": None}) == []
+
+
+@pytest.mark.parametrize("value", [-1, "3600", None, True])
+def test_e042_email_digest_window_is_seconds(value):
+    assert ids(EMAIL_DIGEST_WINDOW=value) == ["notify.E042"]
+    assert ids(EMAIL_DIGEST_WINDOW=0) == []
+
+
+@pytest.mark.parametrize("name", ["EMAIL_DIGEST_MAX_ITEMS", "EMAIL_DIGESTS_PER_PASS"])
+@pytest.mark.parametrize("value", [0, 2.5, "10", True, 10**6])
+def test_e043_digest_counts_are_bounded(name, value):
+    assert ids(**{name: value}) == ["notify.E043"]
+
+
+def test_e044_site_url_is_needed_by_digests_and_must_be_a_url():
+    assert ids(EMAIL_DIGESTS=True) == ["notify.E044"]
+    assert ids(EMAIL_DIGESTS=True, SITE_URL="https://example.com") == []
+    for bad in ("example.com", "ftp://example.com", "https://example.com/?a=1", 42):
+        assert ids(SITE_URL=bad) == ["notify.E044"], bad
+
+
+@pytest.mark.parametrize("value", ["inbox/", "//evil.example.com/", "https://example.com/inbox/", None])
+def test_e045_inbox_url_is_a_path(value):
+    assert ids(INBOX_URL=value) == ["notify.E045"]
+
+
+@pytest.mark.parametrize("value", ["", "noreply", 42])
+def test_e046_email_from_is_an_address_or_none(value):
+    assert ids(EMAIL_FROM=value) == ["notify.E046"]
+    assert ids(EMAIL_FROM="Example <noreply@example.com>") == []
+
+
+@pytest.mark.parametrize("value", [0, -5, "600", True])
+def test_e047_email_send_lease_is_positive_seconds(value):
+    assert ids(EMAIL_SEND_LEASE=value) == ["notify.E047"]

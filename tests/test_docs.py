@@ -181,8 +181,14 @@ def demo(seeded_database: Path, tmp_path: Path, redis_client: redis.Redis) -> It
         "DJANGO_SETTINGS_MODULE": "project.settings",
         "DATABASE_URL": f"sqlite:///{database}",
         "NOTIFY_CHANNEL_PREFIX": prefix,
+        "NOTIFY_EMAIL_DIGESTS": "1",  # as `make run` has them (to the console)
     }
-    server = Server(env={key: env[key] for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "NOTIFY_CHANNEL_PREFIX")})
+    server = Server(
+        env={
+            key: env[key]
+            for key in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "NOTIFY_CHANNEL_PREFIX", "NOTIFY_EMAIL_DIGESTS")
+        }
+    )
     server.start()
     scheduler = subprocess.Popen(
         [PYTHON, "manage.py", "notify_scheduler"],

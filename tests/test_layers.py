@@ -57,6 +57,7 @@ def layer(module: str) -> str:
         "openapi",
         "contrib",
         "monitoring",
+        "unsubscribe",
     ):
         return "edge"
     if top in ("", "apps"):

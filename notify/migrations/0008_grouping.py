@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("notify", "0006_preferences_email_grouping"),
+        ("notify", "0007_digests"),
     ]
 
     operations = [

@@ -21,6 +21,8 @@ class Command(BaseCommand):
             if created:
                 user.set_password(password)
                 user.is_staff = user.is_superuser = staff
+            if created or not user.email:
+                user.email = user.email or f"{username}@example.com"  # the demo's digests go to the console
                 user.save()
         self.stdout.write("Demo logins (username / password):")
         for username, password, staff in DEMO_USERS:
