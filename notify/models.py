@@ -246,7 +246,7 @@ class Notification(models.Model):
     deliver_at = models.DateTimeField(null=True, blank=True)
     # Shown in the page: numbered in the recipient's stream (when due). False: the
     # recipient's preferences (notify.preferences) want it by email only, so it is stored
-    # for the digest and the history but never numbered: no poll or unread count sees it.
+    # for the digest but never numbered: no poll, unread count or history page sees it.
     page = models.BooleanField(default=True, editable=False)
     # Whether it is to be emailed in a digest (notify.digests), and where that stands.
     email_status = models.CharField(max_length=8, choices=EmailStatus.choices, default=EmailStatus.NONE, blank=True)
