@@ -47,7 +47,7 @@ class PreferencesForm(forms.Form):
     timezone = forms.ChoiceField(label="Time zone", required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, label_suffix="", **kwargs)
         self.fields["timezone"].choices = [("", "The site's")] + [(name, name) for name in TIMEZONES]
         for kind, level, label in rows():
             for channel in ("page", "email"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import time
 from typing import Any
 
 import pytest
@@ -9,8 +11,18 @@ import pytest
 import notify
 from notify import preferences
 from notify.models import Notification
+from tests.server import Server
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def emailing_server(redis_answers: None, django_db_setup: Any, django_db_blocker: Any) -> Iterator[Server]:
+    """A uvicorn that emails digests, as `make run` does: the page offers the email choices."""
+    with django_db_blocker.unblock():
+        live = Server(env={"NOTIFY_EMAIL_DIGESTS": "1"}).start()
+    yield live
+    live.stop()
 
 
 def row(page: Any, label: str) -> Any:
@@ -39,12 +51,22 @@ def test_unticking_a_kind_in_the_page_keeps_it_out_of_the_inbox_and_others_still
     assert not Notification.objects.filter(recipient=user, title="From staff").exists()
 
 
-def test_a_level_row_applies_to_a_kind_left_like_everything_else(server, browser, user):
+def test_a_level_row_applies_to_a_kind_left_like_everything_else(emailing_server, browser, user, settings):
     page = browser.context(user).new_page()
-    page.goto(f"{server.url}/preferences/")
+    page.goto(f"{emailing_server.url}/preferences/")
     row(page, "Warnings of any kind").locator("td").nth(0).locator("input").uncheck()
+    row(page, "Your reminders").locator("td").nth(1).locator("input").uncheck()
+    page.fill("#id_quiet_start", "22:00")
+    page.fill("#id_quiet_end", "07:30")
+    page.select_option("#id_timezone", "Europe/Paris")
     page.click(".preferences button[type=submit]")
     page.locator(".notice", has_text="Preferences saved.").wait_for()
     assert notify.send(user, "careful", level="warning", kind="task") == []
     assert len(notify.send(user, "fine", level="info", kind="task")) == 1
+    stored = preferences.preferences_for(user)
+    assert (stored.quiet_start, stored.quiet_end, stored.timezone) == (time(22), time(7, 30), "Europe/Paris")
+    settings.NOTIFY = {**settings.NOTIFY, "EMAIL_DIGESTS": True}  # as the server's
+    assert stored.delivery("info", "reminder") == preferences.Delivery(page=True, email=False)
+    assert stored.delivery("info", "task") == preferences.Delivery(page=True, email=True)
+    page.set_viewport_size({"width": 900, "height": 1020})  # the whole form, quiet hours included
     browser.document(page, "preferences")
