@@ -319,6 +319,24 @@ def test_an_email_only_notification_is_emailed_and_a_reminder_counts_from_its_ti
     assert statuses([email_only, reminder]) == [EmailStatus.SENT, EmailStatus.PENDING]
 
 
+def test_preferences_decide_what_is_emailed_per_kind_and_level(mailbox, reader):
+    user = reader()
+    preferences.set_rule(user, kind="chat", page=True, email=False)  # chat: the page only
+    preferences.set_rule(user, kind="chat", level="error", page=True, email=True)  # but chat errors too
+    sent = [
+        *notify.send(user, "a chat message", kind="chat.room"),
+        *notify.send(user, "a chat error", kind="chat.room", level="error"),
+        *notify.send(user, "an invoice", kind="billing"),
+    ]
+    assert [n.email_status for n in sent] == [EmailStatus.NONE, EmailStatus.PENDING, EmailStatus.PENDING]
+    shown_ago(sent)
+
+    run_once()
+
+    [message] = mailbox.received()
+    assert sorted(listed(message)) == ["a chat error", "an invoice"]
+
+
 def test_a_long_digest_lists_the_first_items_and_counts_the_rest(mailbox, reader, settings):
     settings.NOTIFY["EMAIL_DIGEST_MAX_ITEMS"] = 3
     user = reader()
