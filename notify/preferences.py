@@ -236,9 +236,10 @@ def _chosen_preferences(user_ids: Iterable[int], *, using: str = "default") -> d
 def deliveries(user_ids: Iterable[int], level: str, kind: str, *, using: str = "default") -> dict[int, Delivery]:
     """Where a notification of this level and kind goes for each of these users (``send()``):
     decided once for everyone who has chosen nothing."""
-    chosen = _chosen_preferences(user_ids, using=using)
+    ids = list(user_ids)
+    chosen = _chosen_preferences(ids, using=using)
     default = Preferences(user_id=0).delivery(level, kind)
-    return {uid: chosen[uid].delivery(level, kind) if uid in chosen else default for uid in user_ids}
+    return {uid: chosen[uid].delivery(level, kind) if uid in chosen else default for uid in ids}
 
 
 def set_rule(
