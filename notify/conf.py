@@ -126,6 +126,9 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_PREFERENCE_RULES": [],
     # Rules one user may have (the preferences API refuses more with 400).
     "MAX_PREFERENCE_RULES": 100,
+    # Changes one user may make to their preferences over HTTP a minute (each rewrites their
+    # rules); past it 429 with Retry-After. None: no limit.
+    "MAX_PREFERENCE_CHANGES_PER_MINUTE": 30,
     # The kinds a preferences page offers to choose for, kind -> label:
     # {"chat": "Chat messages", "billing": "Invoices and payments"}. Only what pages and
     # GET /notify/preferences show: a rule may name any kind.
@@ -337,6 +340,10 @@ class Settings:
     @property
     def MAX_PREFERENCE_RULES(self) -> int:
         return self._get("MAX_PREFERENCE_RULES")
+
+    @property
+    def MAX_PREFERENCE_CHANGES_PER_MINUTE(self) -> int | None:
+        return self._get("MAX_PREFERENCE_CHANGES_PER_MINUTE")
 
     @property
     def PREFERENCE_KINDS(self) -> dict[str, str]:

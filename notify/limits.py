@@ -231,6 +231,22 @@ async def count_publish(user_id: int, topic: str) -> None:
         raise LimitExceeded(429, "too_many_publishes", _publish_refusal(refused, topic), _seconds(refused.retry_after))
 
 
+async def count_preference_change(user_id: int) -> None:
+    """Count a change of preferences over HTTP (each rewrites the user's rules): LimitExceeded
+    (429) past MAX_PREFERENCE_CHANGES_PER_MINUTE."""
+    if conf.MAX_PREFERENCE_CHANGES_PER_MINUTE is None:
+        return
+    limit = conf.MAX_PREFERENCE_CHANGES_PER_MINUTE
+    refused = await ratelimit.hit(user_id, [Rule("preference-changes", limit, 60.0)])
+    if refused is not None:
+        raise LimitExceeded(
+            429,
+            "too_many_changes",
+            f"At most {limit} changes of preferences a minute (NOTIFY['MAX_PREFERENCE_CHANGES_PER_MINUTE']).",
+            _seconds(refused.retry_after),
+        )
+
+
 def _topic_exists(name: str) -> bool:
     from notify.models import Topic
 

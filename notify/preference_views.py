@@ -19,6 +19,7 @@ from django.views.decorators.csrf import csrf_exempt
 from notify import db, preferences
 from notify.auth import authenticate
 from notify.conf import conf
+from notify.limits import count_preference_change
 from notify.models import Level, check_timezone
 from notify.params import BadRequest, load_json, query_of
 from notify.preferences import Delivery, Rule
@@ -129,6 +130,7 @@ async def preferences_view(request: HttpRequest) -> JsonResponse:
         if refused is not None:
             return refused
         changes = parse_changes(request.body)
+        await count_preference_change(user_id)  # a refused body costs no budget
         try:
             changed = await db.run(change, user_id, changes)
         except (TypeError, ValueError) as problem:  # a kind or level refused by notify.preferences

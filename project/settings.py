@@ -144,6 +144,7 @@ for _key in (
     "MAX_PUBLISHES_PER_MINUTE",
     "MAX_NEW_TOPICS_PER_HOUR",
     "MAX_PENDING_REMINDERS_PER_USER",
+    "MAX_PREFERENCE_CHANGES_PER_MINUTE",
 ):
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = int(os.environ[f"NOTIFY_{_key}"])

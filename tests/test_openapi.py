@@ -35,6 +35,7 @@ def api_server(redis_answers: None, django_db_setup: Any, django_db_blocker: Any
         "NOTIFY_MAX_SNAPSHOTS_PER_SECOND": "1000",
         "NOTIFY_MAX_PUBLISHES_PER_MINUTE": "10000",
         "NOTIFY_MAX_TOPIC_PUBLISHES_PER_MINUTE": "10000",
+        "NOTIFY_MAX_PREFERENCE_CHANGES_PER_MINUTE": "10000",
     }
     with django_db_blocker.unblock():
         live = Server(env=env).start()

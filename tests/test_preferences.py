@@ -317,6 +317,23 @@ def test_post_refuses_more_rules_than_the_limit(server, alice, token):
     assert not PreferenceRule.objects.exists()
 
 
+def test_changes_past_the_limit_a_minute_get_429_and_reads_and_refused_bodies_cost_nothing(make_user, token_for):
+    alice = make_user()
+    token = token_for(alice)
+    limited = Server(env={"NOTIFY_MAX_PREFERENCE_CHANGES_PER_MINUTE": "2"}).start()
+    try:
+        for _ in range(3):
+            assert call(limited, "GET", token).status == 200
+        expect_error(call(limited, "POST", token, {"colour": "red"}), 400, "invalid_body")
+        assert call(limited, "POST", token, {"email_enabled": False}).status == 200
+        assert call(limited, "POST", token, {"email_enabled": True}).status == 200
+        body = expect_error(call(limited, "POST", token, {"email_enabled": False}), 429, "too_many_changes")
+        assert "At most 2 changes of preferences a minute" in body["detail"]
+        assert preferences.preferences_for(alice).email_enabled is True
+    finally:
+        limited.stop()
+
+
 def test_without_credentials_401_and_other_methods_405(server):
     expect_error(call(server, "GET", None), 401, "not_authenticated")
     expect_error(call(server, "POST", None, {"email_enabled": False}), 401, "not_authenticated")
