@@ -149,10 +149,6 @@ for _key in (
     if os.environ.get(f"NOTIFY_{_key}"):
         NOTIFY[_key] = int(os.environ[f"NOTIFY_{_key}"])
 
-# Email digests (docs/email.md): NOTIFY_EMAIL_DIGESTS=1 turns them on.
-if os.environ.get("NOTIFY_EMAIL_DIGESTS"):
-    NOTIFY["EMAIL_DIGESTS"] = env_bool("NOTIFY_EMAIL_DIGESTS", False)
-
 # Prometheus metrics at /notify/metrics (docs/metrics.md): NOTIFY_METRICS=1, and the scraper's
 # token in NOTIFY_METRICS_TOKEN (else staff users only).
 if env_bool("NOTIFY_METRICS", False):
