@@ -28,14 +28,8 @@ os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench.sqlite3
 os.environ["NOTIFY_CHANNEL_PREFIX"] = f"notify-bench-{uuid.uuid4().hex[:6]}"
 (ROOT / "var").mkdir(exist_ok=True)
 
-
-def ensure_postgres_database(url: str) -> None:
-    import psycopg
-
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+from bench.broadcast_send import ensure_postgres_database  # noqa: E402
+from bench.preferences_send import users_named  # noqa: E402
 
 
 def main() -> None:
@@ -51,7 +45,6 @@ def main() -> None:
     django.setup()
     import redis
     from django.conf import settings
-    from django.contrib.auth import get_user_model
     from django.core.management import call_command
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -60,13 +53,7 @@ def main() -> None:
     from notify.models import Notification
 
     call_command("migrate", verbosity=0)
-    User = get_user_model()
-    missing = args.users - User.objects.filter(username__startswith="bench-").count()
-    if missing > 0:
-        start = User.objects.count()
-        User.objects.bulk_create([User(username=f"bench-{start + i}") for i in range(missing)], batch_size=2000)
-    users = list(User.objects.filter(username__startswith="bench-").order_by("pk").values_list("pk", flat=True))
-    users = users[: args.users]
+    users = users_named("bench-", args.users)
     Notification.objects.filter(recipient_id__in=users).delete()  # each run starts from empty inboxes
 
     client = redis.Redis.from_url(settings.REDIS_URL)
