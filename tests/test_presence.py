@@ -152,6 +152,9 @@ def test_a_killed_workers_user_drops_within_the_poll_timeout_and_ttl(workers, ma
     doomed.check_log = False
     held = threads.start(_poll_ignoring_errors, doomed, bob_token, room, 2)
     wait_until(lambda: bob.username in present(first, alice_token, room), 5, "bob present")
+    # The join is decided in Redis, then published through the database a moment later: killed in
+    # between, the worker never announces it (its leave still comes). Killed after it, here.
+    wait_until(lambda: ("join", bob.username) in events(first, alice_token, room), 5, "bob's join announced")
     assert doomed.process is not None
     os.kill(doomed.process.pid, signal.SIGKILL)
     killed = time.monotonic()
@@ -251,11 +254,18 @@ def test_presence_lists_at_most_max_presence_and_counts_everyone(workers, make_u
 
 @pytest.mark.system
 def test_presence_reads_count_as_snapshots(workers, token, room):
-    """160 reads in a burst pass 50 in some second (fixed windows: in at most 3 of them): 429 with Retry-After."""
+    """Reads in a burst pass 50 in some second: 429 with Retry-After. Four readers at once, so that a
+    loaded machine (CI runs two suites side by side) still reads faster than 50 a second; at most 400."""
     first, _ = workers
-    replies = [presence(first, token, room) for _ in range(160)]
+    replies: list[Response] = []
+
+    def read() -> None:
+        while len(replies) < 400 and all(reply.status == 200 for reply in replies):
+            replies.append(presence(first, token, room))
+
+    threads.join_all([threads.start(read) for _ in range(4)], 60)
     refused = [reply for reply in replies if reply.status != 200]
-    assert refused, "no read was refused"
+    assert refused, f"none of {len(replies)} reads was refused"
     assert {reply.status for reply in refused} == {429} and "retry-after" in refused[0].headers
     expect_error(refused[0], 429, "too_many_snapshots")
 
