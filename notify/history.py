@@ -20,8 +20,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -31,7 +29,7 @@ from notify.auth import authenticate
 from notify.conf import conf
 from notify.models import KIND_PATTERN, KIND_RULE, Level, Notification, NotificationQuerySet
 from notify.params import MAX_READ_IDS, BadRequest, parse_ids, query_of
-from notify.views import ANSWERED, answer, answer_error, csrf_refusal, error, json_body, method_not_allowed
+from notify.views import ANSWERED, answer, answer_error, authenticated_post, json_body, method_not_allowed
 
 # Kinds one list may filter on at once (kind=a,b,c).
 MAX_KIND_FILTERS = 10
@@ -212,29 +210,16 @@ async def unread_count(request: HttpRequest) -> JsonResponse:
 
 
 async def _change(request: HttpRequest, *, action: str) -> JsonResponse:
-    """A POST that changes notifications: authenticated, CSRF-checked for a session, bounded."""
-    if request.method != "POST":
-        return method_not_allowed("POST")
-    try:
-        query_of(request)
-        user_id, via = await authenticate(request)
-        refused = await csrf_refusal(request, via)
-        if refused is not None:
-            return refused
-        ids = parse_ids(request.body, allow_all=action == "read")
+    """A POST that changes notifications: notify.views.authenticated_post (auth, CSRF for a session, bounds)."""
+
+    async def act(user_id: int, body: bytes) -> dict[str, Any]:
+        ids = parse_ids(body, allow_all=action == "read")
         if action == "delete":
             assert ids is not None  # allow_all=False
-            return answer(await db.run(delete, user_id, ids))
-        return answer(await db.run(_mark, user_id, ids, action == "read"))
-    except RequestDataTooBig:
-        return error(
-            413,
-            "too_large",
-            f"The body is more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE); "
-            f"send at most {MAX_READ_IDS} ids at once.",
-        )
-    except ANSWERED as problem:
-        return answer_error(problem)
+            return await db.run(delete, user_id, ids)
+        return await db.run(_mark, user_id, ids, action == "read")
+
+    return await authenticated_post(request, act, too_large_hint=f"send at most {MAX_READ_IDS} ids at once.")
 
 
 def _mark(user_id: int, ids: list[int] | None, read: bool) -> dict[str, int]:

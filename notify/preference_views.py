@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -23,7 +21,7 @@ from notify.limits import count_preference_change
 from notify.models import Level, check_timezone
 from notify.params import BadRequest, load_json, query_of
 from notify.preferences import Delivery, Rule
-from notify.views import ANSWERED, answer, answer_error, csrf_refusal, error, method_not_allowed
+from notify.views import ANSWERED, answer, answer_error, authenticated_post, method_not_allowed
 
 ACCEPTED = (
     'Send a JSON object with any of: "email_enabled" (true or false), "quiet_hours" ({"start": "HH:MM", '
@@ -116,31 +114,26 @@ def change(user_id: int, changes: dict[str, Any]) -> preferences.Preferences:
         return preferences.update_preferences(user_id, **changes)
 
 
-@csrf_exempt  # enforced below for session auth only: a bearer token is not ambient
+async def _post(user_id: int, body: bytes) -> dict[str, Any]:
+    changes = parse_changes(body)
+    await count_preference_change(user_id)  # a refused body costs no budget
+    try:
+        changed = await db.run(change, user_id, changes)
+    except (TypeError, ValueError) as problem:  # a kind or level refused by notify.preferences
+        raise BadRequest("invalid_body", str(problem)) from None
+    return described(changed)
+
+
+@csrf_exempt  # enforced in authenticated_post for session auth only: a bearer token is not ambient
 async def preferences_view(request: HttpRequest) -> JsonResponse:
     """``GET /notify/preferences``: the user's preferences; ``POST``: change them."""
-    if request.method not in ("GET", "POST"):
+    if request.method == "POST":
+        return await authenticated_post(request, _post)
+    if request.method != "GET":
         return method_not_allowed("GET, POST")
     try:
         query_of(request)  # refuses a flood of parameters, which nothing else here would read
-        user_id, via = await authenticate(request)
-        if request.method == "GET":
-            return answer(described(await db.read(preferences.preferences_for, user_id)))
-        refused = await csrf_refusal(request, via)
-        if refused is not None:
-            return refused
-        changes = parse_changes(request.body)
-        await count_preference_change(user_id)  # a refused body costs no budget
-        try:
-            changed = await db.run(change, user_id, changes)
-        except (TypeError, ValueError) as problem:  # a kind or level refused by notify.preferences
-            raise BadRequest("invalid_body", str(problem)) from None
-        return answer(described(changed))
-    except RequestDataTooBig:
-        return error(
-            413,
-            "too_large",
-            f"The body is more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE).",
-        )
+        user_id, _ = await authenticate(request)
+        return answer(described(await db.read(preferences.preferences_for, user_id)))
     except ANSWERED as problem:
         return answer_error(problem)

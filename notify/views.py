@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from django.conf import settings
@@ -145,8 +146,24 @@ def csrf_failure(request: HttpRequest) -> str | None:
     return cast("str | None", check.process_view(request, _not_called, (), {}))
 
 
-@csrf_exempt  # enforced below for session auth only: a bearer token is not ambient
+@csrf_exempt  # enforced in authenticated_post for session auth only: a bearer token is not ambient
 async def read(request: HttpRequest) -> JsonResponse:
+    async def mark(user_id: int, body: bytes) -> dict[str, Any]:
+        return {"unread_count": await db.run(mark_read, user_id, parse_read(body))}
+
+    return await authenticated_post(request, mark, too_large_hint=f"send at most {MAX_READ_IDS} ids at once.")
+
+
+async def authenticated_post(
+    request: HttpRequest,
+    handle: Callable[[int, bytes], Awaitable[dict[str, Any]]],
+    *,
+    too_large_hint: str = "",
+) -> JsonResponse:
+    """A POST that changes what a user has (read marks, history, preferences): a bounded query,
+    the poll's authentication, Django's CSRF check for a session, and a body within
+    DATA_UPLOAD_MAX_MEMORY_SIZE (413). ``handle(user_id, body)`` answers the JSON object;
+    what it raises of ANSWERED is answered as that error."""
     if request.method != "POST":
         return method_not_allowed("POST")
     try:
@@ -155,18 +172,12 @@ async def read(request: HttpRequest) -> JsonResponse:
         refused = await csrf_refusal(request, via)
         if refused is not None:
             return refused
-        ids = parse_read(request.body)
-        unread = await db.run(mark_read, user_id, ids)
+        return answer(await handle(user_id, request.body))
     except RequestDataTooBig:
-        return error(
-            413,
-            "too_large",
-            f"The body is more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE); "
-            f"send at most {MAX_READ_IDS} ids at once.",
-        )
+        limit = f"The body is more than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes (DATA_UPLOAD_MAX_MEMORY_SIZE)"
+        return error(413, "too_large", f"{limit}; {too_large_hint}" if too_large_hint else f"{limit}.")
     except ANSWERED as problem:
         return answer_error(problem)
-    return answer({"unread_count": unread})
 
 
 async def csrf_refusal(request: HttpRequest, via: str) -> JsonResponse | None:

@@ -334,6 +334,13 @@ def test_changes_past_the_limit_a_minute_get_429_and_reads_and_refused_bodies_co
         limited.stop()
 
 
+def test_a_body_past_django_s_upload_limit_gets_413_and_changes_nothing(server, alice, token):
+    rules = b'{"rules": [' + b'{"kind": "k"},' * 200_000 + b'{"kind": "k"}]}'  # about 2.8 MB, above Django's 2.5 MB
+    body = expect_error(call(server, "POST", token, rules), 413, "too_large")
+    assert "DATA_UPLOAD_MAX_MEMORY_SIZE" in body["detail"]
+    assert not PreferenceRule.objects.exists()
+
+
 def test_without_credentials_401_and_other_methods_405(server):
     expect_error(call(server, "GET", None), 401, "not_authenticated")
     expect_error(call(server, "POST", None, {"email_enabled": False}), 401, "not_authenticated")
