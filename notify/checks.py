@@ -22,6 +22,18 @@ HISTORY_LIMIT_CEILING = 1000
 MAX_PRESENCE_CEILING = 10_000
 
 
+def _whole(value: Any, *, least: int = 1, most: int | None = None) -> bool:
+    """A whole number (an int, not a bool) from ``least`` to ``most``."""
+    return not isinstance(value, bool) and isinstance(value, int) and least <= value and (most is None or value <= most)
+
+
+def _number(value: Any, *, above: float | None = None, least: float | None = None, most: float | None = None) -> bool:
+    """An int or float (not a bool; NaN fails any bound): more than ``above``, at least ``least``, at most ``most``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return (above is None or value > above) and (least is None or value >= least) and (most is None or value <= most)
+
+
 @register(Tags.compatibility)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warning]:
     user = getattr(settings, "NOTIFY", {})
@@ -68,13 +80,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     )
     for name in numbers:
         value = user.get(name, DEFAULTS[name])
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        if not _number(value, above=0):
             problems.append(
                 Error(f"NOTIFY['{name}'] must be a positive number of seconds, not {value!r}.", id="notify.E005")
             )
     for name in ("UNSUBSCRIBE_DELAY", "CREDENTIAL_TRUST_SECONDS"):
         value = user.get(name, DEFAULTS[name])
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        if not _number(value, least=0):
             problems.append(
                 Error(f"NOTIFY['{name}'] must be a number of seconds, 0 or more, not {value!r}.", id="notify.E005")
             )
@@ -89,12 +101,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
     )
     for name in integers:
         value = user.get(name, DEFAULTS[name])
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _whole(value):
             problems.append(
                 Error(f"NOTIFY['{name}'] must be a whole number of at least 1, not {value!r}.", id="notify.E006")
             )
     held = user.get("MAX_HELD_POLLS")
-    if held is not None and (isinstance(held, bool) or not isinstance(held, int) or held < 1):
+    if held is not None and not _whole(held):
         problems.append(
             Error(
                 f"NOTIFY['MAX_HELD_POLLS'] must be None or a whole number of at least 1, not {held!r}.",
@@ -102,7 +114,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[Error | Warni
             )
         )
     depth = user.get("MAX_JSON_DEPTH", DEFAULTS["MAX_JSON_DEPTH"])
-    if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_JSON_DEPTH_CEILING:
+    if not _whole(depth, most=MAX_JSON_DEPTH_CEILING):
         problems.append(
             Error(
                 f"NOTIFY['MAX_JSON_DEPTH'] must be a whole number from 1 to {MAX_JSON_DEPTH_CEILING}, not {depth!r}.",
@@ -225,7 +237,7 @@ def check_sizes(user: dict[str, Any]) -> list[Error | Warning]:
     problems: list[Error | Warning] = []
     sizes = {name: user.get(name, DEFAULTS[name]) for name in ("MAX_TOPIC_MESSAGE_BYTES", "MAX_NOTIFICATION_BYTES")}
     for (name, value), check_id in zip(sizes.items(), ("notify.E015", "notify.E016"), strict=True):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _whole(value):
             problems.append(
                 Error(
                     f"NOTIFY['{name}'] must be a whole number of bytes, at least 1, not {value!r}.",
@@ -234,7 +246,7 @@ def check_sizes(user: dict[str, Any]) -> list[Error | Warning]:
                 )
             )
     budget = user.get("MAX_ANSWER_BYTES", DEFAULTS["MAX_ANSWER_BYTES"])
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < MIN_ANSWER_BYTES:
+    if not _whole(budget, least=MIN_ANSWER_BYTES):
         problems.append(
             Error(
                 f"NOTIFY['MAX_ANSWER_BYTES'] must be a whole number of bytes, at least {MIN_ANSWER_BYTES}, "
@@ -282,7 +294,7 @@ def check_topic_retention(rules: Any) -> list[Error | Warning]:
             )
             continue
         keep_last, keep_seconds = rule.get("keep_last"), rule.get("keep_seconds")
-        if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
+        if keep_last is not None and not _whole(keep_last):
             problems.append(
                 Error(
                     f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_last'] must be None or a whole number "
@@ -290,9 +302,7 @@ def check_topic_retention(rules: Any) -> list[Error | Warning]:
                     id="notify.E010",
                 )
             )
-        if keep_seconds is not None and (
-            isinstance(keep_seconds, bool) or not isinstance(keep_seconds, (int, float)) or not keep_seconds > 0
-        ):
+        if keep_seconds is not None and not _number(keep_seconds, above=0):
             problems.append(
                 Error(
                     f"NOTIFY['TOPIC_RETENTION'][{pattern!r}]['keep_seconds'] must be None or a positive number of "
@@ -428,7 +438,7 @@ def check_rate_limits(user: dict[str, Any]) -> list[Error | Warning]:
     problems: list[Error | Warning] = []
     for name in RATE_LIMITS:
         value = user.get(name, DEFAULTS[name])
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and not _whole(value):
             problems.append(
                 Error(
                     f"NOTIFY['{name}'] must be None (no limit) or a whole number of at least 1, not {value!r}.",
@@ -446,7 +456,7 @@ def check_presence(user: dict[str, Any]) -> list[Error | Warning]:
     if not isinstance(enabled, bool):
         problems.append(Error(f"NOTIFY['PRESENCE'] must be True or False, not {enabled!r}.", id="notify.E030"))
     most = user.get("MAX_PRESENCE", DEFAULTS["MAX_PRESENCE"])
-    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= MAX_PRESENCE_CEILING:
+    if not _whole(most, most=MAX_PRESENCE_CEILING):
         problems.append(
             Error(
                 f"NOTIFY['MAX_PRESENCE'] must be a whole number from 1 to {MAX_PRESENCE_CEILING}, not {most!r}.",
@@ -460,7 +470,7 @@ def check_presence(user: dict[str, Any]) -> list[Error | Warning]:
 def check_dashboard(user: dict[str, Any]) -> list[Error | Warning]:
     """DASHBOARD_INTERVAL: every worker publishes (a database row) this often while the dashboard is open."""
     value = user.get("DASHBOARD_INTERVAL", DEFAULTS["DASHBOARD_INTERVAL"])
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.1 <= value <= 60:
+    if not _number(value, least=0.1, most=60):
         return [
             Error(
                 f"NOTIFY['DASHBOARD_INTERVAL'] must be a number of seconds from 0.1 to 60, not {value!r}.",
@@ -482,7 +492,7 @@ def check_preferences(user: dict[str, Any]) -> list[Error | Warning]:
 
     problems: list[Error | Warning] = []
     most = user.get("MAX_PREFERENCE_RULES", DEFAULTS["MAX_PREFERENCE_RULES"])
-    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= PREFERENCE_RULES_CEILING:
+    if not _whole(most, most=PREFERENCE_RULES_CEILING):
         problems.append(
             Error(
                 f"NOTIFY['MAX_PREFERENCE_RULES'] must be a whole number from 1 to {PREFERENCE_RULES_CEILING}, "
@@ -541,14 +551,6 @@ EMAIL_ITEMS_CEILING = 200
 EMAIL_PASS_CEILING = 10_000
 
 
-def _seconds(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value >= 0
-
-
-def _whole(value: Any, most: int) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and 1 <= value <= most
-
-
 def check_email(user: dict[str, Any]) -> list[Error | Warning]:
     """Email digests (notify.digests, docs/email.md): notify.E040-E048."""
     from notify.models import Level
@@ -577,7 +579,7 @@ def check_email(user: dict[str, Any]) -> list[Error | Warning]:
                         id="notify.E041",
                     )
                 )
-            elif delay is not None and not _seconds(delay):
+            elif delay is not None and not _number(delay, least=0):
                 problems.append(
                     Error(
                         f"NOTIFY['EMAIL_DELAY'][{level!r}] must be seconds (0 or more) or None, not {delay!r}.",
@@ -586,7 +588,7 @@ def check_email(user: dict[str, Any]) -> list[Error | Warning]:
                     )
                 )
     window = user.get("EMAIL_DIGEST_WINDOW", DEFAULTS["EMAIL_DIGEST_WINDOW"])
-    if not _seconds(window):
+    if not _number(window, least=0):
         problems.append(
             Error(
                 f"NOTIFY['EMAIL_DIGEST_WINDOW'] must be a number of seconds, 0 or more, not {window!r}.",
@@ -596,7 +598,7 @@ def check_email(user: dict[str, Any]) -> list[Error | Warning]:
         )
     for name, most in (("EMAIL_DIGEST_MAX_ITEMS", EMAIL_ITEMS_CEILING), ("EMAIL_DIGESTS_PER_PASS", EMAIL_PASS_CEILING)):
         value = user.get(name, DEFAULTS[name])
-        if not _whole(value, most):
+        if not _whole(value, most=most):
             problems.append(
                 Error(f"NOTIFY['{name}'] must be a whole number from 1 to {most}, not {value!r}.", id="notify.E043")
             )
@@ -631,7 +633,7 @@ def check_email(user: dict[str, Any]) -> list[Error | Warning]:
             )
         )
     lease = user.get("EMAIL_SEND_LEASE", DEFAULTS["EMAIL_SEND_LEASE"])
-    if isinstance(lease, bool) or not isinstance(lease, (int, float)) or not lease > 0:
+    if not _number(lease, above=0):
         problems.append(
             Error(
                 f"NOTIFY['EMAIL_SEND_LEASE'] must be a positive number of seconds, not {lease!r}.",
@@ -657,9 +659,7 @@ def check_grouping(user: dict[str, Any]) -> list[Error | Warning]:
     """GROUP_WINDOW: seconds, or None; GROUP_MAX_ACTORS bounds what each grouped notification carries."""
     problems: list[Error | Warning] = []
     window = user.get("GROUP_WINDOW", DEFAULTS["GROUP_WINDOW"])
-    if window is not None and (
-        isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= GROUP_WINDOW_CEILING
-    ):
+    if window is not None and not _number(window, least=0, most=GROUP_WINDOW_CEILING):
         problems.append(
             Error(
                 f"NOTIFY['GROUP_WINDOW'] must be a number of seconds from 0 to {GROUP_WINDOW_CEILING} (ten years), "
@@ -670,7 +670,7 @@ def check_grouping(user: dict[str, Any]) -> list[Error | Warning]:
             )
         )
     most = user.get("GROUP_MAX_ACTORS", DEFAULTS["GROUP_MAX_ACTORS"])
-    if isinstance(most, bool) or not isinstance(most, int) or not 1 <= most <= GROUP_MAX_ACTORS_CEILING:
+    if not _whole(most, most=GROUP_MAX_ACTORS_CEILING):
         problems.append(
             Error(
                 f"NOTIFY['GROUP_MAX_ACTORS'] must be a whole number from 1 to {GROUP_MAX_ACTORS_CEILING}, "
