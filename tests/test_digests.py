@@ -17,7 +17,7 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -461,6 +461,38 @@ def scheduler_env(smtp_env: dict[str, str], **extra: str) -> dict[str, str]:
     }
 
 
+@pytest.fixture
+def schedulers(smtp: SmtpServer) -> Iterator[Callable[..., Scheduler]]:
+    """Starts scheduler processes (``scheduler_env`` plus ``env``; ``smtp_env`` for another mail
+    server), each stopped by its PID when the test ends, however it ends."""
+    started: list[Scheduler] = []
+
+    def start(*, smtp_env: dict[str, str] | None = None, **env: str) -> Scheduler:
+        scheduler = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp_env or smtp.env, **env))
+        started.append(scheduler)
+        return scheduler.start()
+
+    yield start
+    for scheduler in started:
+        scheduler.stop()
+
+
+def kill(scheduler: Scheduler) -> None:
+    """SIGKILL, by its PID: nothing of it runs on."""
+    assert scheduler.process is not None
+    os.kill(scheduler.process.pid, signal.SIGKILL)
+    assert scheduler.process.wait(10) == -signal.SIGKILL
+
+
+def next_scheduler_sends(schedulers: Callable[..., Scheduler], mailbox: Mailbox, total: int, **env: str) -> None:
+    """A scheduler started after: once the mailbox holds ``total`` messages, a moment for anything
+    sent twice to come too, and it stops cleanly."""
+    after = schedulers(**env)
+    mailbox.wait_for(lambda got: len(got) >= total, what=f"{total} digests in all")
+    time.sleep(0.3)
+    assert after.stop() == 0
+
+
 def assert_each_emailed_once(mailbox: Mailbox, sent: dict[Any, list[Notification]]) -> None:
     """One message per user, listing each of their notifications once; every one marked sent."""
     for user, notifications in sent.items():
@@ -476,23 +508,19 @@ def assert_each_emailed_once(mailbox: Mailbox, sent: dict[Any, list[Notification
     )
 
 
-def test_two_schedulers_at_once_email_each_notification_exactly_once(smtp, due_at_once, reader):
+def test_two_schedulers_at_once_email_each_notification_exactly_once(smtp, schedulers, due_at_once, reader):
     users = [reader() for _ in range(24)]
-    env = scheduler_env(smtp.env, NOTIFY_EMAIL_DIGESTS_PER_PASS="4")
-    pair = [Scheduler(args=["--interval", "0.05"], env=env).start() for _ in range(2)]
-    try:
-        sent: dict[Any, list[Notification]] = {user: [] for user in users}
-        with transaction.atomic():  # all due at once
-            for i in range(3):
-                for notification in notify.send(users, f"news {i}"):
-                    sent[next(u for u in users if u.pk == notification.recipient_id)].append(notification)
-        smtp.mailbox.wait_for(lambda got: len(got) >= len(users), what=f"{len(users)} digests")
-        late = notify.send(users, "inside the window")  # due at once too, but for the next digest
-        time.sleep(1.0)  # anything sent twice, or a second digest inside the window, would come now
-    finally:
-        codes = [process.stop() for process in pair]
+    pair = [schedulers(NOTIFY_EMAIL_DIGESTS_PER_PASS="4") for _ in range(2)]
+    sent: dict[Any, list[Notification]] = {user: [] for user in users}
+    with transaction.atomic():  # all due at once
+        for i in range(3):
+            for notification in notify.send(users, f"news {i}"):
+                sent[next(u for u in users if u.pk == notification.recipient_id)].append(notification)
+    smtp.mailbox.wait_for(lambda got: len(got) >= len(users), what=f"{len(users)} digests")
+    late = notify.send(users, "inside the window")  # due at once too, but for the next digest
+    time.sleep(1.0)  # anything sent twice, or a second digest inside the window, would come now
 
-    assert codes == [0, 0]
+    assert [process.stop() for process in pair] == [0, 0]
     assert statuses(late) == [EmailStatus.PENDING] * len(users)
     Notification.objects.filter(pk__in=[n.pk for n in late]).delete()
     assert_each_emailed_once(smtp.mailbox, sent)
@@ -500,7 +528,7 @@ def test_two_schedulers_at_once_email_each_notification_exactly_once(smtp, due_a
         assert "Traceback" not in process.log(), process.log()[-3000:]
 
 
-def test_an_smtp_server_that_hangs_does_not_hold_reminders_back(due_at_once, reader):
+def test_an_smtp_server_that_hangs_does_not_hold_reminders_back(schedulers, due_at_once, reader):
     """Digests are sent in a thread of their own: while one waits on an SMTP server that never
     answers (EMAIL_TIMEOUT 4 s), a reminder is delivered at its time."""
     import socket
@@ -513,9 +541,8 @@ def test_an_smtp_server_that_hangs_does_not_hold_reminders_back(due_at_once, rea
     hung.listen(8)  # connections are taken by the kernel, never answered
     smtp_env = {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(port), "EMAIL_TIMEOUT": "4"}
     user = reader()
-    scheduler = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp_env))
+    scheduler = schedulers(smtp_env=smtp_env)
     try:
-        scheduler.start()
         notify.send(user, "to email")  # due at once: its digest goes to the hung server
         deadline = time.monotonic() + 5
         while not Digest.objects.filter(leased_until__isnull=False).exists():
@@ -570,63 +597,51 @@ class Sends:
 
 
 def test_a_scheduler_that_listed_a_user_before_another_emailed_them_sends_nothing_inside_the_window(
-    smtp, due_at_once, reader, tmp_path
+    smtp, schedulers, due_at_once, reader, tmp_path
 ):
     """Scheduler 1 lists alice as due, and stops there; scheduler 2 emails her digest; something new
     falls due for her. Scheduler 1 goes on: under her schedule's lock it sees the window, and
     claims nothing (the candidates it listed are stale)."""
     alice = reader()
     sends = Sends(tmp_path, hold_claims=True)
-    env = scheduler_env(smtp.env)
-    late = Scheduler(args=["--interval", "0.05"], env={**env, **sends.env})
-    other = None
-    try:
-        late.start()
-        notify.send(alice, "first")
-        deadline = time.monotonic() + 10
-        while not (tmp_path / "claim-1-listed.reached").exists():
-            assert time.monotonic() < deadline and late.running, late.log()[-3000:]
-            time.sleep(0.01)
-        other = Scheduler(args=["--interval", "0.05"], env=env).start()
-        smtp.mailbox.wait_for(lambda got: len(got) == 1, what="the first digest")
-        second = notify.send(alice, "second, inside the window")
-        sends.release_claim(1)
-        time.sleep(1.0)  # a second digest would come now
-        assert late.running
-    finally:
-        late.stop()
-        if other is not None:
-            other.stop()
+    late = schedulers(**sends.env)
+    notify.send(alice, "first")
+    deadline = time.monotonic() + 10
+    while not (tmp_path / "claim-1-listed.reached").exists():
+        assert time.monotonic() < deadline and late.running, late.log()[-3000:]
+        time.sleep(0.01)
+    schedulers()
+    smtp.mailbox.wait_for(lambda got: len(got) == 1, what="the first digest")
+    second = notify.send(alice, "second, inside the window")
+    sends.release_claim(1)
+    time.sleep(1.0)  # a second digest would come now
+    assert late.running
     [message] = smtp.mailbox.received()
     assert listed(message) == ["first"]
     assert statuses(second) == [EmailStatus.PENDING]
 
 
-def test_a_notification_in_a_digest_being_sent_is_not_claimed_again(smtp, due_at_once, reader, tmp_path, settings):
+def test_a_notification_in_a_digest_being_sent_is_not_claimed_again(
+    smtp, schedulers, due_at_once, reader, tmp_path, settings
+):
     """No window (0): while a scheduler sends alice's digest, another claim finds her time has come
     again; it claims nothing, neither what that digest holds nor what fell due since (that goes
     in the next digest, once this one is sent): each notification in one email, one at a time."""
     settings.NOTIFY["EMAIL_DIGEST_WINDOW"] = 0
     alice = reader()
     sends = Sends(tmp_path)
-    sending = Scheduler(
-        args=["--interval", "0.05"], env=scheduler_env(smtp.env, NOTIFY_EMAIL_DIGEST_WINDOW="0", **sends.env)
-    )
-    try:
-        sending.start()
-        first = notify.send(alice, "first")
-        sends.wait(1, "leased", sending)  # claimed, rendered, not sent yet
-        assert digests.claim_digests() == 0  # what the digest in flight holds is not claimed again
-        second = notify.send(alice, "second")
-        assert digests.claim_digests() == 0  # due, but waits for the digest in flight
-        sends.release(1, "leased")
-        sends.wait(1, "sent", sending)
-        sends.release(1, "sent")
-        sends.through(2, sending)
-        smtp.mailbox.wait_for(lambda got: len(got) == 2, what="two digests")
-        time.sleep(0.3)
-    finally:
-        sending.stop()
+    sending = schedulers(NOTIFY_EMAIL_DIGEST_WINDOW="0", **sends.env)
+    first = notify.send(alice, "first")
+    sends.wait(1, "leased", sending)  # claimed, rendered, not sent yet
+    assert digests.claim_digests() == 0  # what the digest in flight holds is not claimed again
+    second = notify.send(alice, "second")
+    assert digests.claim_digests() == 0  # due, but waits for the digest in flight
+    sends.release(1, "leased")
+    sends.wait(1, "sent", sending)
+    sends.release(1, "sent")
+    sends.through(2, sending)
+    smtp.mailbox.wait_for(lambda got: len(got) == 2, what="two digests")
+    time.sleep(0.3)
     assert [listed(m) for m in smtp.mailbox.received()] == [["first"], ["second"]]
     assert statuses([*first, *second]) == [EmailStatus.SENT] * 2
 
@@ -636,103 +651,69 @@ def due_for(users: list[Any]) -> dict[Any, list[Notification]]:
 
 
 def test_a_scheduler_stopped_mid_pass_sends_the_digest_in_hand_and_the_next_sends_the_rest(
-    smtp, due_at_once, reader, tmp_path
+    smtp, schedulers, due_at_once, reader, tmp_path
 ):
     """SIGTERM while digest 2 of 4 is being sent: it is sent and marked, the scheduler exits 0
     without starting digest 3, and the next scheduler sends 3 and 4; nothing twice."""
     users = [reader() for _ in range(4)]
     sends = Sends(tmp_path)
     sent = due_for(users)
-    stopped = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp.env, **sends.env))
-    after = None
-    try:
-        stopped.start()
-        sends.through(1, stopped)
-        sends.wait(2, "leased", stopped)
-        assert stopped.process is not None
-        os.kill(stopped.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while "SIGTERM received" not in stopped.log():
-            assert time.monotonic() < deadline and stopped.running, stopped.log()[-3000:]
-            time.sleep(0.01)
-        sends.release(2, "leased")
-        sends.wait(2, "sent", stopped)
-        sends.release(2, "sent")
-        assert stopped.process.wait(10) == 0
-        assert not sends.reached(3, "leased")
-        assert len(smtp.mailbox.received()) == 2
-        assert Digest.objects.filter(status="sent").count() == 2
+    stopped = schedulers(**sends.env)
+    sends.through(1, stopped)
+    sends.wait(2, "leased", stopped)
+    assert stopped.process is not None
+    os.kill(stopped.process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while "SIGTERM received" not in stopped.log():
+        assert time.monotonic() < deadline and stopped.running, stopped.log()[-3000:]
+        time.sleep(0.01)
+    sends.release(2, "leased")
+    sends.wait(2, "sent", stopped)
+    sends.release(2, "sent")
+    assert stopped.process.wait(10) == 0
+    assert not sends.reached(3, "leased")
+    assert len(smtp.mailbox.received()) == 2
+    assert Digest.objects.filter(status="sent").count() == 2
 
-        after = Scheduler(args=["--interval", "0.05"], env=scheduler_env(smtp.env)).start()
-        smtp.mailbox.wait_for(lambda got: len(got) >= 4, what="the other two digests")
-        time.sleep(0.3)  # anything sent twice comes now
-        assert after.stop() == 0
-    finally:
-        stopped.stop()
-        if after is not None:
-            after.stop()
+    next_scheduler_sends(schedulers, smtp.mailbox, 4)
     assert_each_emailed_once(smtp.mailbox, sent)
 
 
-def test_a_scheduler_killed_before_its_send_leaves_the_digest_to_the_next_one(smtp, due_at_once, reader, tmp_path):
+def test_a_scheduler_killed_before_its_send_leaves_the_digest_to_the_next_one(
+    smtp, schedulers, due_at_once, reader, tmp_path
+):
     """SIGKILL while digest 2 is leased but not sent: the next scheduler sends it once its lease
     lapses (1 s here), and the rest: each user one email."""
     users = [reader() for _ in range(3)]
     sends = Sends(tmp_path)
     sent = due_for(users)
-    env = scheduler_env(smtp.env, NOTIFY_EMAIL_SEND_LEASE="1")
-    killed = Scheduler(args=["--interval", "0.05"], env={**env, **sends.env})
-    after = None
-    try:
-        killed.start()
-        sends.through(1, killed)
-        sends.wait(2, "leased", killed)
-        assert killed.process is not None
-        os.kill(killed.process.pid, signal.SIGKILL)
-        assert killed.process.wait(10) == -signal.SIGKILL
-        assert len(smtp.mailbox.received()) == 1
-        assert Digest.objects.filter(status="pending").count() == 2  # claimed: in the outbox
+    killed = schedulers(NOTIFY_EMAIL_SEND_LEASE="1", **sends.env)
+    sends.through(1, killed)
+    sends.wait(2, "leased", killed)
+    kill(killed)
+    assert len(smtp.mailbox.received()) == 1
+    assert Digest.objects.filter(status="pending").count() == 2  # claimed: in the outbox
 
-        after = Scheduler(args=["--interval", "0.05"], env=env).start()
-        smtp.mailbox.wait_for(lambda got: len(got) >= 3, what="the two left")
-        time.sleep(0.3)
-        assert after.stop() == 0
-    finally:
-        killed.stop()
-        if after is not None:
-            after.stop()
+    next_scheduler_sends(schedulers, smtp.mailbox, 3, NOTIFY_EMAIL_SEND_LEASE="1")
     assert_each_emailed_once(smtp.mailbox, sent)
 
 
 def test_a_scheduler_killed_after_the_smtp_server_took_it_sends_it_again_with_the_same_message_id(
-    smtp, due_at_once, reader, tmp_path
+    smtp, schedulers, due_at_once, reader, tmp_path
 ):
     """The one window docs/email.md admits: killed after the send, before marking it sent. The
     digest is sent again once its lease lapses, as the same message (Message-ID), and only that one."""
     users = [reader() for _ in range(2)]
     sends = Sends(tmp_path)
     sent = due_for(users)
-    env = scheduler_env(smtp.env, NOTIFY_EMAIL_SEND_LEASE="1")
-    killed = Scheduler(args=["--interval", "0.05"], env={**env, **sends.env})
-    after = None
-    try:
-        killed.start()
-        sends.wait(1, "leased", killed)
-        sends.release(1, "leased")
-        sends.wait(1, "sent", killed)
-        assert killed.process is not None
-        os.kill(killed.process.pid, signal.SIGKILL)
-        killed.process.wait(10)
-        [first] = smtp.mailbox.received()
+    killed = schedulers(NOTIFY_EMAIL_SEND_LEASE="1", **sends.env)
+    sends.wait(1, "leased", killed)
+    sends.release(1, "leased")
+    sends.wait(1, "sent", killed)
+    kill(killed)
+    [first] = smtp.mailbox.received()
 
-        after = Scheduler(args=["--interval", "0.05"], env=env).start()
-        smtp.mailbox.wait_for(lambda got: len(got) >= 3, what="the resent one and the other")
-        time.sleep(0.3)
-        assert after.stop() == 0
-    finally:
-        killed.stop()
-        if after is not None:
-            after.stop()
+    next_scheduler_sends(schedulers, smtp.mailbox, 3, NOTIFY_EMAIL_SEND_LEASE="1")  # the resent one and the other
     ids = Counter(header(m, "Message-ID") for m in smtp.mailbox.received())
     assert ids[header(first, "Message-ID")] == 2 and len(ids) == 2 and sum(ids.values()) == 3
     assert Counter(Digest.objects.values_list("status", flat=True)) == {"sent": 2}
