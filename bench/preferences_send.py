@@ -12,39 +12,19 @@ Three variants, interleaved in each repeat:
   one of which keeps one user in ten from getting this kind at all.
 
 Each time is the send() call, publish included (outside a transaction, send() publishes
-before it returns). Uses its own database (DATABASE_URL, default var/bench.sqlite3; for
-PostgreSQL a database of its own, created if missing) and its own Redis channel prefix.
+before it returns). Its database and Redis prefix are its own (bench/sends.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import sys
 import time
-import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-os.environ.setdefault("DATABASE_URL", f"sqlite:///{ROOT / 'var' / 'bench.sqlite3'}")
-os.environ["NOTIFY_CHANNEL_PREFIX"] = f"notify-bench-{uuid.uuid4().hex[:6]}"
-(ROOT / "var").mkdir(exist_ok=True)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.broadcast_send import ensure_postgres_database  # noqa: E402
-
-
-def users_named(prefix: str, count: int) -> list[int]:
-    from django.contrib.auth import get_user_model
-
-    User = get_user_model()
-    missing = count - User.objects.filter(username__startswith=prefix).count()
-    if missing > 0:
-        start = User.objects.count()
-        User.objects.bulk_create([User(username=f"{prefix}{start + i}") for i in range(missing)], batch_size=2000)
-    return list(User.objects.filter(username__startswith=prefix).order_by("pk").values_list("pk", flat=True)[:count])
+from bench.sends import start, users_named  # noqa: E402
 
 
 def give_rules(user_ids: list[int]) -> None:
@@ -65,23 +45,12 @@ def give_rules(user_ids: list[int]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--users", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    if os.environ["DATABASE_URL"].startswith("postgres"):
-        ensure_postgres_database(os.environ["DATABASE_URL"])
-
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    args = start(__doc__ or "")
     from django.db import connection
 
     import notify
     from notify import preferences
 
-    call_command("migrate", verbosity=0)
     plain = users_named("prefs-plain-", args.users)
     chosen = users_named("prefs-chosen-", args.users)
     give_rules(chosen)
