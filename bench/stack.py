@@ -74,6 +74,10 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
+# The variants that are one uvicorn worker, uvloop + httptools, and differ in settings or clients.
+ONE_UVICORN_WORKER = ("uvicorn", "uvicorn-stock-gc", "uvicorn-session", "uvicorn-session-digests", "uvicorn-metrics")
+
+
 @dataclass
 class Sample:
     """One look at a process tree: memory, threads, CPU and open files, summed."""
@@ -158,7 +162,7 @@ class Variant:
             "5",
         ]
         fast = ["--loop", "uvloop", "--http", "httptools"]
-        if self.name in ("uvicorn", "uvicorn-stock-gc", "uvicorn-session", "uvicorn-metrics"):
+        if self.name in ONE_UVICORN_WORKER:
             return [*uvicorn, *fast, "project.asgi:application"]
         if self.name == "uvicorn-2workers":
             # Scale-out on one machine (docs/deploy.md): two worker processes on one socket,
@@ -256,6 +260,16 @@ VARIANTS = {
             "uvicorn as above, each client polling with a Django session cookie (as browsers do)",
             "long",
             "asgi",
+            auth="session",
+        ),
+        # Browsers' polls with email digests on (docs/email.md): each held inbox poll also marks,
+        # in Redis, what the page has received (notify.receipts). Beside "uvicorn-session", its cost.
+        Variant(
+            "uvicorn-session-digests",
+            "uvicorn-session with NOTIFY['EMAIL_DIGESTS'] on (held polls mark what pages received)",
+            "long",
+            "asgi",
+            (("NOTIFY_EMAIL_DIGESTS", "1"),),
             auth="session",
         ),
         Variant(

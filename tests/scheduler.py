@@ -56,6 +56,16 @@ class Scheduler:
             time.sleep(0.05)
         return self
 
+    def ask_to_stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, by its PID, and wait until it says it received it: it finishes what it has in
+        hand and exits (``process.wait()`` tells how)."""
+        assert self.process is not None
+        os.kill(self.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while "SIGTERM received" not in self.log():
+            assert time.monotonic() < deadline and self.running, self.log()[-3000:]
+            time.sleep(0.01)
+
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM to our process, by its PID; its exit status (None if it was not running)."""
         if self.process is None:
