@@ -49,6 +49,24 @@ def test_a_held_poll_raises_its_users_mark_and_never_lowers_it(digests_server, m
     assert receipts.received([alice.pk, bob.pk]) == {alice.pk: 3, bob.pk: 1}
 
 
+def test_a_clients_idle_re_polls_with_the_same_cursor_write_nothing_to_redis(digests_server, make_user, token_for):
+    """Each worker remembers the marks it wrote: the re-polls of an idle page (the same cursor,
+    every poll timeout) cost Redis nothing. Seen in the mark's time to live, which every write
+    (a raise, or the script's refresh) would set back to KEEP_SECONDS."""
+    alice, witness = make_user(), make_user()
+    token = token_for(alice)
+    notify.send([alice, witness], "one")
+    noted(digests_server, token, 1)
+    wait_until(lambda: receipts.received([alice.pk]) == {alice.pk: 1})
+    client = notify.ratelimit.client()
+    left = client.pttl(receipts.key(alice.pk))
+    for _ in range(3):
+        noted(digests_server, token, 1)  # 0.1 s each: the time to live runs down meanwhile
+    noted(digests_server, token_for(witness), 1)  # queued after alice's re-polls, in the same event loop
+    wait_until(lambda: receipts.received([witness.pk]) == {witness.pk: 1})
+    assert client.pttl(receipts.key(alice.pk)) < left - 200
+
+
 def test_a_refused_poll_notes_nothing(digests_server, make_user, token_for):
     mallory_target, witness = make_user(), make_user()
     token = token_for(mallory_target)
