@@ -2,7 +2,8 @@ from typing import Any
 
 from django import forms
 
-from notify.models import Broadcast, Level
+from notify.conf import conf
+from notify.models import KIND_MAX_LENGTH, KIND_RULE, Broadcast, Level, check_kind
 from notify.sending import check_content
 
 
@@ -28,6 +29,19 @@ class NotificationForm(CheckedContent, forms.Form):
     url = forms.CharField(
         label="Link", max_length=500, required=False, help_text="Where the notification leads, e.g. /orders/42/"
     )
+    kind = forms.CharField(max_length=KIND_MAX_LENGTH, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # What the recipients' preferences choose by (docs/preferences.md): the project's kinds.
+        offered = ", ".join(conf.PREFERENCE_KINDS) or "none declared in PREFERENCE_KINDS"
+        self.fields["kind"].help_text = f"Its kind, which users' preferences choose by ({offered}); blank for none."
+
+    def clean_kind(self) -> str:
+        try:
+            return check_kind(self.cleaned_data["kind"])
+        except ValueError:
+            raise forms.ValidationError(f"A kind is {KIND_RULE}.") from None
 
 
 class BroadcastForm(CheckedContent, forms.ModelForm):

@@ -51,6 +51,23 @@ def test_send_action_shows_a_form_then_notifies_the_selected_users(admin_client,
     assert not Notification.objects.filter(recipient=carol).exists()
 
 
+def test_send_action_sets_the_kind_and_the_recipients_preferences_decide(admin_client, make_user):
+    from notify import preferences
+
+    alice, bob = make_user(), make_user()
+    preferences.set_rule(bob, kind="message", page=False, email=False)
+    form = choose_action(admin_client, [alice, bob])
+    assert b'name="kind"' in form.content and b"message, reminder, task" in form.content  # the demo's kinds
+
+    done = choose_action(admin_client, [alice, bob], apply="1", title="From staff", level="info", kind="message")
+    assert done.status_code == 302
+    assert list(Notification.objects.values_list("recipient_id", "kind")) == [(alice.pk, "message")]
+
+    refused = choose_action(admin_client, [alice], apply="1", title="Bad", level="info", kind="Not A Kind!")
+    assert refused.status_code == 200 and b"A kind is 1 to 50 characters" in refused.content
+    assert not Notification.objects.filter(title="Bad").exists()
+
+
 def test_send_action_with_an_invalid_form_shows_the_errors_and_sends_nothing(admin_client, make_user):
     alice = make_user()
     reply = choose_action(admin_client, [alice], apply="1", title="", level="fatal")
